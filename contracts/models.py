@@ -1,0 +1,162 @@
+"""Pydantic payload models: one model per message on the wire.
+
+Every event carries a unique ``event_id``, a timezone-aware UTC ``ts``, the producer id and the
+schema version. Consumers deduplicate by ``event_id`` (delivery is at-least-once).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must carry a timezone (UTC expected)")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+def new_event_id() -> str:
+    """A globally unique event id."""
+    return uuid.uuid4().hex
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class WireModel(BaseModel):
+    """Base of every payload: strict keys, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema", ge=1)
+
+    def to_bytes(self) -> bytes:
+        """JSON encoding used on the wire."""
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class Event(WireModel):
+    """An event: unique id, UTC time, producer."""
+
+    event_id: str = Field(default_factory=new_event_id, min_length=8, max_length=64)
+    ts: UtcDatetime = Field(default_factory=utc_now)
+    producer: str = Field(min_length=1, max_length=128)
+
+
+class LatencyBreakdown(BaseModel):
+    """Milliseconds spent per pipeline stage for the decision (face path)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detect_ms: float = Field(default=0.0, ge=0)
+    encode_ms: float = Field(default=0.0, ge=0)
+    match_ms: float = Field(default=0.0, ge=0)
+    decide_ms: float = Field(default=0.0, ge=0)
+    first_seen_to_decision_ms: float = Field(default=0.0, ge=0)
+
+
+class AccessEvent(Event):
+    """One access decision at a gate."""
+
+    site: str
+    building: str
+    gate_id: str
+    direction: Literal["in", "out"]
+    decision: Literal["granted", "denied"]
+    method: Literal["face", "card", "pin"]
+    person_id: str | None = None
+    reason: str = Field(min_length=1, max_length=64)
+    flags: list[str] = Field(default_factory=list)
+    distance: float | None = Field(default=None, ge=0)
+    margin: float | None = Field(default=None, ge=0)
+    faces_in_view: int = Field(default=0, ge=0)
+    frames_used: int = Field(default=0, ge=0)
+    latency: LatencyBreakdown = Field(default_factory=LatencyBreakdown)
+    seq: int = Field(default=0, ge=0, description="edge outbox sequence, increasing per gate")
+
+
+class DoorEvent(Event):
+    """Door contact / actuator event."""
+
+    site: str
+    building: str
+    gate_id: str
+    kind: Literal["unlocked", "locked", "opened", "closed", "held_open", "forced_open"]
+    open_for_s: float | None = Field(default=None, ge=0)
+    seq: int = Field(default=0, ge=0)
+
+
+class Availability(WireModel):
+    """Retained online/offline state; the offline form is the MQTT last will."""
+
+    producer: str
+    state: Literal["online", "offline"]
+    ts: UtcDatetime | None = None
+
+
+class Heartbeat(Event):
+    """Periodic health of an edge daemon."""
+
+    fps: float = Field(ge=0)
+    last_frame_age_s: float | None = Field(default=None, ge=0)
+    source_healthy: bool
+    source_detail: str = ""
+    outbox_depth: int = Field(ge=0)
+    gallery_version: int = Field(ge=0)
+    face_path: Literal["ok", "disabled"]
+    face_path_detail: str = ""
+    uptime_s: float = Field(ge=0)
+    alarms: list[str] = Field(default_factory=list)
+
+
+class GalleryUpdate(Event):
+    """A new gallery version for a gate: the encrypted bundle, base64 (AES-256-GCM)."""
+
+    version: int = Field(ge=1)
+    correlation_id: str = Field(min_length=1, max_length=64)
+    blob_b64: str = Field(min_length=1)
+
+
+class GalleryAck(Event):
+    """A gate's answer to a gallery update."""
+
+    correlation_id: str
+    version: int = Field(ge=0)
+    applied: bool
+    error: str | None = None
+    erased_person_ids: list[str] = Field(default_factory=list)
+
+
+class Command(Event):
+    """A command to a gate (unlock for a fire alarm, lock, ...)."""
+
+    correlation_id: str = Field(min_length=1, max_length=64)
+    command: Literal["unlock", "lock", "hold_open", "release", "ping"]
+    duration_s: float | None = Field(default=None, gt=0, le=24 * 3600)
+    reason: str = ""
+
+
+class CommandResult(Event):
+    """A gate's answer to a command."""
+
+    correlation_id: str
+    ok: bool
+    detail: str = ""
+
+
+class CardSwipe(Event):
+    """A card read or keypad entry from a reader next to a gate."""
+
+    card_uid: str | None = Field(default=None, max_length=64)
+    pin_entry: str | None = Field(default=None, max_length=80)

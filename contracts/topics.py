@@ -1,0 +1,144 @@
+"""MQTT topic builders and parsers: the only place topic strings are assembled.
+
+Layout::
+
+    dorm/<site>/<building>/gate/<gate_id>/<channel>
+    dorm/<site>/<building>/room/<room>/device/<device_id>/<channel>
+    dorm/<site>/gateway/<channel>
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+ROOT = "dorm"
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class GateChannel(StrEnum):
+    """What a gate topic carries."""
+
+    EVENT = "event"  # access events, gate -> gateway, QoS 1
+    DOOR = "door"  # door events, gate -> gateway, QoS 1
+    AVAILABILITY = "availability"  # retained, QoS 1, last will
+    HEARTBEAT = "heartbeat"  # health, QoS 0
+    GALLERY = "gallery"  # gallery updates, gateway -> gate, QoS 1, retained
+    GALLERY_ACK = "gallery/ack"  # gate -> gateway
+    COMMAND = "command"  # gateway -> gate, QoS 1
+    COMMAND_RESULT = "command/result"  # gate -> gateway, QoS 1
+    CARD = "card"  # card reader / keypad -> gate, QoS 1
+    CONTACT = "contact"  # door contact sensor -> gate
+
+
+class DeviceChannel(StrEnum):
+    """What a service-room device topic carries."""
+
+    STATE = "state"
+    TELEMETRY = "telemetry"
+    AVAILABILITY = "availability"
+
+
+def check_segment(value: str, what: str) -> str:
+    """Return value if it is a safe topic segment, else raise ValueError naming it."""
+    if not _SEGMENT.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a valid topic segment: use 1-64 letters, digits, '_', '-', "
+            "'.', starting with a letter or digit (no '/', '+', '#', spaces)"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class GateAddress:
+    site: str
+    building: str
+    gate_id: str
+
+    def __post_init__(self) -> None:
+        check_segment(self.site, "site")
+        check_segment(self.building, "building")
+        check_segment(self.gate_id, "gate id")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAddress:
+    site: str
+    building: str
+    room: str
+    device_id: str
+
+    def __post_init__(self) -> None:
+        check_segment(self.site, "site")
+        check_segment(self.building, "building")
+        check_segment(self.room, "room")
+        check_segment(self.device_id, "device id")
+
+
+def gate_topic(addr: GateAddress, channel: GateChannel) -> str:
+    """Topic of one gate channel."""
+    return f"{ROOT}/{addr.site}/{addr.building}/gate/{addr.gate_id}/{channel.value}"
+
+
+def device_topic(addr: DeviceAddress, channel: DeviceChannel) -> str:
+    """Topic of one device channel."""
+    return (
+        f"{ROOT}/{addr.site}/{addr.building}/room/{addr.room}/device/{addr.device_id}/"
+        f"{channel.value}"
+    )
+
+
+def gate_filter(site: str, channel: GateChannel, building: str = "+", gate_id: str = "+") -> str:
+    """Subscription filter for one channel of many gates ('+' = any)."""
+    check_segment(site, "site")
+    for value, what in ((building, "building"), (gate_id, "gate id")):
+        if value != "+":
+            check_segment(value, what)
+    return f"{ROOT}/{site}/{building}/gate/{gate_id}/{channel.value}"
+
+
+def device_filter(site: str, channel: DeviceChannel) -> str:
+    """Subscription filter for one channel of every device of a site."""
+    check_segment(site, "site")
+    return f"{ROOT}/{site}/+/room/+/device/+/{channel.value}"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """Shared-subscription form of a filter, so gateway replicas split the load."""
+    check_segment(group, "shared subscription group")
+    return f"$share/{group}/{topic_filter}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    kind: str  # "gate" or "device"
+    site: str
+    building: str
+    channel: str
+    gate_id: str | None = None
+    room: str | None = None
+    device_id: str | None = None
+
+
+def parse_topic(topic: str) -> ParsedTopic:
+    """Split a dormguard topic into its parts; ValueError says what is wrong."""
+    parts = topic.split("/")
+    if len(parts) < 5 or parts[0] != ROOT:
+        raise ValueError(f"topic {topic!r} is not a dormguard topic (expected '{ROOT}/<site>/...')")
+    site, building = parts[1], parts[2]
+    if parts[3] == "gate" and len(parts) >= 6:
+        channel = "/".join(parts[5:])
+        if channel not in {c.value for c in GateChannel}:
+            raise ValueError(f"topic {topic!r}: unknown gate channel {channel!r}")
+        addr = GateAddress(site, building, parts[4])
+        return ParsedTopic("gate", addr.site, addr.building, channel, gate_id=addr.gate_id)
+    if parts[3] == "room" and len(parts) == 8 and parts[5] == "device":
+        channel = parts[7]
+        if channel not in {c.value for c in DeviceChannel}:
+            raise ValueError(f"topic {topic!r}: unknown device channel {channel!r}")
+        daddr = DeviceAddress(site, building, parts[4], parts[6])
+        return ParsedTopic(
+            "device", site, building, channel, room=daddr.room, device_id=daddr.device_id
+        )
+    raise ValueError(f"topic {topic!r} does not match any dormguard topic layout")

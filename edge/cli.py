@@ -1,0 +1,162 @@
+"""The `dormguard` command: one entry point, one subcommand per daemon or tool."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from contracts.yamlconfig import ConfigError, load_yaml_model
+
+log = logging.getLogger("dormguard")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _cmd_validate_config(args: argparse.Namespace) -> int:
+    from edge.gate.config import GateConfig
+
+    try:
+        config = load_yaml_model(Path(args.file), GateConfig)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"{args.file}: valid gate configuration for {config.producer_id}")
+    return 0
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from edge.gate.app import run_gate
+    from edge.gate.config import GateConfig
+    from edge.gate.gallery import GalleryKeyError
+
+    try:
+        config = load_yaml_model(Path(args.config), GateConfig)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        return run_gate(config)
+    except (GalleryKeyError, ValueError) as exc:
+        print(f"dormguard gate: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from edge.calibrate import (
+        calibrate,
+        default_encoder,
+        encode_photo_dir,
+        format_report,
+        report_to_json,
+    )
+
+    try:
+        encodings, skipped = encode_photo_dir(Path(args.photo_dir), default_encoder)
+        report = calibrate(encodings, target_fpir=args.target_fpir)
+    except ValueError as exc:
+        print(f"dormguard calibrate: {exc}", file=sys.stderr)
+        return 2
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report_to_json(report)))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _cmd_gallery_keygen(args: argparse.Namespace) -> int:
+    from edge.gate.gallery import generate_key
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        print(f"{out} exists; use --force to replace it", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(generate_key() + "\n")
+    print(f"wrote a new gallery key to {out} (mode 600)")
+    return 0
+
+
+def _cmd_gallery_build(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from edge.gate.enrol import build_gallery_from_files
+    from edge.gate.gallery import GalleryError, GalleryStore, load_key
+
+    try:
+        key = load_key(key_file=Path(args.key_file), key_env=None)
+        gallery, problems = build_gallery_from_files(
+            Path(args.people), Path(args.photos) if args.photos else None, version=args.version
+        )
+    except (ValueError, ConfigError, GalleryError) as exc:
+        print(f"dormguard gallery build: {exc}", file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(f"skipped {problem}", file=sys.stderr)
+    GalleryStore(Path(args.out), key).save(gallery)
+    print(
+        f"gallery version {gallery.version}: {len(gallery.people)} people, "
+        f"{len(gallery.template_owners)} templates -> {args.out}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="dormguard", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("DORMGUARD_LOG_LEVEL", "info"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate-config", help="check a YAML config and point at bad lines")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_validate_config)
+
+    p = sub.add_parser("gate", help="run the entrance gate daemon")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=_cmd_gate)
+
+    p = sub.add_parser("calibrate", help="measure match distances on your own photos")
+    p.add_argument("photo_dir", help="one sub-folder of photos per person")
+    p.add_argument("--target-fpir", type=float, default=0.001)
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.set_defaults(func=_cmd_calibrate)
+
+    gallery = sub.add_parser("gallery", help="gallery key and offline gallery tools")
+    gsub = gallery.add_subparsers(dest="gallery_command", required=True)
+    p = gsub.add_parser("keygen", help="create a new AES-256 gallery key file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=_cmd_gallery_keygen)
+    p = gsub.add_parser("build", help="build an encrypted gallery from a people file and photos")
+    p.add_argument("--people", required=True, help="YAML list of people")
+    p.add_argument("--photos", help="folder with one sub-folder of photos per person id")
+    p.add_argument("--key-file", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--version", type=int, default=1)
+    p.set_defaults(func=_cmd_gallery_build)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dormguard` console script."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

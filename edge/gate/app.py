@@ -1,0 +1,141 @@
+"""Composition root of the gate daemon: builds real adapters from the configuration."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from types import FrameType
+
+from contracts.topics import GateAddress, GateChannel, gate_topic
+from edge.gate.config import GateConfig
+from edge.gate.daemon import GateDaemon, availability_payloads, retention_seconds
+from edge.gate.door import DoorActuator, GpioContact, GpioDoor, MqttRelayDoor, SimulatedDoor
+from edge.gate.faces import DlibFaceEngine, FaceEngine
+from edge.gate.frames import FrameSource, SourceSpec, open_source
+from edge.gate.gallery import GalleryStore, load_key
+from edge.gate.snapshots import SnapshotStore
+from edge.mqtt import MqttLink, Will
+from edge.outbox import Outbox
+from edge.publisher import ReliablePublisher
+
+log = logging.getLogger(__name__)
+
+
+def source_spec(config: GateConfig) -> SourceSpec:
+    """The frame source described by the config."""
+    src = config.source
+    return SourceSpec(
+        kind=src.kind,
+        target=src.target,
+        fps=src.fps,
+        loop=src.loop,
+        width=src.width,
+        height=src.height,
+        initial_backoff_s=src.initial_backoff_s,
+        max_backoff_s=src.max_backoff_s,
+    )
+
+
+def gallery_key(config: GateConfig) -> bytes:
+    """The gallery key from the configured file or environment variable."""
+    secret = config.gallery.key
+    return load_key(key_file=secret.file, key_env=secret.env)
+
+
+def build_gate(
+    config: GateConfig,
+    *,
+    engine: FaceEngine | None = None,
+    source: FrameSource | None = None,
+) -> GateDaemon:
+    """Wire a GateDaemon with real adapters (engine and source may be injected)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    producer = config.producer_id
+    offline, online = availability_payloads(producer)
+    addr = GateAddress(config.site, config.building, config.gate.id)
+    password = config.mqtt.password.read() if config.mqtt.password else None
+    link = MqttLink(
+        config.mqtt,
+        client_id=config.mqtt.client_id or f"gate-{config.site}-{config.building}-{config.gate.id}",
+        will=Will(gate_topic(addr, GateChannel.AVAILABILITY), offline, online),
+        password=password,
+    )
+    outbox = Outbox(config.outbox.path, min_free_bytes=config.outbox.min_free_mb * 1024 * 1024)
+    outbox.open()
+    publisher = ReliablePublisher(outbox, link)
+    door: DoorActuator
+    if config.door.kind == "gpio":
+        assert config.door.pin is not None
+        door = GpioDoor(config.door.pin, active_high=config.door.active_high)
+    elif config.door.kind == "mqtt_relay":
+        assert config.door.relay_topic is not None
+
+        def relay_publish(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+            link.publish(topic, payload, qos=qos, retain=retain)
+
+        door = MqttRelayDoor(relay_publish, config.door.relay_topic)
+    else:
+        door = SimulatedDoor()
+    key = gallery_key(config)
+    snaps = config.snapshots
+    snapshots = SnapshotStore(
+        snaps.directory or config.outbox.path.parent / "snapshots",
+        key=key,
+        retention_s=retention_seconds(snaps.retention_days),
+        enabled=snaps.enabled,
+    )
+    face_engine = engine or DlibFaceEngine(
+        scale=config.detection.scale,
+        upsample=config.detection.upsample,
+        min_face_px=config.detection.min_face_px,
+        max_faces=config.detection.max_faces,
+    )
+    daemon = GateDaemon(
+        config,
+        engine=face_engine,
+        source=source or open_source(source_spec(config)),
+        door=door,
+        link=link,
+        publisher=publisher,
+        gallery_store=GalleryStore(config.gallery.path, key),
+        snapshots=snapshots,
+        gallery_key=key,
+    )
+    contact = config.door.contact
+    if contact.kind == "gpio" and contact.pin is not None:
+        daemon.contact_input = GpioContact(contact.pin, daemon.contact_changed)
+    return daemon
+
+
+def run_gate(config: GateConfig) -> int:
+    """Run the gate daemon until SIGINT/SIGTERM; returns the exit code."""
+    daemon = build_gate(config)
+    if isinstance(daemon.engine, DlibFaceEngine):
+        daemon.engine.start()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signum)
+        daemon.request_stop()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    daemon.start()
+    wedge = None
+    if config.credentials.keyboard_wedge:
+        import sys
+
+        from edge.gate.credentials import KeyboardWedgeReader
+
+        def on_card(raw: str) -> None:
+            daemon.handle_card(raw)
+
+        wedge = KeyboardWedgeReader(sys.stdin, on_card)
+        wedge.start()
+    try:
+        daemon.run()
+    finally:
+        if wedge is not None:
+            wedge.stop()
+        daemon.stop()
+    return 0

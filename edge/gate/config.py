@@ -1,0 +1,193 @@
+"""The gate daemon's configuration: one pydantic tree, validated at start."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time
+from pathlib import Path
+from typing import Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from contracts.topics import check_segment
+from edge.settings import MqttSettings, Secret, StrictModel
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _parse_hhmm(value: str) -> time:
+    if not _HHMM.match(value):
+        raise ValueError(f"{value!r} is not a time of day in HH:MM form")
+    return datetime.strptime(value, "%H:%M").time()  # noqa: DTZ007 - a time of day
+
+
+class GateSection(StrictModel):
+    id: str = Field(description="gate id, unique within the building")
+    direction: Literal["in", "out"] = Field(default="in", description="entry or exit gate")
+
+    @field_validator("id")
+    @classmethod
+    def _segment(cls, v: str) -> str:
+        return check_segment(v, "gate id")
+
+
+class SourceSection(StrictModel):
+    kind: Literal["camera", "stream", "file", "folder"]
+    target: str = Field(description="camera index or /dev/videoN, stream URL, file or folder")
+    fps: float | None = Field(default=None, gt=0, le=120)
+    loop: bool = True
+    width: int | None = Field(default=None, ge=64)
+    height: int | None = Field(default=None, ge=48)
+    initial_backoff_s: float = Field(default=0.5, gt=0)
+    max_backoff_s: float = Field(default=10.0, gt=0)
+
+
+class DetectionSection(StrictModel):
+    scale: float = Field(default=0.5, gt=0.05, le=1.0, description="downscale before HOG")
+    upsample: int = Field(default=0, ge=0, le=2)
+    min_face_px: int = Field(default=60, ge=20, description="smallest face side, full-frame px")
+    max_faces: int = Field(default=4, ge=1, le=16)
+    max_encodes_per_track: int = Field(default=4, ge=1)
+    min_encode_interval_s: float = Field(default=0.0, ge=0)
+    track_max_age_s: float = Field(default=1.0, gt=0)
+
+
+class MatchingSection(StrictModel):
+    tolerance: float = Field(default=0.5, gt=0.1, lt=1.0, description="max distance to match")
+    min_margin: float = Field(default=0.05, ge=0, lt=1.0, description="min gap to 2nd identity")
+
+
+class ConfirmationSection(StrictModel):
+    k: int = Field(default=2, ge=1, le=10, description="consistent matches needed")
+    window_s: float = Field(default=1.5, gt=0)
+    strong_distance: float = Field(default=0.40, gt=0, description="one-frame grant below this")
+    strong_margin: float = Field(default=0.12, ge=0)
+    reject_after: int = Field(default=3, ge=1, description="unknown votes before a denial")
+    cooldown_s: float = Field(default=5.0, ge=0, description="repeat decisions per track")
+
+
+class CurfewSection(StrictModel):
+    start: str = Field(description="HH:MM local")
+    end: str = Field(description="HH:MM local")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        _parse_hhmm(v)
+        return v
+
+
+class PolicySection(StrictModel):
+    timezone: str = "Asia/Shanghai"
+    curfew: CurfewSection | None = None
+    anti_passback: bool = False
+    anti_passback_window_s: float = Field(default=4 * 3600.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+
+class ContactSection(StrictModel):
+    kind: Literal["none", "mqtt", "gpio"] = "none"
+    topic: str | None = Field(default=None, description="MQTT topic of the contact sensor")
+    pin: int | None = Field(default=None, ge=0)
+    held_open_after_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_target(self) -> Self:
+        if self.kind == "mqtt" and not self.topic:
+            raise ValueError("contact kind 'mqtt' needs 'topic'")
+        if self.kind == "gpio" and self.pin is None:
+            raise ValueError("contact kind 'gpio' needs 'pin'")
+        return self
+
+
+class DoorSection(StrictModel):
+    kind: Literal["simulated", "gpio", "mqtt_relay"] = "simulated"
+    open_time_s: float = Field(default=3.0, gt=0, le=120)
+    pin: int | None = Field(default=None, ge=0, description="GPIO pin of the lock relay")
+    active_high: bool = True
+    relay_topic: str | None = Field(default=None, description="e.g. cmnd/gate1-relay/POWER")
+    contact: ContactSection = Field(default_factory=ContactSection)
+
+    @model_validator(mode="after")
+    def _needs_target(self) -> Self:
+        if self.kind == "gpio" and self.pin is None:
+            raise ValueError("door kind 'gpio' needs 'pin'")
+        if self.kind == "mqtt_relay" and not self.relay_topic:
+            raise ValueError("door kind 'mqtt_relay' needs 'relay_topic'")
+        if self.relay_topic and any(c in self.relay_topic for c in "+#"):
+            raise ValueError("relay_topic must not contain MQTT wildcards")
+        return self
+
+
+class CredentialsSection(StrictModel):
+    card_mqtt: bool = Field(default=True, description="accept card/PIN readers over MQTT")
+    keyboard_wedge: bool = Field(default=False, description="read card UIDs from stdin")
+
+
+class GallerySection(StrictModel):
+    path: Path = Field(description="encrypted gallery file")
+    key: Secret = Field(description="AES-256 key (base64) from a file or environment variable")
+
+
+class OutboxSection(StrictModel):
+    path: Path
+    min_free_mb: int = Field(default=50, ge=1)
+
+
+class SnapshotSection(StrictModel):
+    enabled: bool = Field(default=False, description="keep images of denied/unknown attempts")
+    directory: Path | None = None
+    retention_days: float = Field(default=7.0, gt=0, le=365)
+
+    @model_validator(mode="after")
+    def _needs_dir(self) -> Self:
+        if self.enabled and self.directory is None:
+            raise ValueError("snapshots enabled but no 'directory' given")
+        return self
+
+
+class GateConfig(StrictModel):
+    """Everything one gate daemon needs."""
+
+    site: str
+    building: str
+    gate: GateSection
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    source: SourceSection
+    detection: DetectionSection = Field(default_factory=DetectionSection)
+    matching: MatchingSection = Field(default_factory=MatchingSection)
+    confirmation: ConfirmationSection = Field(default_factory=ConfirmationSection)
+    policy: PolicySection = Field(default_factory=PolicySection)
+    door: DoorSection = Field(default_factory=DoorSection)
+    credentials: CredentialsSection = Field(default_factory=CredentialsSection)
+    gallery: GallerySection
+    outbox: OutboxSection
+    snapshots: SnapshotSection = Field(default_factory=SnapshotSection)
+    heartbeat_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("site", "building")
+    @classmethod
+    def _segment(cls, v: str) -> str:
+        return check_segment(v, "site/building")
+
+    @model_validator(mode="after")
+    def _confirmation_fits_tolerance(self) -> Self:
+        if self.confirmation.strong_distance > self.matching.tolerance:
+            raise ValueError(
+                "confirmation.strong_distance must not exceed matching.tolerance "
+                f"({self.confirmation.strong_distance} > {self.matching.tolerance})"
+            )
+        return self
+
+    @property
+    def producer_id(self) -> str:
+        return f"gate:{self.site}/{self.building}/{self.gate.id}"

@@ -1,0 +1,112 @@
+"""Face detection and encoding through face_recognition (dlib): the only module importing it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge.gate.model import Box
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """Faces found in one frame, and the frame converted to RGB for encoding."""
+
+    boxes: list[Box]
+    rgb: np.ndarray
+
+
+class FaceEngine(Protocol):
+    """Finds faces in a BGR frame and turns chosen faces into 128-d encodings."""
+
+    def detect(self, frame_bgr: np.ndarray) -> Detection: ...
+
+    def encode(self, rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]: ...
+
+
+class DlibFaceEngine:
+    """HOG detection on a downscaled frame, ResNet encodings on the full-resolution face."""
+
+    def __init__(
+        self, *, scale: float = 0.5, upsample: int = 0, min_face_px: int = 60, max_faces: int = 4
+    ) -> None:
+        self.scale = scale
+        self.upsample = upsample
+        self.min_face_px = min_face_px
+        self.max_faces = max_faces
+        self._fr: object | None = None
+
+    def start(self) -> None:
+        """Load the dlib models (a second or so)."""
+        import face_recognition
+
+        self._fr = face_recognition
+
+    def _lib(self) -> object:
+        if self._fr is None:
+            self.start()
+        assert self._fr is not None
+        return self._fr
+
+    def detect(self, frame_bgr: np.ndarray) -> Detection:
+        """Detect faces; boxes are in full-frame pixels, largest first, small ones dropped."""
+        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
+            raise ValueError(f"expected a BGR uint8 image, got shape {frame_bgr.shape}")
+        fr = self._lib()
+        rgb = np.ascontiguousarray(frame_bgr[:, :, ::-1])
+        if self.scale < 1.0:
+            small = cv2.resize(
+                rgb, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_AREA
+            )
+        else:
+            small = rgb
+        raw = fr.face_locations(  # type: ignore[attr-defined]
+            small, number_of_times_to_upsample=self.upsample, model="hog"
+        )
+        height, width = rgb.shape[:2]
+        inv = 1.0 / self.scale
+        boxes = []
+        for top, right, bottom, left in raw:
+            box = Box(
+                top=max(0, int(top * inv)),
+                right=min(width, int(right * inv)),
+                bottom=min(height, int(bottom * inv)),
+                left=max(0, int(left * inv)),
+            )
+            if min(box.width, box.height) >= self.min_face_px:
+                boxes.append(box)
+        boxes.sort(key=lambda b: b.width * b.height, reverse=True)
+        return Detection(boxes=boxes[: self.max_faces], rgb=rgb)
+
+    def encode(self, rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+        """128-d float32 encodings of the given faces, in order."""
+        if not boxes:
+            return []
+        fr = self._lib()
+        locations = [(b.top, b.right, b.bottom, b.left) for b in boxes]
+        encodings = fr.face_encodings(  # type: ignore[attr-defined]
+            rgb, known_face_locations=locations, num_jitters=1, model="small"
+        )
+        return [np.asarray(e, dtype=np.float32) for e in encodings]
+
+
+def decode_image(data: bytes, *, where: str) -> np.ndarray:
+    """Decode JPEG/PNG bytes to BGR; ValueError names the source when it is not an image."""
+    array = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(array, cv2.IMREAD_COLOR) if array.size else None
+    if image is None:
+        raise ValueError(f"{where}: not a decodable image ({len(data)} bytes)")
+    return np.asarray(image)
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read an image file as BGR; ValueError names the file when it is missing or corrupt."""
+    try:
+        with open(path, "rb") as fh:  # noqa: PTH123 - str path from callers
+            data = fh.read()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read image: {exc.strerror}") from exc
+    return decode_image(data, where=path)

@@ -1,0 +1,58 @@
+"""Configuration pieces common to every edge daemon (MQTT connection, secrets)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class StrictModel(BaseModel):
+    """Config base: unknown keys are errors, values immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Secret(StrictModel):
+    """A secret read from a file or an environment variable, never written in the YAML."""
+
+    file: Path | None = Field(default=None, description="file holding the secret")
+    env: str | None = Field(default=None, description="environment variable holding the secret")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of 'file' or 'env'")
+        return self
+
+    def read(self, environ: dict[str, str] | None = None) -> str:
+        """The secret's value; ValueError names the source (never the value)."""
+        if self.file is not None:
+            try:
+                return self.file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
+        env = os.environ if environ is None else environ
+        assert self.env is not None
+        if not env.get(self.env):
+            raise ValueError(f"environment variable {self.env} is not set")
+        return env[self.env]
+
+
+class TlsSettings(StrictModel):
+    ca_file: Path = Field(description="CA certificate that signed the broker's certificate")
+    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    key_file: Path | None = Field(default=None, description="client private key")
+
+
+class MqttSettings(StrictModel):
+    host: str = Field(default="127.0.0.1", description="broker host")
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str | None = Field(default=None, description="defaults to the producer id")
+    username: str | None = Field(default=None, description="per-device user (see deploy/)")
+    password: Secret | None = None
+    tls: TlsSettings | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    reconnect_max_s: float = Field(default=30.0, gt=0)

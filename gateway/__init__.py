@@ -1,0 +1,1 @@
+"""The dormguard gateway: MQTT ingest, stores, alerts and the API (grows in later issues)."""

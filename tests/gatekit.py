@@ -1,0 +1,106 @@
+"""Builders for gate tests: keys, galleries from the sample photos, config files."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from edge.gate.gallery import Gallery, GalleryStore, generate_key, load_key
+from edge.gate.model import Person, PersonKind
+from tests.photos import sample_photos_dir
+
+ENROLLED = "s-obama"  # enrolled from obama.jpg; other photos of him are the probes
+CARD_HOLDER = "s-card"
+
+
+def write_key(path: Path) -> bytes:
+    path.write_text(generate_key() + "\n")
+    path.chmod(0o600)
+    return load_key(key_file=path, key_env=None)
+
+
+_ENCODING_CACHE: dict[str, np.ndarray] = {}
+
+
+def encoding_of(photo: str) -> np.ndarray:
+    """The real 128-d encoding of a sample photo (cached per test session)."""
+    if photo not in _ENCODING_CACHE:
+        from edge.gate.faces import DlibFaceEngine, read_image
+
+        engine = DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40)
+        image = read_image(str(sample_photos_dir() / photo))
+        det = engine.detect(image)
+        _ENCODING_CACHE[photo] = engine.encode(det.rgb, det.boxes[:1])[0]
+    return _ENCODING_CACHE[photo]
+
+
+def people(building: str = "b1", extra_cards: int = 0) -> dict[str, Person]:
+    """The test population: one face-enrolled student, one card holder, optional card users."""
+    result = {
+        ENROLLED: Person(ENROLLED, buildings=frozenset({building})),
+        CARD_HOLDER: Person(
+            CARD_HOLDER, buildings=frozenset({building}), card_uids=frozenset({"04A1B2C3"})
+        ),
+        "v-expired": Person(
+            "v-expired",
+            kind=PersonKind.VISITOR,
+            buildings=frozenset({building}),
+            valid_until=datetime.now(UTC) - timedelta(days=1),
+            card_uids=frozenset({"0BADC0DE"}),
+        ),
+    }
+    for i in range(extra_cards):
+        pid = f"c{i:04d}"
+        result[pid] = Person(
+            pid, buildings=frozenset({building}), card_uids=frozenset({f"CA{i:06X}"})
+        )
+    return result
+
+
+def make_gallery(version: int = 1, *, extra_cards: int = 0) -> Gallery:
+    """A gallery with the enrolled student's template from obama.jpg."""
+    enc = encoding_of("obama.jpg")
+    return Gallery(version, people(extra_cards=extra_cards), (ENROLLED,), enc.reshape(1, 128))
+
+
+def gate_config(
+    tmp: Path,
+    *,
+    port: int,
+    source: dict[str, Any],
+    key_file: Path,
+    gallery_path: Path,
+    **overrides: Any,
+) -> Path:
+    """Write a gate YAML config and return its path."""
+    config: dict[str, Any] = {
+        "site": "campus1",
+        "building": "b1",
+        "gate": {"id": "g1", "direction": "in"},
+        "mqtt": {"host": "127.0.0.1", "port": port},
+        "source": source,
+        "gallery": {"path": str(gallery_path), "key": {"file": str(key_file)}},
+        "outbox": {"path": str(tmp / "outbox.db"), "min_free_mb": 1},
+        "heartbeat_s": 0.5,
+        "door": {"kind": "simulated", "open_time_s": 1.0},
+    }
+    config.update(overrides)
+    path = tmp / "gate.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def save_gallery(path: Path, key: bytes, gallery: Gallery) -> None:
+    GalleryStore(path, key).save(gallery)
+
+
+def dormguard_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    return env

@@ -1,0 +1,230 @@
+"""The gate pipeline with real photos through the real models and a real mosquitto broker."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from contracts.models import AccessEvent, Command, GalleryUpdate, Heartbeat
+from contracts.registry import parse_message
+from contracts.yamlconfig import load_yaml_model
+from edge.gate.app import build_gate
+from edge.gate.config import GateConfig
+from edge.gate.daemon import GateDaemon
+from edge.gate.door import SimulatedDoor
+from edge.gate.frames import Frame, SourceStatus
+from edge.gate.gallery import encrypt_gallery
+from tests.broker import Broker, Collector
+from tests.gatekit import (
+    CARD_HOLDER,
+    ENROLLED,
+    gate_config,
+    make_gallery,
+    save_gallery,
+    write_key,
+)
+from tests.photos import gate_frame, noise_frame
+
+GATE_TOPICS = "dorm/campus1/b1/gate/g1/#"
+
+
+class ScriptedSource:
+    """Test driver: frames are pushed by the test through process_frame, not read here."""
+
+    def start(self) -> None:
+        pass
+
+    def latest(self, timeout: float) -> Frame | None:
+        time.sleep(min(timeout, 0.01))
+        return None
+
+    def status(self) -> SourceStatus:
+        return SourceStatus(True, "scripted", 0, 0, 0, None)
+
+    def stop(self) -> None:
+        pass
+
+
+def _frames(images: list[np.ndarray], daemon: GateDaemon) -> list[Frame]:
+    return [Frame(img, i, daemon.clock()) for i, img in enumerate(images)]
+
+
+def _events(collector: Collector, kind: type[Any]) -> list[Any]:
+    out = []
+    for topic, payload, _ in collector.snapshot():
+        model = parse_message(topic, payload)
+        if isinstance(model, kind):
+            out.append(model)
+    return out
+
+
+@pytest.fixture
+def gate(tmp_path: Path, broker: Broker) -> Iterator[tuple[GateDaemon, Collector]]:
+    key = write_key(tmp_path / "gallery.key")
+    gallery_path = tmp_path / "gallery.bin"
+    save_gallery(gallery_path, key, make_gallery())
+    cfg_path = gate_config(
+        tmp_path,
+        port=broker.port,
+        source={"kind": "folder", "target": str(tmp_path)},
+        key_file=tmp_path / "gallery.key",
+        gallery_path=gallery_path,
+    )
+    config = load_yaml_model(cfg_path, GateConfig)
+    collector = Collector(broker.port, GATE_TOPICS, client_id=f"c-{uuid.uuid4().hex[:8]}").start()
+    daemon = build_gate(config, source=ScriptedSource())
+    daemon.start()
+    assert daemon.link.wait_ready(10)
+    yield daemon, collector
+    daemon.stop()
+    collector.stop()
+
+
+def _run(daemon: GateDaemon, images: list[np.ndarray]) -> list[Any]:
+    decisions = []
+    for frame in _frames(images, daemon):
+        decisions.extend(daemon.process_frame(frame).decisions)
+    assert daemon.publisher.flush(10)
+    return decisions
+
+
+def test_enrolled_student_is_granted_from_a_different_photo_and_the_door_opens(
+    gate: tuple[GateDaemon, Collector], photos: Path
+) -> None:
+    daemon, collector = gate
+    decisions = _run(daemon, [gate_frame(photos / "obama2.jpg")] * 3)
+    assert [d.granted for d in decisions] == [True]
+    assert decisions[0].person_id == ENROLLED
+    door = daemon.door
+    assert isinstance(door, SimulatedDoor)
+    assert [state for _, state in door.transitions][:1] == ["unlocked"]
+    collector.wait_for(lambda m: any("/event" in t for t, _, _ in m))
+    (event,) = _events(collector, AccessEvent)
+    assert event.decision == "granted"
+    assert event.person_id == ENROLLED
+    assert event.method == "face"
+    assert event.distance is not None and event.distance < 0.5
+    assert event.margin is not None and event.margin > 0
+    assert event.faces_in_view == 1
+    assert event.latency.encode_ms > 0
+
+
+def test_other_person_is_denied_as_unknown_face_and_door_stays_locked(
+    gate: tuple[GateDaemon, Collector], photos: Path
+) -> None:
+    daemon, collector = gate
+    decisions = _run(daemon, [gate_frame(photos / "biden.jpg")] * 6)
+    assert [(d.granted, d.reason.value) for d in decisions] == [(False, "unknown_face")]
+    door = daemon.door
+    assert isinstance(door, SimulatedDoor)
+    assert door.transitions == [] or all(s == "locked" for _, s in door.transitions)
+    collector.wait_for(lambda m: any("/event" in t for t, _, _ in m))
+    (event,) = _events(collector, AccessEvent)
+    assert (event.decision, event.reason, event.person_id) == ("denied", "unknown_face", None)
+
+
+def test_noise_frames_make_no_decision_and_no_event(
+    gate: tuple[GateDaemon, Collector],
+) -> None:
+    daemon, collector = gate
+    decisions = _run(daemon, [noise_frame(i) for i in range(4)])
+    assert decisions == []
+    time.sleep(0.3)
+    assert _events(collector, AccessEvent) == []
+
+
+def test_card_and_pin_go_through_the_same_policy(gate: tuple[GateDaemon, Collector]) -> None:
+    daemon, collector = gate
+    assert daemon.handle_card("04A1B2C3").granted
+    denied_unknown = daemon.handle_card("FFFFFFFF")
+    expired = daemon.handle_card("0BADC0DE")
+    assert (denied_unknown.granted, denied_unknown.reason.value) == (False, "unknown_card")
+    assert (expired.granted, expired.reason.value) == (False, "pass_expired")
+    assert daemon.publisher.flush(10)
+    msgs = collector.wait_for(lambda m: len([t for t, _, _ in m if t.endswith("/event")]) >= 3)
+    events = [parse_message(t, p) for t, p, _ in msgs if t.endswith("/event")]
+    assert [(e.method, e.decision, e.person_id) for e in events] == [  # type: ignore[attr-defined]
+        ("card", "granted", CARD_HOLDER),
+        ("card", "denied", None),
+        ("card", "denied", "v-expired"),
+    ]
+
+
+def test_gallery_update_over_mqtt_is_applied_and_a_bad_one_keeps_the_last_good(
+    gate: tuple[GateDaemon, Collector], broker: Broker, tmp_path: Path
+) -> None:
+    daemon, collector = gate
+    key = (tmp_path / "gallery.key").read_text().strip()
+    raw_key = base64.urlsafe_b64decode(key)
+    good = GalleryUpdate(
+        producer="gateway",
+        version=2,
+        correlation_id="c-good",
+        blob_b64=base64.b64encode(encrypt_gallery(make_gallery(version=2), raw_key)).decode(),
+    )
+    bad = GalleryUpdate(
+        producer="gateway",
+        version=3,
+        correlation_id="c-bad",
+        blob_b64=base64.b64encode(b"DGG1" + b"\x00" * 64).decode(),
+    )
+    topic = "dorm/campus1/b1/gate/g1/gallery"
+    collector.client.publish(topic, good.to_bytes(), qos=1)
+    acks = collector.wait_for(lambda m: any(t.endswith("gallery/ack") for t, _, _ in m))
+    collector.client.publish(topic, bad.to_bytes(), qos=1)
+    acks = collector.wait_for(lambda m: len([1 for t, _, _ in m if t.endswith("gallery/ack")]) >= 2)
+    parsed = [json.loads(p) for t, p, _ in acks if t.endswith("gallery/ack")]
+    assert [(a["correlation_id"], a["applied"], a["version"]) for a in parsed] == [
+        ("c-good", True, 2),
+        ("c-bad", False, 2),
+    ]
+    assert "gallery" in parsed[1]["error"]
+    assert daemon.gallery_version == 2
+    assert daemon.face_error is None
+
+
+def test_unlock_command_opens_the_door_and_is_answered(
+    gate: tuple[GateDaemon, Collector],
+) -> None:
+    daemon, collector = gate
+    command = Command(
+        producer="gateway",
+        correlation_id="fire-1",
+        command="unlock",
+        duration_s=0.5,
+        reason="fire alarm",
+    )
+    collector.client.publish("dorm/campus1/b1/gate/g1/command", command.to_bytes(), qos=1)
+    msgs = collector.wait_for(lambda m: any(t.endswith("command/result") for t, _, _ in m))
+    (result,) = [json.loads(p) for t, p, _ in msgs if t.endswith("command/result")]
+    assert (result["correlation_id"], result["ok"]) == ("fire-1", True)
+    door = daemon.door
+    assert isinstance(door, SimulatedDoor)
+    assert "unlocked" in [s for _, s in door.transitions]
+
+
+def test_availability_is_retained_online_and_heartbeat_reports_health(
+    gate: tuple[GateDaemon, Collector], broker: Broker
+) -> None:
+    daemon, _ = gate
+    daemon.publish_heartbeat(daemon.clock())
+    late = Collector(broker.port, GATE_TOPICS, client_id="late-joiner").start()
+    try:
+        msgs = late.wait_for(lambda m: any(t.endswith("/availability") for t, _, _ in m))
+        avail = [json.loads(p) for t, p, r in msgs if t.endswith("/availability") and r]
+        assert avail and avail[-1]["state"] == "online"
+    finally:
+        late.stop()
+    beat = daemon.heartbeat(daemon.clock())
+    assert isinstance(beat, Heartbeat)
+    assert beat.gallery_version == 1
+    assert beat.face_path == "ok"
+    assert beat.outbox_depth == 0
