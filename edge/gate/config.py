@@ -64,7 +64,17 @@ class ConfirmationSection(StrictModel):
     strong_distance: float = Field(default=0.40, gt=0, description="one-frame grant below this")
     strong_margin: float = Field(default=0.12, ge=0)
     reject_after: int = Field(default=3, ge=1, description="unknown votes before a denial")
-    cooldown_s: float = Field(default=5.0, ge=0, description="repeat decisions per track")
+    reverify_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="re-check a decided face after this long, so the next person stepping "
+        "into the same spot is recognised on their own",
+    )
+    cooldown_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="the same outcome for the same face is not re-reported within this time",
+    )
 
 
 class CurfewSection(StrictModel):

@@ -103,6 +103,19 @@ class _FaceState:
     last_passage: dict[str, Passage] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _TrackDecision:
+    """The last face decision on a track, for re-verification and repeat suppression."""
+
+    decided_at: float
+    person_id: str | None
+    granted: bool
+    reported_at: float
+
+    def same_outcome(self, decision: AccessDecision) -> bool:
+        return self.person_id == decision.person_id and self.granted == decision.granted
+
+
 class ContactInput(Protocol):
     """A hardware door-contact input (GPIO) that calls back on changes."""
 
@@ -167,6 +180,7 @@ class GateDaemon:
         self._last_purge = 0.0
         self._last_frame_at: float | None = None
         self._last_reason: dict[int, str] = {}
+        self._decided: dict[int, _TrackDecision] = {}
         self.door_opened_at: list[float] = []  # monotonic times of door commands (benchmarks)
         self.contact_input: ContactInput | None = None
 
@@ -313,7 +327,9 @@ class GateDaemon:
         stats.faces = len(detection.boxes)
         now = self.clock()
         tracks = self.tracker.update(detection.boxes, now)
+        self._forget_gone_tracks()
         for track in tracks:
+            self._reverify_if_due(track, now)
             if not self.tracker.needs_encoding(track, now):
                 continue
             t1 = time.perf_counter()
@@ -340,9 +356,37 @@ class GateDaemon:
                 continue
             decision = self._decide_face(track, verdict)
             track.decided = True
+            previous = self._decided.get(track.track_id)
+            self._decided[track.track_id] = _TrackDecision(
+                now, decision.person_id, decision.granted, now
+            )
+            if previous is not None and previous.same_outcome(decision):
+                if now - previous.reported_at < self.config.confirmation.cooldown_s:
+                    self._decided[track.track_id] = _TrackDecision(
+                        now, decision.person_id, decision.granted, previous.reported_at
+                    )
+                    continue
             stats.decisions.append(decision)
             self._emit_face_decision(decision, verdict, track, stats, frame, now)
         return stats
+
+    def _reverify_if_due(self, track: Track, now: float) -> None:
+        """Let a decided track be checked again, so a new person in the same spot is seen."""
+        decided = self._decided.get(track.track_id)
+        if not track.decided or decided is None:
+            return
+        if now - decided.decided_at >= self.config.confirmation.reverify_s:
+            track.decided = False
+            track.encodes = 0
+            track.votes.clear()
+            track.last_encode_at = None
+
+    def _forget_gone_tracks(self) -> None:
+        alive = {t.track_id for t in self.tracker.tracks}
+        for track_id in [k for k in self._decided if k not in alive]:
+            del self._decided[track_id]
+        for track_id in [k for k in self._last_reason if k not in alive]:
+            del self._last_reason[track_id]
 
     def _decide_face(self, track: Track, verdict: Verdict) -> AccessDecision:
         if verdict.state == "confirmed" and verdict.person_id is not None:

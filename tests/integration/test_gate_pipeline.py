@@ -228,3 +228,44 @@ def test_availability_is_retained_online_and_heartbeat_reports_health(
     assert beat.gallery_version == 1
     assert beat.face_path == "ok"
     assert beat.outbox_depth == 0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_next_person_stepping_into_the_same_spot_gets_their_own_decision(
+    gate: tuple[GateDaemon, Collector], photos: Path
+) -> None:
+    """A decided face is re-verified, so a stranger replacing a student is not let through."""
+    daemon, _ = gate
+    clock = FakeClock()
+    daemon.clock = clock
+    student, stranger = gate_frame(photos / "obama2.jpg"), gate_frame(photos / "biden.jpg")
+    decisions = []
+    for image in [student] * 3 + [stranger] * 8:
+        clock.now += 0.4  # 2.5 fps: the stranger stays in the same spot for 3.2 s
+        decisions.extend(daemon.process_frame(Frame(image, 0, clock.now)).decisions)
+    assert len({t.track_id for t in daemon.tracker.tracks}) == 1  # one continuous track
+    assert [(d.granted, d.person_id, d.reason.value) for d in decisions] == [
+        (True, ENROLLED, "granted"),
+        (False, None, "unknown_face"),
+    ]
+
+
+def test_a_student_standing_at_the_gate_is_not_reported_again_within_the_cooldown(
+    gate: tuple[GateDaemon, Collector], photos: Path
+) -> None:
+    daemon, _ = gate
+    clock = FakeClock()
+    daemon.clock = clock
+    student = gate_frame(photos / "obama3.jpg")
+    decisions = []
+    for _ in range(20):  # 6 s in view, re-verified every second, cooldown 10 s
+        clock.now += 0.3
+        decisions.extend(daemon.process_frame(Frame(student, 0, clock.now)).decisions)
+    assert [(d.granted, d.person_id) for d in decisions] == [(True, ENROLLED)]
