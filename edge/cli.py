@@ -115,6 +115,16 @@ def _cmd_gallery_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edge.demo import run_demo
+
+    try:
+        return run_demo(args.duration)
+    except RuntimeError as exc:
+        print(f"dormguard demo: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="dormguard", description=__doc__)
@@ -134,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-fpir", type=float, default=0.001)
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(func=_cmd_calibrate)
+
+    p = sub.add_parser("demo", help="run the whole system on this machine with sample data")
+    p.add_argument("--duration", type=float, help="run headless this long, then print counts")
+    p.set_defaults(func=_cmd_demo)
 
     gallery = sub.add_parser("gallery", help="gallery key and offline gallery tools")
     gsub = gallery.add_subparsers(dest="gallery_command", required=True)

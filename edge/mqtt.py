@@ -62,6 +62,7 @@ class MqttLink:
         self._client: paho.Client | None = None
         self._connected = threading.Event()
         self._subscribed = threading.Event()
+        self._stopping = False
         self._pending_sub_mid: int | None = None
         self.last_error = "not started"
         self.handler_errors = 0
@@ -137,6 +138,7 @@ class MqttLink:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
                 log.warning("offline announcement not acknowledged before shutdown")
+        self._stopping = True
         client.disconnect()
         client.loop_stop()
         self._client = None
@@ -183,7 +185,11 @@ class MqttLink:
         was_connected = self._connected.is_set()
         self._connected.clear()
         self.last_error = f"disconnected: {reason}"
-        if was_connected:
+        if was_connected and self._stopping:
+            log.info(
+                "MQTT disconnected from %s:%s (shutdown)", self.settings.host, self.settings.port
+            )
+        elif was_connected:
             log.warning(
                 "MQTT disconnected from %s:%s: %s", self.settings.host, self.settings.port, reason
             )

@@ -1,70 +1,20 @@
-"""A real mosquitto broker for tests: own config, free port, stoppable and restartable."""
+"""A real mosquitto broker for tests (stoppable and restartable) and a recording subscriber."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from edge.localbroker import LocalBroker, free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["Broker", "Collector", "free_port"]
 
 
-class Broker:
-    """mosquitto on 127.0.0.1:<port> with persistence in a temp folder."""
-
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.extra_conf = extra_conf
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            raise RuntimeError("mosquitto is not installed (make test installs it as root)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        conf = self.workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
-            "persistence true",
-            f"persistence_location {self.workdir}/",
-            f"log_dest file {self.workdir}/mosquitto.log",
-            "max_queued_messages 100000",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        conf.write_text("\n".join(lines) + "\n" + self.extra_conf)
-        self.proc = subprocess.Popen([binary, "-c", str(conf)])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+class Broker(LocalBroker):
+    """The product's private mosquitto, used as the tests' real broker."""
 
 
 class Collector:

@@ -360,12 +360,15 @@ class GateDaemon:
             self._decided[track.track_id] = _TrackDecision(
                 now, decision.person_id, decision.granted, now
             )
-            if previous is not None and previous.same_outcome(decision):
-                if now - previous.reported_at < self.config.confirmation.cooldown_s:
-                    self._decided[track.track_id] = _TrackDecision(
-                        now, decision.person_id, decision.granted, previous.reported_at
-                    )
-                    continue
+            if (
+                previous is not None
+                and previous.same_outcome(decision)
+                and now - previous.reported_at < self.config.confirmation.cooldown_s
+            ):
+                self._decided[track.track_id] = _TrackDecision(
+                    now, decision.person_id, decision.granted, previous.reported_at
+                )
+                continue
             stats.decisions.append(decision)
             self._emit_face_decision(decision, verdict, track, stats, frame, now)
         return stats
