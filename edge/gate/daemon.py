@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as dtime
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -41,7 +43,13 @@ from edge.gate.door import DoorActuator
 from edge.gate.door_logic import DoorEventOut, DoorMonitor, parse_contact_payload
 from edge.gate.faces import FaceEngine
 from edge.gate.frames import Frame, FrameSource
-from edge.gate.gallery import Gallery, GalleryError, GalleryStore, decrypt_gallery
+from edge.gate.gallery import (
+    Gallery,
+    GalleryError,
+    GalleryStore,
+    gallery_from_json,
+    gallery_to_json,
+)
 from edge.gate.matching import TemplateIndex
 from edge.gate.model import (
     AccessDecision,
@@ -247,20 +255,28 @@ class GateDaemon:
                 self._state.index = None
                 self._state.gallery = self._access_list_fallback()
             return
+        if gallery.version > 0:
+            self._save_access_list(gallery)
         self._use_gallery(gallery)
+
+    @property
+    def access_list_path(self) -> Path:
+        """Where the template-free access list copy lives (next to the gallery)."""
+        return self.gallery_store.path.with_name(self.gallery_store.path.name + ".access.json")
 
     def _access_list_fallback(self) -> Gallery:
         """The last access list (no templates) so card/PIN keep working without the gallery."""
-        path = self.gallery_store.path.with_suffix(".access")
+        path = self.access_list_path
         try:
-            return decrypt_gallery(path.read_bytes(), self.access_key(), source=str(path))
-        except (OSError, GalleryError) as exc:
-            log.error("no usable access list at %s either: %s", path, exc)
+            people_only = gallery_from_json(path.read_bytes())
+        except FileNotFoundError:
+            log.error("no access list at %s: card and PIN are denied too", path)
             return Gallery.empty()
-
-    def access_key(self) -> bytes:
-        """Key of the access-list copy: derived from the gateway-provisioned gallery key."""
-        return self.gallery_key
+        except (OSError, ValueError) as exc:
+            log.error("access list %s unusable, card and PIN are denied too: %s", path, exc)
+            return Gallery.empty()
+        log.warning("card and PIN use the access list of gallery version %s", people_only.version)
+        return people_only
 
     def _use_gallery(self, gallery: Gallery) -> None:
         index = None
@@ -286,17 +302,24 @@ class GateDaemon:
         return gallery
 
     def _save_access_list(self, gallery: Gallery) -> None:
-        from edge.gate.gallery import encrypt_gallery
+        """Keep a template-free copy of the people so card/PIN survive a bad gallery or key.
 
+        It holds no biometric data (PIN hashes and card ids only); mode 0600. See
+        docs/decisions/0003-gallery-and-access-list.md.
+        """
         access_only = Gallery(
             version=gallery.version,
             people=gallery.people,
             template_owners=(),
             encodings=np.zeros((0, 128), dtype=np.float32),
         )
-        path = self.gallery_store.path.with_suffix(".access")
-        tmp = path.with_suffix(".access.tmp")
-        tmp.write_bytes(encrypt_gallery(access_only, self.access_key()))
+        path = self.access_list_path
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(gallery_to_json(access_only))
+            fh.flush()
+            os.fsync(fh.fileno())
         tmp.replace(path)
 
     @property
