@@ -64,12 +64,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     try:
         encodings, skipped = encode_photo_dir(Path(args.photo_dir), default_encoder)
-        report = calibrate(encodings, target_fpir=args.target_fpir)
+        report = calibrate(encodings, target_fpir=args.target_fpir, skipped=skipped)
     except ValueError as exc:
         print(f"dormguard calibrate: {exc}", file=sys.stderr)
         return 2
-    for path, reason in skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
     if args.json:
         print(json.dumps(report_to_json(report)))
     else:

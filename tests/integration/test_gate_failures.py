@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from contracts.models import (
     Availability,
     CardSwipe,
     Command,
+    CommandResult,
     GalleryAck,
     GalleryUpdate,
     Heartbeat,
@@ -245,6 +247,11 @@ def test_gallery_corrupt_from_the_very_first_start_knows_nobody_and_keeps_the_do
         daemon.stop()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: GateDaemon._on_gallery compares with the access-list fallback's version and "
+    "acks applied=True without installing, so the face path stays disabled",
+)
 def test_resending_the_current_gallery_version_repairs_a_corrupt_gallery_file(
     tmp_path: Path, broker: Broker, collector: Collector, gallery_key: bytes
 ) -> None:
@@ -306,9 +313,7 @@ def test_gallery_under_another_key_disables_faces_with_wrong_key_and_never_logs_
             producer="gateway",
             version=2,
             correlation_id="other-key",
-            blob_b64=base64.b64encode(
-                encrypt_gallery(make_gallery(version=2), other_key)
-            ).decode(),
+            blob_b64=base64.b64encode(encrypt_gallery(make_gallery(version=2), other_key)).decode(),
         )
         collector.client.publish(f"{GATE}/gallery", update.to_bytes(), qos=1)
         (ack,) = _wait_parsed(collector, GalleryAck, lambda a: len(a) >= 1)
@@ -365,7 +370,7 @@ def test_malformed_messages_are_rejected_with_a_reason_and_the_gate_keeps_workin
             b"\x00\xff\xfe garbage",
             b"",
             b'{"card_uid": "04A1B2C3"',
-            b'{"producer": "reader", "card_uid": 4},',
+            b'{"producer": "reader", "card_uid": 4}',
             b'{"producer": "reader", "card_uid": "not-a-card-zz"}',
             other,
         ],
@@ -373,19 +378,27 @@ def test_malformed_messages_are_rejected_with_a_reason_and_the_gate_keeps_workin
         "command": [
             b"\xde\xad\xbe\xef",
             b"null",
-            json.dumps({"producer": "gateway", "correlation_id": "y", "command": "explode"}).encode(),
+            json.dumps(
+                {"producer": "gateway", "correlation_id": "y", "command": "explode"}
+            ).encode(),
             swipe,
         ],
         "contact": [b"\xc3\x28", b"ajar", b'{"contact": "maybe"}', swipe],
     }
+    ping = Command(producer="gateway", correlation_id="ping", command="ping").to_bytes()
     daemon = _started_gate(config)
     try:
         for channel, payloads in garbage.items():
             for payload in payloads:
                 collector.client.publish(f"{GATE}/{channel}", payload, qos=1)
-        collector.client.publish(f"{GATE}/card", swipe, qos=1)
+        # Answered only after everything before it on the same connection was handled.
+        collector.client.publish(f"{GATE}/command", ping, qos=1)
+        results = _wait_parsed(collector, CommandResult, lambda r: len(r) >= 1)
+        assert [(r.correlation_id, r.ok) for r in results] == [("ping", True)]
+        assert _unlocks(daemon) == 0, "a garbage message opened the door"
 
-        events = _wait_parsed(collector, AccessEvent, lambda e: len(e) >= 1)
+        collector.client.publish(f"{GATE}/card", swipe, qos=1)
+        _wait_parsed(collector, AccessEvent, lambda e: len(e) >= 1)
         acks = _wait_parsed(collector, GalleryAck, lambda a: len(a) >= 2)
         time.sleep(0.3)  # let any late output from the garbage show up
         assert [(e.method, e.decision, e.person_id) for e in _parsed(collector, AccessEvent)] == [
@@ -397,9 +410,14 @@ def test_malformed_messages_are_rejected_with_a_reason_and_the_gate_keeps_workin
         ]
         outputs = [t for t, _, _ in collector.snapshot() if t.endswith(OUTPUT_SUFFIXES)]
         assert sorted(outputs) == sorted(
-            [f"{GATE}/event", f"{GATE}/gallery/ack", f"{GATE}/gallery/ack"]
+            [
+                f"{GATE}/command/result",
+                f"{GATE}/event",
+                f"{GATE}/gallery/ack",
+                f"{GATE}/gallery/ack",
+            ]
         )
-        assert _unlocks(daemon) == 1  # the real card only; no garbage command opened the door
+        assert _unlocks(daemon) == 1
         assert daemon.link.handler_errors == 0, "a handler raised instead of rejecting"
         assert daemon.gallery_version == 1
         assert daemon.face_error is None
@@ -408,14 +426,17 @@ def test_malformed_messages_are_rejected_with_a_reason_and_the_gate_keeps_workin
         daemon.stop()
 
     rejections = [
-        r
+        r.getMessage()
         for r in caplog.records
         if r.name == "edge.gate.daemon"
         and r.levelno >= logging.WARNING
         and "rejected" in r.getMessage()
     ]
-    expected = sum(len(p) for p in garbage.values()) - 1  # b"" on card: see the report below
-    assert len(rejections) >= expected, "\n".join(r.getMessage() for r in rejections)
+    # One logged reason per bad message, naming what was wrong.
+    assert len(rejections) == sum(len(p) for p in garbage.values()), "\n".join(rejections)
+    assert any("card_uid" in r and "string" in r for r in rejections), "\n".join(rejections)
+    assert any("not hex digits" in r for r in rejections), "\n".join(rejections)
+    assert any("'explode'" in r or "command:" in r for r in rejections), "\n".join(rejections)
 
 
 # ----------------------------------------------------------------------------- outbox full
@@ -424,7 +445,7 @@ def test_malformed_messages_are_rejected_with_a_reason_and_the_gate_keeps_workin
 def test_full_disk_holds_access_events_raises_an_alarm_and_delivers_them_in_order_later(
     tmp_path: Path, broker: Broker, collector: Collector, gallery_key: bytes
 ) -> None:
-    """Outbox cannot store: grants still happen, an alarm is raised, nothing is lost or reordered."""
+    """Outbox cannot store: grants still happen, an alarm is raised, nothing lost or reordered."""
     save_gallery(tmp_path / "gallery.bin", gallery_key, make_gallery(version=1, extra_cards=6))
     config = _config(tmp_path, broker.port)
     daemon = build_gate(config, source=ScriptedSource())
@@ -440,7 +461,7 @@ def test_full_disk_holds_access_events_raises_an_alarm_and_delivers_them_in_orde
     try:
         for i in range(4):
             assert daemon.handle_card(f"CA{i:06X}").granted  # the gate decides locally
-        assert _unlocks(daemon) == 4
+        assert len(daemon.door_opened_at) == 4
         beat = _published_heartbeat(daemon, collector)
         assert any("outbox full" in alarm for alarm in beat.alarms), beat.alarms
         assert beat.outbox_depth == 4
@@ -462,6 +483,67 @@ def test_full_disk_holds_access_events_raises_an_alarm_and_delivers_them_in_orde
         daemon.stop()
 
 
+def _disk_full_gate(tmp_path: Path, port: int, key: bytes) -> GateDaemon:
+    """A started gate whose outbox sees a full disk (nothing can be stored)."""
+    save_gallery(tmp_path / "gallery.bin", key, make_gallery(version=1, extra_cards=3))
+    config = _config(tmp_path, port)
+    daemon = build_gate(config, source=ScriptedSource())
+    daemon.publisher.outbox.close()
+    daemon.publisher.outbox = Outbox(
+        config.outbox.path, min_free_bytes=1024 * 1024, disk_free=lambda _folder: 0
+    )
+    daemon.publisher.outbox.open()
+    return _start(daemon)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: ReliablePublisher keeps overflow messages in memory but only ever publishes "
+    "from the outbox, so nothing reaches a connected broker while the disk is full",
+)
+def test_events_held_in_memory_reach_a_connected_broker_while_the_disk_stays_full(
+    tmp_path: Path, broker: Broker, collector: Collector, gallery_key: bytes
+) -> None:
+    """A full disk must not also cut the gate off: memory-held events go out while connected."""
+    daemon = _disk_full_gate(tmp_path, broker.port, gallery_key)
+    try:
+        for i in range(3):
+            assert daemon.handle_card(f"CA{i:06X}").granted
+        events = _wait_parsed(collector, AccessEvent, lambda e: len(e) >= 3, timeout=3)
+        assert [e.person_id for e in events] == [f"c{i:04d}" for i in range(3)]
+    finally:
+        daemon.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: GateDaemon.stop()/ReliablePublisher.stop() discard the in-memory overflow "
+    "without delivering it or logging that events were lost",
+)
+def test_stopping_while_the_disk_is_full_delivers_held_events_or_says_how_many_are_lost(
+    tmp_path: Path,
+    broker: Broker,
+    collector: Collector,
+    gallery_key: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Never drop silently: at shutdown held events are delivered, or their loss is logged."""
+    daemon = _disk_full_gate(tmp_path, broker.port, gallery_key)
+    try:
+        for i in range(3):
+            assert daemon.handle_card(f"CA{i:06X}").granted
+    finally:
+        caplog.clear()
+        daemon.stop()
+    delivered = _wait_parsed(collector, AccessEvent, lambda e: len(e) >= 3, timeout=1)
+    loss_reported = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and re.search(r"\b3\b", r.getMessage())
+    ]
+    assert len(delivered) == 3 or loss_reported, "3 access events vanished without a word"
+
+
 # ----------------------------------------------------------------------------- stale gallery
 
 
@@ -476,8 +558,10 @@ def _gallery_update(key: bytes, *, announced: int, content: int, correlation_id:
 
 
 @pytest.mark.parametrize(
-    ("announced", "content"),
-    [(1, 1), (3, 1)],
+    ("announced", "content", "must_refuse"),
+    # An older announced version is answered "already newer" without looking at the blob; the
+    # contract does not say whether that ack is applied=True, so only its version is checked.
+    [(1, 1, False), (3, 1, True)],
     ids=["older version announced", "newer version announced, older content"],
 )
 def test_an_older_gallery_is_acknowledged_with_the_current_version_and_never_installed(
@@ -487,6 +571,7 @@ def test_an_older_gallery_is_acknowledged_with_the_current_version_and_never_ins
     gallery_key: bytes,
     announced: int,
     content: int,
+    must_refuse: bool,
 ) -> None:
     """A stale gallery update (replayed or mislabelled) never downgrades the gate."""
     gallery_path = tmp_path / "gallery.bin"
@@ -500,8 +585,9 @@ def test_an_older_gallery_is_acknowledged_with_the_current_version_and_never_ins
         collector.client.publish(f"{GATE}/gallery", payload, qos=1)
         (ack,) = _wait_parsed(collector, GalleryAck, lambda a: len(a) >= 1)
         assert (ack.correlation_id, ack.version) == ("stale", 2)
-        if ack.applied is False:
-            assert ack.error is not None and "stale" in ack.error
+        if must_refuse:
+            assert not ack.applied
+            assert ack.error is not None and "stale gallery version 1" in ack.error
         assert daemon.gallery_version == 2
         assert daemon.face_error is None
         assert GalleryStore(gallery_path, gallery_key).load().version == 2
@@ -572,8 +658,7 @@ def test_dead_camera_is_reported_in_the_heartbeat_and_cards_still_open_the_door(
         beats = _wait_parsed(
             collector,
             Heartbeat,
-            lambda b: any(not beat.source_healthy and "camera 57" in beat.source_detail
-                          for beat in b),
+            lambda b: any(not x.source_healthy and "camera 57" in x.source_detail for x in b),
             timeout=20,
         )
         assert beats, log.read_text()[-3000:]
@@ -621,14 +706,11 @@ def test_kill_9_makes_the_broker_publish_the_retained_last_will_offline(
     collector = _collector(broker.port, f"{GATE}/availability")
     proc = _spawn(config, log)
     try:
-        online = collector.wait_for(
-            lambda m: any(s.state == "online" for s in _availability(collector)), timeout=20
-        )
-        assert online, log.read_text()[-3000:]
-        assert [s.state for s in _availability(collector)] == ["online"]
+        collector.wait_for(lambda m: len(m) >= 1, timeout=20)
+        assert [s.state for s in _availability(collector)] == ["online"], log.read_text()[-3000:]
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        collector.wait_for(lambda m: len(_availability(collector)) >= 2, timeout=10)
+        collector.wait_for(lambda m: len(m) >= 2, timeout=10)
         assert [s.state for s in _availability(collector)] == ["online", "offline"]
         assert _retained_availability(broker.port) == "offline"
     finally:

@@ -1,0 +1,153 @@
+"""`dormguard validate-config` run as a real process: exit codes and what the operator reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "gate.example.yaml"
+MARK = "# <-"
+
+
+def validate_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", "validate-config", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def broken_example(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
+    """A copy of the example with one line replaced; returns it and that line's number."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} must occur once in the example"
+    text = text.replace(old, f"{new}  {MARK}")
+    line = next(n for n, row in enumerate(text.splitlines(), start=1) if MARK in row)
+    path = tmp_path / "gate.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path, line
+
+
+def test_example_config_is_valid_and_exits_0() -> None:
+    result = validate_config(EXAMPLE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"{EXAMPLE}: valid gate configuration for gate:campus/B1/B1-main"
+    )
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "cause"),
+    [
+        pytest.param(
+            "heartbeat_s: 10.0 # seconds between health messages",
+            "heartbeat_secs: 10.0",
+            "heartbeat_secs",
+            "Extra inputs are not permitted",
+            id="unknown-top-level-key",
+        ),
+        pytest.param(
+            "  keepalive_s: 30 # 5-3600 seconds",
+            "  keep_alive_s: 30",
+            "mqtt.keep_alive_s",
+            "Extra inputs are not permitted",
+            id="unknown-nested-key",
+        ),
+        pytest.param(
+            "  port: 1883 # 1-65535; usually 8883 with TLS",
+            "  port: eighteen-eighty-three",
+            "mqtt.port",
+            "valid integer",
+            id="wrong-type",
+        ),
+        pytest.param(
+            "  kind: camera # camera, stream, file or folder",
+            "  kind: webcam",
+            "source.kind",
+            "Input should be",
+            id="bad-enum",
+        ),
+        pytest.param(
+            '    start: "23:00" # HH:MM local time',
+            '    start: "25:00"',
+            "policy.curfew.start",
+            "HH:MM",
+            id="bad-curfew-time",
+        ),
+        pytest.param(
+            "  timezone: Asia/Shanghai # IANA time zone of the curfew times",
+            "  timezone: Asia/Beijing",
+            "policy.timezone",
+            "unknown time zone 'Asia/Beijing'",
+            id="unknown-timezone",
+        ),
+        pytest.param(
+            "  id: B1-main # unique within the building",
+            "  id: B1/main",
+            "gate.id",
+            "not a valid topic segment",
+            id="gate-id-not-a-topic-segment",
+        ),
+    ],
+)
+def test_broken_config_exits_2_naming_line_and_field(
+    tmp_path: Path, old: str, new: str, field: str, cause: str
+) -> None:
+    path, line = broken_example(tmp_path, old, new)
+    result = validate_config(path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"line {line}: {field}: " in result.stderr
+    assert cause in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_mqtt_relay_without_relay_topic_exits_2_pointing_at_door(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    text = text.replace("door:\n  kind: simulated", f"door:  {MARK}\n  kind: mqtt_relay")
+    line = next(n for n, row in enumerate(text.splitlines(), start=1) if MARK in row)
+    path = tmp_path / "gate.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = validate_config(path)
+    assert result.returncode == 2
+    expected = f"line {line}: door: Value error, door kind 'mqtt_relay' needs 'relay_topic'"
+    assert expected in result.stderr
+
+
+def test_yaml_syntax_error_exits_2_with_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "gate.yaml"
+    path.write_text("site: campus\ngate:\n  id: [B1-main\nbuilding: B1\n", encoding="utf-8")
+    result = validate_config(path)
+    assert result.returncode == 2
+    assert "line 4, column 9: YAML syntax error" in result.stderr
+
+
+def test_missing_file_exits_2_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+    result = validate_config(path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{path}: invalid configuration:")
+    assert "cannot read file: No such file or directory" in result.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a non-UTF-8 file raises UnicodeDecodeError out of load_yaml_model, so the "
+    "command dies with a traceback and exit 1",
+)
+def test_non_utf8_file_exits_2_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "gate.yaml"
+    path.write_bytes(
+        EXAMPLE.read_text(encoding="utf-8").replace("campus", "caf\xe9").encode("latin-1")
+    )
+    result = validate_config(path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
