@@ -18,7 +18,10 @@ SCHEMA_VERSION = 1
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a timezone (UTC expected)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
@@ -37,7 +40,9 @@ def utc_now() -> datetime:
 class WireModel(BaseModel):
     """Base of every payload: strict keys, immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema", ge=1)
 
@@ -57,7 +62,7 @@ class Event(WireModel):
 class LatencyBreakdown(BaseModel):
     """Milliseconds spent per pipeline stage for the decision (face path)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     detect_ms: float = Field(default=0.0, ge=0)
     encode_ms: float = Field(default=0.0, ge=0)
@@ -83,7 +88,12 @@ class AccessEvent(Event):
     faces_in_view: int = Field(default=0, ge=0)
     frames_used: int = Field(default=0, ge=0)
     latency: LatencyBreakdown = Field(default_factory=LatencyBreakdown)
-    seq: int = Field(default=0, ge=0, description="edge outbox sequence, increasing per gate")
+    seq: int | None = Field(
+        default=None,
+        ge=1,
+        description="the gate's outbox sequence: strictly increasing per gate across restarts, "
+        "so a consumer can spot gaps; null when the event could not be stored (disk full)",
+    )
 
 
 class DoorEvent(Event):
@@ -94,7 +104,7 @@ class DoorEvent(Event):
     gate_id: str
     kind: Literal["unlocked", "locked", "opened", "closed", "held_open", "forced_open"]
     open_for_s: float | None = Field(default=None, ge=0)
-    seq: int = Field(default=0, ge=0)
+    seq: int | None = Field(default=None, ge=1, description="as AccessEvent.seq")
 
 
 class Availability(WireModel):
@@ -118,6 +128,7 @@ class Heartbeat(Event):
     face_path_detail: str = ""
     uptime_s: float = Field(ge=0)
     alarms: list[str] = Field(default_factory=list)
+    rejected_messages: int = Field(default=0, ge=0, description="invalid inputs skipped so far")
 
 
 class GalleryUpdate(Event):

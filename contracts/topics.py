@@ -42,7 +42,7 @@ class DeviceChannel(StrEnum):
 
 def check_segment(value: str, what: str) -> str:
     """Return value if it is a safe topic segment, else raise ValueError naming it."""
-    if not _SEGMENT.match(value):
+    if not _SEGMENT.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} is not a valid topic segment: use 1-64 letters, digits, '_', '-', "
             "'.', starting with a letter or digit (no '/', '+', '#', spaces)"
@@ -122,7 +122,16 @@ class ParsedTopic:
 
 
 def parse_topic(topic: str) -> ParsedTopic:
-    """Split a dormguard topic into its parts; ValueError says what is wrong."""
+    """Split a dormguard topic into its parts; ValueError says what is wrong and names it."""
+    try:
+        return _parse_topic(topic)
+    except ValueError as exc:
+        if repr(topic) in str(exc):
+            raise
+        raise ValueError(f"topic {topic!r}: {exc}") from exc
+
+
+def _parse_topic(topic: str) -> ParsedTopic:
     parts = topic.split("/")
     if len(parts) < 5 or parts[0] != ROOT:
         raise ValueError(f"topic {topic!r} is not a dormguard topic (expected '{ROOT}/<site>/...')")

@@ -23,6 +23,29 @@ class ConfigError(ValueError):
         super().__init__(f"{path}: invalid configuration:\n  " + "\n  ".join(problems))
 
 
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _reject_duplicate_keys(node: yaml.Node | None) -> None:
+    """YAML lets a later key silently win; in a config that hides mistakes, so refuse it."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[object, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                line = int(key.start_mark.line) + 1
+                if key.value in seen:
+                    raise _DuplicateKeyError(
+                        f"line {line}: {key.value}: duplicate key (first given on line "
+                        f"{seen[key.value]})"
+                    )
+                seen[key.value] = line
+            _reject_duplicate_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _reject_duplicate_keys(item)
+
+
 def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
     """The deepest YAML node along a pydantic error location."""
     node = root
@@ -58,9 +81,16 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(path, [f"cannot read file: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            path, [f"file is not UTF-8 text (bad byte at offset {exc.start})"]
+        ) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _reject_duplicate_keys(root)
         data: Any = yaml.safe_load(text)
+    except _DuplicateKeyError as exc:
+        raise ConfigError(path, [str(exc)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -69,15 +99,16 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(path, ["line 1: the top level must be a mapping of settings"])
+        first = int(root.start_mark.line) + 1 if root is not None else 1
+        raise ConfigError(path, [f"line {first}: the top level must be a mapping of settings"])
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = tuple(err["loc"])
-            line = _key_line(root, loc)
+            key_line = _key_line(root, loc)
             field = ".".join(str(p) for p in loc) or "<top level>"
-            prefix = f"line {line}: " if line else ""
+            prefix = f"line {key_line}: " if key_line else ""
             problems.append(f"{prefix}{field}: {err['msg']}")
         raise ConfigError(path, problems) from exc

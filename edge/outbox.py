@@ -173,6 +173,43 @@ class Outbox:
         assert seq is not None
         return seq
 
+    def append_numbered(
+        self, topic: str, build: Callable[[int], bytes], *, qos: int = 1, retain: bool = False
+    ) -> int:
+        """Store a message whose payload carries its own sequence number; returns that number.
+
+        `build(seq)` is called under the outbox lock with the number the row will get, so the
+        payload can say where it stands in the gate's stream (gaps are then detectable).
+        """
+        if qos not in (0, 1, 2):
+            raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
+        if not topic:
+            raise ValueError("topic must not be empty")
+        self._check_free_space(0)
+        created_at = self._clock()
+        with self._lock:
+            conn = self._connection()
+            row = conn.execute(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)"
+            ).fetchone()
+            seq = int(row[0]) + 1
+            payload = bytes(build(seq))
+            try:
+                conn.execute(
+                    "INSERT INTO outbox (seq, topic, payload, qos, retain, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (seq, topic, payload, qos, int(retain), created_at),
+                )
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.rollback()
+                if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                    raise OutboxFullError(
+                        f"outbox {self.path}: SQLite reports the database or disk is full ({exc})"
+                    ) from exc
+                raise
+        return seq
+
     def _check_free_space(self, incoming: int) -> None:
         free = self._disk_free(self.path.parent)
         if free - incoming < self.min_free_bytes:

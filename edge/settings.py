@@ -31,9 +31,14 @@ class Secret(StrictModel):
         """The secret's value; ValueError names the source (never the value)."""
         if self.file is not None:
             try:
-                return self.file.read_text(encoding="utf-8").strip()
+                value = self.file.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
+            except UnicodeDecodeError:
+                raise ValueError(f"secret file {self.file} is not UTF-8 text") from None
+            if not value:
+                raise ValueError(f"secret file {self.file} is empty")
+            return value
         env = os.environ if environ is None else environ
         assert self.env is not None
         if not env.get(self.env):

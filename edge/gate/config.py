@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from contracts.topics import check_segment
 from edge.settings import MqttSettings, Secret, StrictModel
@@ -80,6 +80,15 @@ class ConfirmationSection(StrictModel):
 class CurfewSection(StrictModel):
     start: str = Field(description="HH:MM local")
     end: str = Field(description="HH:MM local")
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted(cls, v: object) -> object:
+        if isinstance(v, int):
+            raise ValueError(
+                "write times of day in quotes, e.g. '23:00' (YAML reads 23:00 as a number)"
+            )
+        return v
 
     @field_validator("start", "end")
     @classmethod
@@ -189,14 +198,18 @@ class GateConfig(StrictModel):
     def _segment(cls, v: str) -> str:
         return check_segment(v, "site/building")
 
-    @model_validator(mode="after")
-    def _confirmation_fits_tolerance(self) -> Self:
-        if self.confirmation.strong_distance > self.matching.tolerance:
+    @field_validator("confirmation")
+    @classmethod
+    def _confirmation_fits_tolerance(
+        cls, value: ConfirmationSection, info: ValidationInfo
+    ) -> ConfirmationSection:
+        matching = info.data.get("matching")
+        if isinstance(matching, MatchingSection) and value.strong_distance > matching.tolerance:
             raise ValueError(
-                "confirmation.strong_distance must not exceed matching.tolerance "
-                f"({self.confirmation.strong_distance} > {self.matching.tolerance})"
+                "strong_distance must not exceed matching.tolerance "
+                f"({value.strong_distance} > {matching.tolerance})"
             )
-        return self
+        return value
 
     @property
     def producer_id(self) -> str:

@@ -191,6 +191,7 @@ class GateDaemon:
         self._decided: dict[int, _TrackDecision] = {}
         self.door_opened_at: list[float] = []  # monotonic times of door commands (benchmarks)
         self.contact_input: ContactInput | None = None
+        self.rejected_messages = 0
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -294,9 +295,9 @@ class GateDaemon:
             len(gallery.template_owners),
         )
 
-    def install_gallery(self, blob: bytes) -> Gallery:
+    def install_gallery(self, blob: bytes, *, force: bool = False) -> Gallery:
         """Install a new encrypted gallery atomically; the old one stays if this one is bad."""
-        gallery = self.gallery_store.install(blob)
+        gallery = self.gallery_store.install(blob, force=force)
         self._save_access_list(gallery)
         self._use_gallery(gallery)
         return gallery
@@ -499,7 +500,7 @@ class GateDaemon:
             frames_used=frames,
             latency=latency or LatencyBreakdown(),
         )
-        self.publisher.send(self.topic(GateChannel.EVENT), event.to_bytes())
+        self.publisher.send(self.topic(GateChannel.EVENT), _numbered(event))
         log.info(
             "access %s gate=%s method=%s person=%s reason=%s event_id=%s",
             event.decision,
@@ -567,15 +568,20 @@ class GateDaemon:
             )
             level = logging.WARNING if out.kind in ("held_open", "forced_open") else logging.INFO
             log.log(level, "door %s at gate %s", out.kind, self.gate.gate_id)
-            self.publisher.send(self.topic(GateChannel.DOOR), event.to_bytes())
+            self.publisher.send(self.topic(GateChannel.DOOR), _numbered(event))
 
     # ----------------------------------------------------------------- MQTT handlers
+
+    def _reject(self, what: str, exc: Exception) -> None:
+        """Count and log an invalid input; the daemon carries on."""
+        self.rejected_messages += 1
+        log.warning("%s rejected: %s", what, exc)
 
     def _on_card(self, msg: ReceivedMessage) -> None:
         try:
             swipe = parse_payload(CardSwipe, msg.payload, where=f"topic {msg.topic!r}")
         except PayloadError as exc:
-            log.warning("card message rejected: %s", exc)
+            self._reject("card message", exc)
             return
         if swipe.card_uid:
             try:
@@ -583,7 +589,7 @@ class GateDaemon:
 
                 self.handle_card(normalize_card_uid(swipe.card_uid))
             except ValueError as exc:
-                log.warning("card read rejected: %s", exc)
+                self._reject(f"card read on {msg.topic!r}", exc)
         elif swipe.pin_entry:
             self.handle_pin(swipe.pin_entry)
 
@@ -591,7 +597,7 @@ class GateDaemon:
         try:
             is_open = parse_contact_payload(msg.payload)
         except ValueError as exc:
-            log.warning("contact message on %s rejected: %s", msg.topic, exc)
+            self._reject(f"contact message on {msg.topic!r}", exc)
             return
         self.contact_changed(is_open)
 
@@ -599,22 +605,34 @@ class GateDaemon:
         try:
             update = parse_payload(GalleryUpdate, msg.payload, where=f"topic {msg.topic!r}")
         except PayloadError as exc:
-            log.warning("gallery update rejected: %s", exc)
+            self._reject("gallery update", exc)
             return
-        if update.version <= self.gallery_version:
-            log.info(
-                "gallery version %s already in use (have %s)", update.version, self.gallery_version
-            )
+        current, face_error = self.gallery_version, self.face_error
+        if face_error is None and update.version == current:
+            # The retained update is delivered again on every reconnect: already in use.
             self._ack_gallery(update, applied=True, error=None)
+            return
+        if face_error is None and update.version < current:
+            self._ack_gallery(
+                update,
+                applied=False,
+                error=f"version {update.version} is older than version {current} in use",
+            )
             return
         try:
             blob = base64.b64decode(update.blob_b64, validate=True)
-            gallery = self.install_gallery(blob)
+        except ValueError:
+            self._reject("gallery update", ValueError("blob_b64 is not valid base64"))
+            self._ack_gallery(update, applied=False, error="blob_b64 is not valid base64")
+            return
+        try:
+            # With a broken current gallery any valid version repairs it (force).
+            gallery = self.install_gallery(blob, force=face_error is not None)
         except (ValueError, GalleryError) as exc:
             log.error(
                 "gallery update %s rejected, keeping version %s: %s",
                 update.version,
-                self.gallery_version,
+                current,
                 exc,
             )
             self._ack_gallery(update, applied=False, error=str(exc))
@@ -639,7 +657,7 @@ class GateDaemon:
         try:
             command = parse_payload(Command, msg.payload, where=f"topic {msg.topic!r}")
         except PayloadError as exc:
-            log.warning("command rejected: %s", exc)
+            self._reject("command", exc)
             return
         ok, detail = True, ""
         age_s = (self.wall() - command.ts).total_seconds()
@@ -709,6 +727,7 @@ class GateDaemon:
             face_path_detail=face_error or "",
             uptime_s=round(now - self._started_at, 1),
             alarms=alarms,
+            rejected_messages=self.rejected_messages,
         )
 
     def publish_heartbeat(self, now: float) -> None:
@@ -726,6 +745,11 @@ class GateDaemon:
         ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
         if ok:
             self.snapshots.save(jpeg.tobytes(), event_id, self.wall())
+
+
+def _numbered(event: AccessEvent | DoorEvent) -> Callable[[int | None], bytes]:
+    """The event's bytes with its outbox sequence filled in when it is stored."""
+    return lambda seq: event.model_copy(update={"seq": seq}).to_bytes()
 
 
 def availability_payloads(producer: str) -> tuple[bytes, bytes]:

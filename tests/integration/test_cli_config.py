@@ -138,11 +138,6 @@ def test_missing_file_exits_2_naming_it(tmp_path: Path) -> None:
     assert "cannot read file: No such file or directory" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a non-UTF-8 file raises UnicodeDecodeError out of load_yaml_model, so the "
-    "command dies with a traceback and exit 1",
-)
 def test_non_utf8_file_exits_2_without_traceback(tmp_path: Path) -> None:
     path = tmp_path / "gate.yaml"
     path.write_bytes(

@@ -247,11 +247,6 @@ def test_gallery_corrupt_from_the_very_first_start_knows_nobody_and_keeps_the_do
         daemon.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: GateDaemon._on_gallery compares with the access-list fallback's version and "
-    "acks applied=True without installing, so the face path stays disabled",
-)
 def test_resending_the_current_gallery_version_repairs_a_corrupt_gallery_file(
     tmp_path: Path, broker: Broker, collector: Collector, gallery_key: bytes
 ) -> None:
@@ -496,11 +491,6 @@ def _disk_full_gate(tmp_path: Path, port: int, key: bytes) -> GateDaemon:
     return _start(daemon)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ReliablePublisher keeps overflow messages in memory but only ever publishes "
-    "from the outbox, so nothing reaches a connected broker while the disk is full",
-)
 def test_events_held_in_memory_reach_a_connected_broker_while_the_disk_stays_full(
     tmp_path: Path, broker: Broker, collector: Collector, gallery_key: bytes
 ) -> None:
@@ -515,11 +505,6 @@ def test_events_held_in_memory_reach_a_connected_broker_while_the_disk_stays_ful
         daemon.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: GateDaemon.stop()/ReliablePublisher.stop() discard the in-memory overflow "
-    "without delivering it or logging that events were lost",
-)
 def test_stopping_while_the_disk_is_full_delivers_held_events_or_says_how_many_are_lost(
     tmp_path: Path,
     broker: Broker,

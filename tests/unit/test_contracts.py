@@ -139,11 +139,6 @@ def test_device_address_rejects_invalid_segment_naming_the_field(field: str, val
     assert repr(value) in str(excinfo.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _SEGMENT uses '$', which also matches before a trailing newline; "
-    "check_segment should use fullmatch (or '\\Z')",
-)
 @pytest.mark.parametrize("value", ["B1-main\n", "campus\n"])
 def test_segment_with_trailing_newline_is_rejected(value: str) -> None:
     with pytest.raises(ValueError, match="not a valid topic segment"):
@@ -228,10 +223,6 @@ def test_parse_topic_rejects_invalid_segment_naming_the_field(topic: str, field:
         parse_topic(topic)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: same trailing-newline segment bug; 'B1-main\\n' is parsed as a gate id",
-)
 def test_parse_topic_rejects_gate_id_with_trailing_newline() -> None:
     with pytest.raises(ValueError):
         parse_topic("dorm/campus/B1/gate/B1-main\n/event")
@@ -470,11 +461,6 @@ def test_message_on_foreign_topic_is_a_payload_error_quoting_the_topic(topic: st
     assert isinstance(excinfo.value, ValueError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: model_for re-raises parse_topic's segment error without the topic; "
-    "parse_topic should prefix address errors with the topic",
-)
 def test_message_on_topic_with_invalid_segment_names_the_topic() -> None:
     topic = "dorm/cam pus/B1/gate/B1-main/event"
     with pytest.raises(PayloadError, match=re.escape(repr(topic))):
@@ -576,11 +562,6 @@ def test_model_built_in_code_rejects_naive_and_normalises_aware_timestamps() -> 
     assert event.ts is not None and event.ts.tzinfo is UTC
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _utc lets OverflowError escape from astimezone(UTC) at the datetime range "
-    "edges; it should raise ValueError('timestamp out of range')",
-)
 @pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
 def test_timestamp_out_of_utc_range_is_a_payload_error(stamp: str) -> None:
     payload = wire_dict(GateChannel.HEARTBEAT) | {"ts": stamp}
@@ -669,12 +650,6 @@ def _raw_number(channel: GateChannel, field: str, literal: str) -> bytes:
     return encode(payload).replace(b'"__RAW__"', literal.encode())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Infinity / overflowing floats pass fields bounded only below; to_bytes() "
-    "then writes them as null, so the message no longer round-trips. "
-    "Set allow_inf_nan=False on WireModel and LatencyBreakdown",
-)
 @pytest.mark.parametrize(
     ("channel", "field", "literal"),
     [
