@@ -117,4 +117,6 @@ def test_events_survive_broker_outage_and_kill_9_exactly_once_in_order(tmp_path:
     persons = [e["person_id"] for e in seen.values()]
     assert persons == [f"c{i:04d}" for i in range(3 * CARDS)], log.read_text()[-3000:]
     assert all(e["decision"] == "granted" and e["method"] == "card" for e in seen.values())
+    seqs = [e["seq"] for e in seen.values()]
+    assert seqs == list(range(1, 3 * CARDS + 1)), "outbox sequence must have no gap or reorder"
     assert _outbox_depth(tmp_path / "outbox.db") == 0

@@ -269,3 +269,43 @@ def test_a_student_standing_at_the_gate_is_not_reported_again_within_the_cooldow
         clock.now += 0.3
         decisions.extend(daemon.process_frame(Frame(student, 0, clock.now)).decisions)
     assert [(d.granted, d.person_id) for d in decisions] == [(True, ENROLLED)]
+
+
+def test_door_contact_over_mqtt_reports_forced_and_held_open(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Opening without a grant is 'forced_open'; open too long is 'held_open', once."""
+    key = write_key(tmp_path / "gallery.key")
+    save_gallery(tmp_path / "gallery.bin", key, make_gallery())
+    cfg_path = gate_config(
+        tmp_path,
+        port=broker.port,
+        source={"kind": "folder", "target": str(tmp_path)},
+        key_file=tmp_path / "gallery.key",
+        gallery_path=tmp_path / "gallery.bin",
+        door={
+            "kind": "simulated",
+            "open_time_s": 1.0,
+            "contact": {"kind": "mqtt", "topic": "sensors/g1/contact", "held_open_after_s": 0.3},
+        },
+    )
+    collector = Collector(broker.port, "dorm/campus1/b1/gate/g1/door", client_id="door-watch")
+    collector.start()
+    daemon = build_gate(load_yaml_model(cfg_path, GateConfig), source=ScriptedSource())
+    daemon.start()
+    try:
+        assert daemon.link.wait_ready(10)
+        collector.client.publish("sensors/g1/contact", b"OPEN", qos=1)
+        collector.wait_for(lambda m: len(m) >= 2)
+        time.sleep(0.4)
+        daemon.housekeeping()
+        daemon.housekeeping()
+        collector.client.publish("sensors/g1/contact", b'{"contact": true}', qos=1)
+        msgs = collector.wait_for(lambda m: len(m) >= 4)
+    finally:
+        daemon.stop()
+        collector.stop()
+    kinds = [json.loads(p)["kind"] for _, p, _ in msgs]
+    assert kinds == ["opened", "forced_open", "held_open", "closed"]
+    seqs = [json.loads(p)["seq"] for _, p, _ in msgs]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
