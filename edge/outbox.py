@@ -154,24 +154,8 @@ class Outbox:
         created_at = self._clock()
         with self._lock:
             conn = self._connection()
-            try:
-                cur = conn.execute(
-                    "INSERT INTO outbox (topic, payload, qos, retain, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (topic, payload, qos, int(retain), created_at),
-                )
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.rollback()
-                if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
-                    raise OutboxFullError(
-                        f"outbox {self.path}: SQLite reports the database or disk is full ({exc})"
-                    ) from exc
-                raise
             # Autocommit mode: the INSERT is committed (and fsynced) when execute returns.
-            seq = cur.lastrowid
-        assert seq is not None
-        return seq
+            return self._insert(conn, None, topic, payload, qos, retain, created_at)
 
     def append_numbered(
         self, topic: str, build: Callable[[int], bytes], *, qos: int = 1, retain: bool = False
@@ -194,21 +178,35 @@ class Outbox:
             ).fetchone()
             seq = int(row[0]) + 1
             payload = bytes(build(seq))
-            try:
-                conn.execute(
-                    "INSERT INTO outbox (seq, topic, payload, qos, retain, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (seq, topic, payload, qos, int(retain), created_at),
-                )
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.rollback()
-                if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
-                    raise OutboxFullError(
-                        f"outbox {self.path}: SQLite reports the database or disk is full ({exc})"
-                    ) from exc
-                raise
-        return seq
+            return self._insert(conn, seq, topic, payload, qos, retain, created_at)
+
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        seq: int | None,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        created_at: float,
+    ) -> int:
+        """One committed INSERT (caller holds the lock); SQLITE_FULL becomes OutboxFullError."""
+        try:
+            cur = conn.execute(
+                "INSERT INTO outbox (seq, topic, payload, qos, retain, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (seq, topic, payload, qos, int(retain), created_at),
+            )
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise OutboxFullError(
+                    f"outbox {self.path}: SQLite reports the database or disk is full ({exc})"
+                ) from exc
+            raise
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
 
     def _check_free_space(self, incoming: int) -> None:
         free = self._disk_free(self.path.parent)

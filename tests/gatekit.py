@@ -104,3 +104,37 @@ def dormguard_env() -> dict[str, str]:
     env["OPENBLAS_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     return env
+
+
+class ScriptedSource:
+    """A healthy source that never delivers: the test pushes frames through process_frame."""
+
+    def start(self) -> None:
+        pass
+
+    def latest(self, timeout: float):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(min(timeout, 0.01))
+
+    def status(self):  # type: ignore[no-untyped-def]
+        from edge.gate.frames import SourceStatus
+
+        return SourceStatus(True, "scripted", 0, 0, 0, None)
+
+    def stop(self) -> None:
+        pass
+
+
+def spawn_gate(config: Path, log: Path, *, stdin_pipe: bool = False):  # type: ignore[no-untyped-def]
+    """A real `dormguard gate` process, output appended to `log`."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "gate", "--config", str(config)],
+        stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=dormguard_env(),
+    )

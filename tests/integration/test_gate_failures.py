@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,16 +39,17 @@ from edge.gate.app import build_gate
 from edge.gate.config import GateConfig
 from edge.gate.daemon import GateDaemon
 from edge.gate.door import SimulatedDoor
-from edge.gate.frames import Frame, SourceStatus
+from edge.gate.frames import Frame
 from edge.gate.gallery import GalleryStore, encrypt_gallery, generate_key
 from edge.outbox import Outbox
 from tests.broker import Broker, Collector
 from tests.gatekit import (
     CARD_HOLDER,
-    dormguard_env,
+    ScriptedSource,
     gate_config,
     make_gallery,
     save_gallery,
+    spawn_gate,
     write_key,
 )
 from tests.photos import gate_frame
@@ -59,23 +59,6 @@ GATE_TOPICS = f"{GATE}/#"
 CARD_UID = "04A1B2C3"
 # What the gate itself publishes; the input topics under GATE_TOPICS are the test's own messages.
 OUTPUT_SUFFIXES = ("/event", "/door", "/gallery/ack", "/command/result")
-
-
-class ScriptedSource:
-    """A healthy source that never delivers: the test pushes frames through process_frame."""
-
-    def start(self) -> None:
-        pass
-
-    def latest(self, timeout: float) -> Frame | None:
-        time.sleep(min(timeout, 0.01))
-        return None
-
-    def status(self) -> SourceStatus:
-        return SourceStatus(True, "scripted", 0, 0, 0, None)
-
-    def stop(self) -> None:
-        pass
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -584,13 +567,7 @@ def test_an_older_gallery_is_acknowledged_with_the_current_version_and_never_ins
 
 
 def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "gate", "--config", str(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env=dormguard_env(),
-    )
+    return spawn_gate(config, log)  # type: ignore[no-any-return]
 
 
 def _availability(collector: Collector) -> list[Availability]:

@@ -11,35 +11,27 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.broker import Broker, Collector
-from tests.gatekit import dormguard_env, gate_config, make_gallery, save_gallery, write_key
+from tests.gatekit import gate_config, make_gallery, save_gallery, spawn_gate, write_key
 
 pytestmark = pytest.mark.slow
 
 CARDS = 30  # card users; three rounds of reads
 
 
-def _start_daemon(config: Path, log: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "gate", "--config", str(config)],
-        stdin=subprocess.PIPE,
-        stdout=log.open("a"),
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=dormguard_env(),
-    )
+def _start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    return spawn_gate(config, log, stdin_pipe=True)  # type: ignore[no-any-return]
 
 
-def _feed(proc: subprocess.Popen[str], indices: range) -> None:
+def _feed(proc: subprocess.Popen[bytes], indices: range) -> None:
     assert proc.stdin is not None
     for i in indices:
-        proc.stdin.write(f"CA{i:06X}\n")
+        proc.stdin.write(f"CA{i:06X}\n".encode())
     proc.stdin.flush()
 
 

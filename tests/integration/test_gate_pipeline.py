@@ -20,12 +20,13 @@ from edge.gate.app import build_gate
 from edge.gate.config import GateConfig
 from edge.gate.daemon import GateDaemon
 from edge.gate.door import SimulatedDoor
-from edge.gate.frames import Frame, SourceStatus
+from edge.gate.frames import Frame
 from edge.gate.gallery import encrypt_gallery
 from tests.broker import Broker, Collector
 from tests.gatekit import (
     CARD_HOLDER,
     ENROLLED,
+    ScriptedSource,
     gate_config,
     make_gallery,
     save_gallery,
@@ -34,23 +35,6 @@ from tests.gatekit import (
 from tests.photos import gate_frame, noise_frame
 
 GATE_TOPICS = "dorm/campus1/b1/gate/g1/#"
-
-
-class ScriptedSource:
-    """Test driver: frames are pushed by the test through process_frame, not read here."""
-
-    def start(self) -> None:
-        pass
-
-    def latest(self, timeout: float) -> Frame | None:
-        time.sleep(min(timeout, 0.01))
-        return None
-
-    def status(self) -> SourceStatus:
-        return SourceStatus(True, "scripted", 0, 0, 0, None)
-
-    def stop(self) -> None:
-        pass
 
 
 def _frames(images: list[np.ndarray], daemon: GateDaemon) -> list[Frame]:
