@@ -47,7 +47,8 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         return 2
     try:
         return run_gate(config)
-    except (GalleryKeyError, ValueError) as exc:
+    except (GalleryKeyError, ValueError, RuntimeError, OSError) as exc:
+        # Configuration-time failures (key, outbox file, GPIO extra): say what and where.
         print(f"dormguard gate: {exc}", file=sys.stderr)
         return 2
 

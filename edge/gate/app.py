@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from types import FrameType
 
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.config import GateConfig
+from edge.gate.credentials import KeyboardWedgeReader
 from edge.gate.daemon import GateDaemon, availability_payloads, retention_seconds
 from edge.gate.door import DoorActuator, GpioContact, GpioDoor, MqttRelayDoor, SimulatedDoor
 from edge.gate.faces import DlibFaceEngine, FaceEngine
@@ -123,9 +125,6 @@ def run_gate(config: GateConfig) -> int:
     daemon.start()
     wedge = None
     if config.credentials.keyboard_wedge:
-        import sys
-
-        from edge.gate.credentials import KeyboardWedgeReader
 
         def on_card(raw: str) -> None:
             daemon.handle_card(raw)

@@ -38,7 +38,12 @@ from contracts.models import (
 from contracts.registry import PayloadError, parse_payload
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.config import GateConfig
-from edge.gate.credentials import find_by_card, parse_pin_entry, verify_pin
+from edge.gate.credentials import (
+    find_by_card,
+    normalize_card_uid,
+    parse_pin_entry,
+    verify_pin,
+)
 from edge.gate.door import DoorActuator
 from edge.gate.door_logic import DoorEventOut, DoorMonitor, parse_contact_payload
 from edge.gate.faces import FaceEngine
@@ -185,7 +190,7 @@ class GateDaemon:
         self._started_at = clock()
         self._frames_since_beat = 0
         self._last_beat = clock()
-        self._last_purge = 0.0
+        self._last_purge = float("-inf")
         self._last_frame_at: float | None = None
         self._last_reason: dict[int, str] = {}
         self._decided: dict[int, _TrackDecision] = {}
@@ -585,8 +590,6 @@ class GateDaemon:
             return
         if swipe.card_uid:
             try:
-                from edge.gate.credentials import normalize_card_uid
-
                 self.handle_card(normalize_card_uid(swipe.card_uid))
             except ValueError as exc:
                 self._reject(f"card read on {msg.topic!r}", exc)
@@ -713,6 +716,10 @@ class GateDaemon:
         if self.publisher.alarm:
             alarms.append(self.publisher.alarm)
         face_error = self.face_error
+        with self._lock:
+            nobody_known = not self._state.gallery.people
+        if nobody_known:
+            alarms.append("no access list: every face, card and PIN request is denied")
         return Heartbeat(
             producer=self.config.producer_id,
             fps=round(self._frames_since_beat / elapsed, 2),
