@@ -293,3 +293,49 @@ def test_door_contact_over_mqtt_reports_forced_and_held_open(
     assert kinds == ["opened", "forced_open", "held_open", "closed"]
     seqs = [json.loads(p)["seq"] for _, p, _ in msgs]
     assert seqs == sorted(seqs) and len(set(seqs)) == 4
+
+
+def test_snapshots_of_denied_faces_are_off_by_default_and_encrypted_when_enabled(
+    tmp_path: Path, broker: Broker, photos: Path
+) -> None:
+    """No image is kept unless configured; then only denied attempts, encrypted, as JPEG."""
+    key = write_key(tmp_path / "gallery.key")
+    save_gallery(tmp_path / "gallery.bin", key, make_gallery())
+    stranger, student = gate_frame(photos / "biden.jpg"), gate_frame(photos / "obama2.jpg")
+    stored: dict[bool, list[Path]] = {}
+    for enabled in (False, True):
+        run_dir = tmp_path / f"run-{enabled}"
+        run_dir.mkdir()
+        cfg_path = gate_config(
+            run_dir,
+            port=broker.port,
+            source={"kind": "folder", "target": str(run_dir)},
+            key_file=tmp_path / "gallery.key",
+            gallery_path=tmp_path / "gallery.bin",
+            snapshots={
+                "enabled": enabled,
+                "directory": str(run_dir / "snaps"),
+                "retention_days": 1,
+            },
+        )
+        daemon = build_gate(load_yaml_model(cfg_path, GateConfig), source=ScriptedSource())
+        daemon.start()
+        try:
+            _run(daemon, [student] * 2)
+            daemon.tracker.reset()
+            _run(daemon, [stranger] * 4)
+        finally:
+            daemon.stop()
+        stored[enabled] = (
+            sorted((run_dir / "snaps").glob("*.snap"))
+            if enabled
+            else sorted(run_dir.rglob("*.snap"))
+        )
+    assert stored[False] == []
+    (snap,) = stored[True]
+    raw = snap.read_bytes()
+    assert not raw.startswith(b"\xff\xd8")  # not a plain JPEG on disk
+    from edge.gate.snapshots import SnapshotStore
+
+    jpeg = SnapshotStore(snap.parent, key=key, retention_s=86400, enabled=True).load(snap)
+    assert jpeg.startswith(b"\xff\xd8")
