@@ -171,3 +171,72 @@ class CardSwipe(Event):
 
     card_uid: str | None = Field(default=None, max_length=64)
     pin_entry: str | None = Field(default=None, max_length=80)
+
+
+ApplianceKind = Literal["washer", "dryer", "water_dispenser", "hair_dryer"]
+ApplianceStatus = Literal[
+    "idle", "running", "finished", "in_use", "heating", "ready", "standby", "unknown"
+]
+ApplianceFault = Literal[
+    "leak",
+    "over_temperature",
+    "over_current",
+    "stuck",
+    "heater_fault",
+    "overrun",
+    "offline",
+    "filter_exhausted",
+]
+
+
+class DeviceState(Event):
+    """The current state of one appliance (retained, QoS 1, published on every change)."""
+
+    site: str
+    building: str
+    room: str
+    device_id: str
+    kind: ApplianceKind
+    status: ApplianceStatus
+    since: UtcDatetime | None = None
+    faults: list[ApplianceFault] = Field(default_factory=list)
+    online: bool = True
+    power_w: float | None = None
+    energy_kwh: float | None = Field(default=None, ge=0)
+    temperature_c: float | None = None
+    remaining_s: float | None = Field(default=None, ge=0)
+    cycle_started: UtcDatetime | None = None
+    sessions: int = Field(default=0, ge=0)
+    filter_life_pct: float | None = Field(default=None, ge=0, le=100)
+
+
+class DeviceTelemetry(Event):
+    """A normalised reading of one appliance (QoS 0)."""
+
+    site: str
+    building: str
+    room: str
+    device_id: str
+    kind: ApplianceKind
+    power_w: float | None = None
+    energy_kwh: float | None = Field(default=None, ge=0)
+    voltage_v: float | None = Field(default=None, ge=0)
+    current_a: float | None = Field(default=None, ge=0)
+    temperature_c: float | None = None
+    water_l: float | None = Field(default=None, ge=0)
+    leak: bool | None = None
+    door_open: bool | None = None
+
+
+class BridgeHealth(Event):
+    """Periodic health of a device bridge: what it received, normalised and rejected."""
+
+    received: int = Field(ge=0)
+    normalized: int = Field(ge=0)
+    rejected: int = Field(ge=0)
+    unknown_topic: int = Field(ge=0)
+    devices: int = Field(ge=0)
+    offline_devices: int = Field(ge=0)
+    faulty_devices: int = Field(ge=0)
+    uptime_s: float = Field(ge=0)
+    last_rejection: str = ""

@@ -10,16 +10,19 @@ from contracts.models import (
     SCHEMA_VERSION,
     AccessEvent,
     Availability,
+    BridgeHealth,
     CardSwipe,
     Command,
     CommandResult,
+    DeviceState,
+    DeviceTelemetry,
     DoorEvent,
     GalleryAck,
     GalleryUpdate,
     Heartbeat,
     WireModel,
 )
-from contracts.topics import GateChannel, parse_topic
+from contracts.topics import BridgeChannel, DeviceChannel, GateChannel, parse_topic
 
 GATE_MODELS: dict[GateChannel, type[WireModel]] = {
     GateChannel.EVENT: AccessEvent,
@@ -34,6 +37,18 @@ GATE_MODELS: dict[GateChannel, type[WireModel]] = {
 }
 
 
+DEVICE_MODELS: dict[DeviceChannel, type[WireModel]] = {
+    DeviceChannel.STATE: DeviceState,
+    DeviceChannel.TELEMETRY: DeviceTelemetry,
+    DeviceChannel.AVAILABILITY: Availability,
+}
+
+BRIDGE_MODELS: dict[BridgeChannel, type[WireModel]] = {
+    BridgeChannel.AVAILABILITY: Availability,
+    BridgeChannel.HEALTH: BridgeHealth,
+}
+
+
 class PayloadError(ValueError):
     """A message that does not satisfy the contract; the text says what and where."""
 
@@ -44,10 +59,15 @@ def model_for(topic: str) -> type[WireModel]:
         parsed = parse_topic(topic)
     except ValueError as exc:
         raise PayloadError(str(exc)) from exc
+    model: type[WireModel] | None = None
     if parsed.kind == "gate":
         model = GATE_MODELS.get(GateChannel(parsed.channel))
-        if model is not None:
-            return model
+    elif parsed.kind == "device":
+        model = DEVICE_MODELS.get(DeviceChannel(parsed.channel))
+    elif parsed.kind == "bridge":
+        model = BRIDGE_MODELS.get(BridgeChannel(parsed.channel))
+    if model is not None:
+        return model
     raise PayloadError(f"topic {topic!r} has no payload model")
 
 

@@ -4,6 +4,7 @@ Layout::
 
     dorm/<site>/<building>/gate/<gate_id>/<channel>
     dorm/<site>/<building>/room/<room>/device/<device_id>/<channel>
+    dorm/<site>/bridge/<bridge_id>/<channel>
     dorm/<site>/gateway/<channel>
 """
 
@@ -30,6 +31,13 @@ class GateChannel(StrEnum):
     COMMAND_RESULT = "command/result"  # gate -> gateway, QoS 1
     CARD = "card"  # card reader / keypad -> gate, QoS 1
     CONTACT = "contact"  # door contact sensor -> gate
+
+
+class BridgeChannel(StrEnum):
+    """What a device bridge's own topics carry."""
+
+    AVAILABILITY = "availability"  # retained, QoS 1, last will
+    HEALTH = "health"  # counters, QoS 0
 
 
 class DeviceChannel(StrEnum):
@@ -89,6 +97,13 @@ def device_topic(addr: DeviceAddress, channel: DeviceChannel) -> str:
     )
 
 
+def bridge_topic(site: str, bridge_id: str, channel: BridgeChannel) -> str:
+    """Topic of one device-bridge channel."""
+    check_segment(site, "site")
+    check_segment(bridge_id, "bridge id")
+    return f"{ROOT}/{site}/bridge/{bridge_id}/{channel.value}"
+
+
 def gate_filter(site: str, channel: GateChannel, building: str = "+", gate_id: str = "+") -> str:
     """Subscription filter for one channel of many gates ('+' = any)."""
     check_segment(site, "site")
@@ -142,6 +157,12 @@ def _parse_topic(topic: str) -> ParsedTopic:
             raise ValueError(f"topic {topic!r}: unknown gate channel {channel!r}")
         addr = GateAddress(site, building, parts[4])
         return ParsedTopic("gate", addr.site, addr.building, channel, gate_id=addr.gate_id)
+    if parts[2] == "bridge" and len(parts) == 5:
+        if parts[4] not in {c.value for c in BridgeChannel}:
+            raise ValueError(f"topic {topic!r}: unknown bridge channel {parts[4]!r}")
+        check_segment(site, "site")
+        check_segment(parts[3], "bridge id")
+        return ParsedTopic("bridge", site, "", parts[4], device_id=parts[3])
     if parts[3] == "room" and len(parts) == 8 and parts[5] == "device":
         channel = parts[7]
         if channel not in {c.value for c in DeviceChannel}:

@@ -22,16 +22,54 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _cmd_validate_config(args: argparse.Namespace) -> int:
-    from edge.gate.config import GateConfig
+CONFIG_KINDS = ("gate", "devices")
+
+
+def _config_kind(path: Path) -> str:
+    """Which daemon a config file is for, judged by its top-level keys."""
+    import yaml
 
     try:
-        config = load_yaml_model(Path(args.file), GateConfig)
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return "gate"  # let the loader report the problem with its line
+    if isinstance(data, dict) and "devices" in data and "gate" not in data:
+        return "devices"
+    return "gate"
+
+
+def _cmd_validate_config(args: argparse.Namespace) -> int:
+    from edge.devices.config import DevicesConfig
+    from edge.gate.config import GateConfig
+
+    path = Path(args.file)
+    kind = args.kind or _config_kind(path)
+    try:
+        if kind == "devices":
+            producer = load_yaml_model(path, DevicesConfig).producer_id
+        else:
+            producer = load_yaml_model(path, GateConfig).producer_id
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(f"{args.file}: valid gate configuration for {config.producer_id}")
+    print(f"{args.file}: valid {kind} configuration for {producer}")
     return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from edge.devices.app import run_bridge
+    from edge.devices.config import DevicesConfig
+
+    try:
+        config = load_yaml_model(Path(args.config), DevicesConfig)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        return run_bridge(config)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"dormguard devices: {exc}", file=sys.stderr)
+        return 2
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
@@ -132,11 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate-config", help="check a YAML config and point at bad lines")
     p.add_argument("file")
+    p.add_argument("--kind", choices=CONFIG_KINDS, help="default: judged from the file")
     p.set_defaults(func=_cmd_validate_config)
 
     p = sub.add_parser("gate", help="run the entrance gate daemon")
     p.add_argument("--config", required=True)
     p.set_defaults(func=_cmd_gate)
+
+    p = sub.add_parser("devices", help="run the service-room device bridge")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=_cmd_devices)
 
     p = sub.add_parser("calibrate", help="measure match distances on your own photos")
     p.add_argument("photo_dir", help="one sub-folder of photos per person")
