@@ -76,6 +76,7 @@ class MachineParams:
     history_size: int = 20
     # hair dryer
     on_w: float = 100.0
+    on_hold_s: float = 5.0  # on the new side of on_w this long -> in use / idle (ignores spikes)
     overrun_s: float = 1800.0
     # water dispenser
     heating_w: float = 300.0
