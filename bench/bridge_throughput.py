@@ -155,7 +155,7 @@ def main() -> None:
         broker.start()
         try:
             bare = bare_subscriber(broker.port, FLOOD)
-            bridged, _, _ = bridge_rate(broker.port, FLOOD, None)
+            bridged, flood_seen, flood_seconds = bridge_rate(broker.port, FLOOD, None)
             paced_rate, paced_seen, paced_seconds = bridge_rate(broker.port, 20_000, 2000.0)
         finally:
             broker.stop()
@@ -172,6 +172,7 @@ def main() -> None:
         f"bare paho subscriber: {result['bare_per_s']} msg/s; bridge: "
         f"{result['readings_per_s']} readings/s (ratio {result['ratio']})"
     )
+    print(f"flood: bridge normalised {flood_seen} of {FLOOD} in {flood_seconds:.2f} s")
     print(f"paced 2,000 readings/s for 10 s: {paced_seen} normalised in {paced_seconds:.1f} s")
     print(json.dumps(result))
 

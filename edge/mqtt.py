@@ -14,6 +14,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.settings import MqttSettings
@@ -59,6 +60,8 @@ class MqttLink:
         self.on_ack: Callable[[int, str | None], None] = lambda mid, error: None
         self.on_connection_change: Callable[[bool], None] = lambda up: None
         self._handlers: list[tuple[str, int, Handler]] = []
+        self._dispatch: dict[str, list[Handler]] = {}
+        self._matcher: Any = MQTTMatcher()  # type: ignore[no-untyped-call]
         self._client: paho.Client | None = None
         self._connected = threading.Event()
         self._subscribed = threading.Event()
@@ -82,6 +85,11 @@ class MqttLink:
     def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
         """Register a subscription, (re)made on every connect."""
         self._handlers.append((topic_filter, qos, handler))
+        try:
+            self._matcher[topic_filter].append(handler)
+        except KeyError:
+            self._matcher[topic_filter] = [handler]
+        self._dispatch.clear()
         client = self._client
         if client is not None and self.connected:
             client.subscribe(topic_filter, qos=qos)
@@ -213,13 +221,23 @@ class MqttLink:
         if mid == self._pending_sub_mid:
             self._subscribed.set()
 
+    def _handlers_for(self, topic: str) -> list[Handler]:
+        """Handlers whose filter matches a topic (a trie: a bridge may hold thousands)."""
+        handlers = self._dispatch.get(topic)
+        if handlers is None:
+            matches: Any = self._matcher.iter_match(topic)  # paho's trie is untyped
+            handlers = [h for group in matches for h in group]
+            if len(self._dispatch) >= 100_000:
+                self._dispatch.clear()
+            self._dispatch[topic] = handlers
+        return handlers
+
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         received = ReceivedMessage(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain))
-        for topic_filter, _, handler in self._handlers:
-            if paho.topic_matches_sub(topic_filter, msg.topic):
-                try:
-                    handler(received)
-                except Exception:
-                    # One bad message must never stop the network thread.
-                    self.handler_errors += 1
-                    log.exception("handler for %s failed on a message", msg.topic)
+        for handler in self._handlers_for(msg.topic):
+            try:
+                handler(received)
+            except Exception:
+                # One bad message must never stop the network thread.
+                self.handler_errors += 1
+                log.exception("handler for %s failed on a message", msg.topic)

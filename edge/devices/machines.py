@@ -19,7 +19,7 @@ Timing rules, so that the outcome does not depend on how often the bridge ticks:
 from __future__ import annotations
 
 import statistics
-from dataclasses import replace
+from dataclasses import fields
 from datetime import datetime, timedelta
 
 from edge.devices.model import (
@@ -32,6 +32,21 @@ from edge.devices.model import (
 )
 
 _CYCLE_KINDS = frozenset({ApplianceType.WASHER, ApplianceType.DRYER})
+_STATE_FIELDS = tuple(f.name for f in fields(ApplianceState))
+
+
+def replace(s: ApplianceState, **changes: object) -> ApplianceState:
+    """A copy of `s` with `changes`; `s` itself when nothing changes.
+
+    The bridge runs this several times per reading for thousands of devices: building the frozen
+    copy directly is several times faster than dataclasses.replace (no __init__ round trip).
+    """
+    if all(getattr(s, name) == value for name, value in changes.items()):
+        return s
+    new = object.__new__(ApplianceState)
+    for name in _STATE_FIELDS:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(s, name))
+    return new
 
 
 def initial_state(device_id: str, kind: ApplianceType) -> ApplianceState:
