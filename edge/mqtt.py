@@ -99,7 +99,9 @@ class MqttLink:
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv5
+            if self.settings.protocol == "5"
+            else MQTTProtocolVersion.MQTTv311,
         )
         if self.settings.username:
             client.username_pw_set(self.settings.username, self.password)

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from contracts.topics import check_segment
 from edge.devices.model import ApplianceType, Firmware, MachineParams
-from edge.settings import MqttSettings, StrictModel
+from edge.settings import BridgeMqttSettings, StrictModel
 
 # Per-type defaults that differ from MachineParams' generic ones.
 TYPE_DEFAULTS: dict[ApplianceType, dict[str, float]] = {
@@ -72,7 +72,7 @@ class DevicesConfig(StrictModel):
 
     site: str
     bridge_id: str
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    mqtt: BridgeMqttSettings = Field(default_factory=BridgeMqttSettings)
     devices: list[DeviceEntry] = Field(min_length=1)
     types: dict[ApplianceType, ParamsOverride] = Field(default_factory=dict)
     telemetry_interval_s: float = Field(

@@ -64,8 +64,7 @@ def next_state(state: ApplianceState, reading: Reading, params: MachineParams) -
         return state
     at = reading.at
     s = _advance(state, at, params)
-    s = _apply_presence(s, reading)
-    s = _apply_values(s, reading, params)
+    s = _apply_reading(s, reading, params)
     s = _apply_instant_transitions(s, reading, params)
     s = _advance(s, at, params)
     return _apply_reading_faults(s, reading, params)
@@ -224,34 +223,44 @@ def _with_remaining(s: ApplianceState, now: datetime, params: MachineParams) -> 
 # --- applying a reading -----------------------------------------------------------------------
 
 
-def _apply_presence(s: ApplianceState, reading: Reading) -> ApplianceState:
-    if reading.online is False:
-        return replace(s, last_seen=reading.at, online=False, faults=s.faults | {Fault.OFFLINE})
-    return replace(s, last_seen=reading.at, online=True, faults=s.faults - {Fault.OFFLINE})
-
-
-def _apply_values(s: ApplianceState, reading: Reading, params: MachineParams) -> ApplianceState:
+def _apply_reading(s: ApplianceState, reading: Reading, params: MachineParams) -> ApplianceState:
+    """Presence and values of one reading, as a single copy of the state."""
     at = reading.at
+    changes: dict[str, object] = {"last_seen": at}
+    if reading.online is False:
+        changes["online"] = False
+        changes["faults"] = s.faults | {Fault.OFFLINE}
+    else:
+        changes["online"] = True
+        if Fault.OFFLINE in s.faults:
+            changes["faults"] = s.faults - {Fault.OFFLINE}
     if reading.energy_kwh is not None:
-        s = replace(s, energy_kwh=reading.energy_kwh)
+        changes["energy_kwh"] = reading.energy_kwh
+    temperature = s.temperature_c
     if reading.temperature_c is not None:
-        s = replace(s, temperature_c=reading.temperature_c)
+        temperature = changes["temperature_c"] = reading.temperature_c
+    heating_since = s.heating_since
+    heating_start = s.heating_start_temp_c
     if reading.power_w is not None:
-        s = _apply_power(replace(s, power_w=reading.power_w), reading.power_w, at, params)
-    if s.heating_since is not None and s.heating_start_temp_c is None:
-        s = replace(s, heating_start_temp_c=s.temperature_c)
+        changes["power_w"] = reading.power_w
+        power_changes = _power_changes(s, reading.power_w, at, params)
+        changes.update(power_changes)
+        heating_since = power_changes.get("heating_since", heating_since)  # type: ignore[assignment]
+        heating_start = power_changes.get("heating_start_temp_c", heating_start)  # type: ignore[assignment]
+    if heating_since is not None and heating_start is None:
+        changes["heating_start_temp_c"] = temperature
     if reading.water_l is not None:
-        s = _apply_water_meter(s, reading.water_l)
-    return s
+        changes.update(_water_changes(s, reading.water_l))
+    return replace(s, **changes)
 
 
-def _apply_power(
+def _power_changes(
     s: ApplianceState, power_w: float, at: datetime, params: MachineParams
-) -> ApplianceState:
+) -> dict[str, object]:
     if s.kind is ApplianceType.WATER_DISPENSER:
         if power_w >= params.heating_w:
-            return replace(s, heating_since=s.heating_since or at)
-        return replace(s, heating_since=None, heating_start_temp_c=None)
+            return {"heating_since": s.heating_since or at}
+        return {"heating_since": None, "heating_start_temp_c": None}
     if s.kind is ApplianceType.HAIR_DRYER:
         above = power_w >= params.on_w
         below = not above
@@ -259,19 +268,18 @@ def _apply_power(
         # exclusive even if misconfigured with start_w <= stop_w, so transitions cannot ping-pong
         above = power_w >= params.start_w
         below = not above and power_w < params.stop_w
-    return replace(
-        s,
-        above_since=(s.above_since or at) if above else None,
-        below_since=(s.below_since or at) if below else None,
-    )
+    return {
+        "above_since": (s.above_since or at) if above else None,
+        "below_since": (s.below_since or at) if below else None,
+    }
 
 
-def _apply_water_meter(s: ApplianceState, water_l: float) -> ApplianceState:
+def _water_changes(s: ApplianceState, water_l: float) -> dict[str, object]:
     used = s.filter_used_l
     if s.water_baseline_l is not None and water_l >= s.water_baseline_l:
         used += water_l - s.water_baseline_l
     # a first value or a drop (meter reset) only sets the baseline
-    return replace(s, water_l=water_l, water_baseline_l=water_l, filter_used_l=used)
+    return {"water_l": water_l, "water_baseline_l": water_l, "filter_used_l": used}
 
 
 def _apply_instant_transitions(
