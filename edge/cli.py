@@ -162,6 +162,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 2
 
 
+def _cmd_simulate_devices(args: argparse.Namespace) -> int:
+    from edge.devices.simulator import parse_fault_args, run_simulation
+    from edge.settings import MqttSettings
+
+    try:
+        faults = parse_fault_args(args.fault or [])
+        settings = MqttSettings(host=args.host, port=args.port, protocol="3.1.1")
+        return run_simulation(
+            settings, args.rooms, speed=args.speed, duration_s=args.duration, faults=faults
+        )
+    except ValueError as exc:
+        print(f"dormguard simulate devices: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="dormguard", description=__doc__)
@@ -180,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="run the service-room device bridge")
     p.add_argument("--config", required=True)
     p.set_defaults(func=_cmd_devices)
+
+    simulate = sub.add_parser("simulate", help="simulators for demos and tests")
+    ssub = simulate.add_subparsers(dest="simulate_command", required=True)
+    p = ssub.add_parser(
+        "devices", help="publish realistic appliance traces (Tasmota/ESPHome/Shelly)"
+    )
+    p.add_argument("--rooms", type=int, default=1)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
+    p.add_argument("--duration", type=float, help="stop after this many real seconds")
+    p.add_argument(
+        "--fault", action="append", help="DEVICE_ID=leak|stuck|heater_failure|offline|overrun"
+    )
+    p.set_defaults(func=_cmd_simulate_devices)
 
     p = sub.add_parser("calibrate", help="measure match distances on your own photos")
     p.add_argument("photo_dir", help="one sub-folder of photos per person")
