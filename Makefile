@@ -49,6 +49,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/gate_latency.py
+	$(BIN)/python bench/bridge_throughput.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
