@@ -7,12 +7,16 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from contracts.yamlconfig import ConfigError, load_yaml_model
 
 log = logging.getLogger("dormguard")
+M = TypeVar("M", bound=BaseModel)
 
 
 def _setup_logging(level: str) -> None:
@@ -56,20 +60,33 @@ def _cmd_validate_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_daemon(
+    name: str,
+    path: Path,
+    model: type[M],
+    run: Callable[[M], int],
+    *startup_errors: type[Exception],
+) -> int:
+    """Load a config, run a daemon; config and start-up failures print what and where, exit 2."""
+    try:
+        config = load_yaml_model(path, model)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    caught: tuple[type[Exception], ...] = (ValueError, RuntimeError, OSError, *startup_errors)
+    try:
+        return run(config)
+    except caught as exc:
+        # Start-up failures (key, outbox file, GPIO extra, broker secret): say what and where.
+        print(f"dormguard {name}: {exc}", file=sys.stderr)
+        return 2
+
+
 def _cmd_devices(args: argparse.Namespace) -> int:
     from edge.devices.app import run_bridge
     from edge.devices.config import DevicesConfig
 
-    try:
-        config = load_yaml_model(Path(args.config), DevicesConfig)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    try:
-        return run_bridge(config)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"dormguard devices: {exc}", file=sys.stderr)
-        return 2
+    return _run_daemon("devices", Path(args.config), DevicesConfig, run_bridge)
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
@@ -78,17 +95,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     from edge.gate.config import GateConfig
     from edge.gate.gallery import GalleryKeyError
 
-    try:
-        config = load_yaml_model(Path(args.config), GateConfig)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    try:
-        return run_gate(config)
-    except (GalleryKeyError, ValueError, RuntimeError, OSError) as exc:
-        # Configuration-time failures (key, outbox file, GPIO extra): say what and where.
-        print(f"dormguard gate: {exc}", file=sys.stderr)
-        return 2
+    return _run_daemon("gate", Path(args.config), GateConfig, run_gate, GalleryKeyError)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:

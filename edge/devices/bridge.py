@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from contracts.models import (
     Availability,
@@ -205,16 +206,22 @@ class DeviceBridge:
 
     # ----------------------------------------------------------------- publishing
 
+    def _identity(self, entry: DeviceEntry) -> dict[str, Any]:
+        """The fields naming a device in every message about it."""
+        return {
+            "producer": self.config.producer_id,
+            "site": self.config.site,
+            "building": entry.building,
+            "room": entry.room,
+            "device_id": entry.id,
+            "kind": entry.kind.value,
+        }
+
     def state_payload(self, device: _Device, state: ApplianceState) -> DeviceState:
         """The canonical state message of a device."""
         entry = device.entry
         return DeviceState(
-            producer=self.config.producer_id,
-            site=self.config.site,
-            building=entry.building,
-            room=entry.room,
-            device_id=entry.id,
-            kind=entry.kind.value,
+            **self._identity(entry),
             status=state.status.value,
             since=state.since,
             faults=sorted(f.value for f in state.faults),
@@ -256,12 +263,7 @@ class DeviceBridge:
     def _publish_telemetry(self, device: _Device, reading: Reading) -> None:
         entry = device.entry
         telemetry = DeviceTelemetry(
-            producer=self.config.producer_id,
-            site=self.config.site,
-            building=entry.building,
-            room=entry.room,
-            device_id=entry.id,
-            kind=entry.kind.value,
+            **self._identity(entry),
             power_w=device.state.power_w,
             energy_kwh=device.state.energy_kwh,
             voltage_v=reading.voltage_v,
