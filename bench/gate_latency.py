@@ -152,18 +152,19 @@ def main() -> None:
             sequence = [noise_frame(round_no), noise_frame(round_no + 100)] + [
                 frames[round_no % len(frames)]
             ] * 4
-            opened_before = len(daemon.door_opened_at)
+            opened_before = daemon.doors_opened
             first_face_at: float | None = None
             for index, image in enumerate(sequence):
                 now = daemon.clock()
                 if index == 2:
                     first_face_at = now
                 daemon.process_frame(Frame(image, index, now))
-                if len(daemon.door_opened_at) > opened_before:
+                if daemon.doors_opened > opened_before:
                     break
             assert first_face_at is not None
-            if len(daemon.door_opened_at) > opened_before:
-                door_ms.append((daemon.door_opened_at[-1] - first_face_at) * 1000)
+            if daemon.doors_opened > opened_before:
+                assert daemon.last_door_open_at is not None
+                door_ms.append((daemon.last_door_open_at - first_face_at) * 1000)
             daemon.door.lock()
         daemon.door.stop()
         daemon.publisher.outbox.close()

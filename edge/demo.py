@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import tempfile
 import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import cv2
@@ -34,6 +32,7 @@ from edge.gate.gallery import Gallery, GalleryStore, generate_key, load_key
 from edge.gate.model import Person
 from edge.localbroker import LocalBroker
 from edge.mqtt import MqttLink, ReceivedMessage
+from edge.runtime import stop_on_signals
 from edge.samples import gate_frame, noise_frame, sample_photos_dir
 from edge.settings import MqttSettings
 
@@ -132,11 +131,7 @@ def run_demo(duration: float | None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     stop = threading.Event()
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals(stop.set)
     with tempfile.TemporaryDirectory(prefix="dormguard-demo-") as tmp:
         workdir = Path(tmp)
         print("dormguard demo: preparing sample gallery and camera frames ...")

@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.reasoncodes import ReasonCode
 
+from contracts.models import Availability, utc_now
 from edge.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -243,3 +244,18 @@ class MqttLink:
                 # One bad message must never stop the network thread.
                 self.handler_errors += 1
                 log.exception("handler for %s failed on a message", msg.topic)
+
+
+def availability_link(
+    settings: MqttSettings, *, default_client_id: str, topic: str, producer: str
+) -> MqttLink:
+    """A daemon's MQTT link: password from its secret, retained online/offline last will."""
+    will = Will(
+        topic,
+        Availability(producer=producer, state="offline").to_bytes(),
+        Availability(producer=producer, state="online", ts=utc_now()).to_bytes(),
+    )
+    password = settings.password.read() if settings.password else None
+    return MqttLink(
+        settings, client_id=settings.client_id or default_client_id, will=will, password=password
+    )

@@ -178,11 +178,10 @@ class DeviceBridge:
             old = device.state
             new = next_state(old, reading, device.params)
             device.state = new
-            send_telemetry = (
-                self.clock() - device.last_telemetry >= self.config.telemetry_interval_s
-            )
+            now = self.clock()
+            send_telemetry = now - device.last_telemetry >= self.config.telemetry_interval_s
             if send_telemetry:
-                device.last_telemetry = self.clock()
+                device.last_telemetry = now
         if publishable_change(old, new):
             self._publish_state(device, old, new)
         if send_telemetry and reading.online is None:

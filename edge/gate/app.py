@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-from types import FrameType
 
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.config import GateConfig
 from edge.gate.credentials import KeyboardWedgeReader
-from edge.gate.daemon import GateDaemon, availability_payloads, retention_seconds
+from edge.gate.daemon import GateDaemon, retention_seconds
 from edge.gate.door import DoorActuator, GpioContact, GpioDoor, MqttRelayDoor, SimulatedDoor
 from edge.gate.faces import DlibFaceEngine, FaceEngine
 from edge.gate.frames import FrameSource, SourceSpec, open_source
 from edge.gate.gallery import GalleryStore, load_key
 from edge.gate.snapshots import SnapshotStore
-from edge.mqtt import MqttLink, Will
+from edge.mqtt import availability_link
 from edge.outbox import Outbox
 from edge.publisher import ReliablePublisher
+from edge.runtime import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +52,12 @@ def build_gate(
 ) -> GateDaemon:
     """Wire a GateDaemon with real adapters (engine and source may be injected)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    producer = config.producer_id
-    offline, online = availability_payloads(producer)
     addr = GateAddress(config.site, config.building, config.gate.id)
-    password = config.mqtt.password.read() if config.mqtt.password else None
-    link = MqttLink(
+    link = availability_link(
         config.mqtt,
-        client_id=config.mqtt.client_id or f"gate-{config.site}-{config.building}-{config.gate.id}",
-        will=Will(gate_topic(addr, GateChannel.AVAILABILITY), offline, online),
-        password=password,
+        default_client_id=f"gate-{config.site}-{config.building}-{config.gate.id}",
+        topic=gate_topic(addr, GateChannel.AVAILABILITY),
+        producer=config.producer_id,
     )
     outbox = Outbox(config.outbox.path, min_free_bytes=config.outbox.min_free_mb * 1024 * 1024)
     outbox.open()
@@ -116,12 +112,7 @@ def run_gate(config: GateConfig) -> int:
     if isinstance(daemon.engine, DlibFaceEngine):
         daemon.engine.start()
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signum)
-        daemon.request_stop()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals(daemon.request_stop)
     daemon.start()
     wedge = None
     if config.credentials.keyboard_wedge:

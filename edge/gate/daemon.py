@@ -24,7 +24,6 @@ import numpy as np
 
 from contracts.models import (
     AccessEvent,
-    Availability,
     CardSwipe,
     Command,
     CommandResult,
@@ -194,7 +193,8 @@ class GateDaemon:
         self._last_frame_at: float | None = None
         self._last_reason: dict[int, str] = {}
         self._decided: dict[int, _TrackDecision] = {}
-        self.door_opened_at: list[float] = []  # monotonic times of door commands (benchmarks)
+        self.doors_opened = 0  # door commands so far, and the monotonic time of the last one
+        self.last_door_open_at: float | None = None
         self.contact_input: ContactInput | None = None
         self.rejected_messages = 0
 
@@ -466,11 +466,16 @@ class GateDaemon:
 
     # ----------------------------------------------------------------- decisions
 
-    def _open_door(self, decision: AccessDecision) -> None:
-        self.door.open(self.config.door.open_time_s)
+    def _unlock_for(self, duration_s: float) -> None:
+        """Unlock the door and tell the contact monitor the opening is authorised."""
+        self.door.open(duration_s)
         now = self.clock()
-        self.door_opened_at.append(now)
-        self.monitor.unlocked(now, now + self.config.door.open_time_s)
+        self.monitor.unlocked(now, now + duration_s)
+
+    def _open_door(self, decision: AccessDecision) -> None:
+        self._unlock_for(self.config.door.open_time_s)
+        self.doors_opened += 1
+        self.last_door_open_at = self.clock()
         if decision.person_id is not None:
             with self._lock:
                 self._state.last_passage[decision.person_id] = Passage(
@@ -670,15 +675,11 @@ class GateDaemon:
             ok, detail = False, f"stale command ({age_s:.0f}s old), ignored"
         elif command.command == "unlock":
             duration = command.duration_s or self.config.door.open_time_s
-            self.door.open(duration)
-            now = self.clock()
-            self.monitor.unlocked(now, now + duration)
+            self._unlock_for(duration)
             detail = f"unlocked for {duration:.0f}s"
         elif command.command == "hold_open":
             duration = command.duration_s or 3600.0
-            self.door.open(duration)
-            now = self.clock()
-            self.monitor.unlocked(now, now + duration)
+            self._unlock_for(duration)
             detail = f"held open for {duration:.0f}s"
         elif command.command in ("lock", "release"):
             self.door.lock()
@@ -757,13 +758,6 @@ class GateDaemon:
 def _numbered(event: AccessEvent | DoorEvent) -> Callable[[int | None], bytes]:
     """The event's bytes with its outbox sequence filled in when it is stored."""
     return lambda seq: event.model_copy(update={"seq": seq}).to_bytes()
-
-
-def availability_payloads(producer: str) -> tuple[bytes, bytes]:
-    """(offline, online) retained availability payloads."""
-    offline = Availability(producer=producer, state="offline").to_bytes()
-    online = Availability(producer=producer, state="online", ts=utc_now()).to_bytes()
-    return offline, online
 
 
 def retention_seconds(days: float) -> float:

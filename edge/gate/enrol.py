@@ -15,7 +15,7 @@ from pydantic import Field
 
 from contracts.yamlconfig import load_yaml_model
 from edge.gate.config import _parse_hhmm
-from edge.gate.faces import DlibFaceEngine, read_image
+from edge.gate.faces import Detection, DlibFaceEngine, read_image
 from edge.gate.gallery import Gallery
 from edge.gate.model import Person, PersonKind, PersonStatus, TimeWindow
 from edge.settings import StrictModel
@@ -67,9 +67,8 @@ def to_person(entry: PersonEntry) -> Person:
     )
 
 
-def photo_quality_problem(image: np.ndarray, engine: DlibFaceEngine) -> str | None:
+def photo_quality_problem(image: np.ndarray, detection: Detection) -> str | None:
     """Why a photo cannot be enrolled, or None when it can (one face, size, sharpness)."""
-    detection = engine.detect(image)
     if len(detection.boxes) != 1:
         return f"{len(detection.boxes)} faces found, exactly one needed"
     box = detection.boxes[0]
@@ -107,11 +106,11 @@ def build_gallery_from_files(
                 except ValueError as exc:
                     problems.append(str(exc))
                     continue
-                problem = photo_quality_problem(image, engine)
+                detection = engine.detect(image)
+                problem = photo_quality_problem(image, detection)
                 if problem:
                     problems.append(f"{photo}: {problem}")
                     continue
-                detection = engine.detect(image)
                 owners.append(person_dir.name)
                 encodings.append(engine.encode(detection.rgb, detection.boxes[:1])[0])
     matrix = np.stack(encodings).astype(np.float32) if encodings else np.zeros((0, 128), np.float32)
