@@ -1,0 +1,95 @@
+"""FastAPI dependencies shared by every router: the services, the caller and their role.
+
+Every route declares who may call it with ``require(Role.X, ...)``; admin may call everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from gateway.services import Services
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    GUARD = "guard"
+    FACILITIES = "facilities"
+    COUNSELLOR = "counsellor"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentUser:
+    id: int
+    username: str
+    role: Role
+
+
+def get_services(request: Request) -> Services:
+    """The Services the app was created with."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_session(services: ServicesDep) -> Any:
+    """One SQL session per request, closed afterwards."""
+    with services.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def current_user(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> CurrentUser:
+    """The caller, from the bearer token; 401 when missing, unknown, expired or revoked."""
+    from gateway.api.auth import authenticate
+
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token: log in at POST /api/auth/login",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    user = authenticate(services, credentials.credentials)
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid or expired token: log in again",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return user
+
+
+def require(*roles: Role) -> Any:
+    """A dependency admitting the given roles (and admin); 403 names the roles allowed."""
+    allowed = frozenset((*roles, Role.ADMIN))
+
+    def check(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
+        if user.role not in allowed:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"role {user.role.value!r} may not do this; allowed: "
+                + ", ".join(sorted(r.value for r in allowed)),
+            )
+        return user
+
+    check.allowed_roles = allowed  # type: ignore[attr-defined]  # read by the role-matrix test
+    return Depends(check)
+
+
+RoleCheck = Callable[..., CurrentUser]

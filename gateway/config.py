@@ -1,0 +1,194 @@
+"""The gateway's configuration: one pydantic tree, validated at start (`dormguard gateway`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from contracts.topics import check_segment
+from edge.settings import MqttSettings, Secret, StrictModel
+from gateway.domain.alerts import RulesConfig
+from gateway.domain.lifecycle import EscalationPolicy
+from gateway.domain.welfare import WelfareConfig
+
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "change-me", "changeme", "secret", "password", "admin", "dormguard", "placeholder"}
+)
+
+
+class GatewayMqttSettings(MqttSettings):
+    """MQTT 5 ingest: a persistent session, so nothing published while we are down is lost."""
+
+    client_id: str | None = Field(
+        default=None,
+        description="stable per replica (the broker keeps the session under it); "
+        "defaults to 'dormguard-gateway-<site>'",
+    )
+    session_expiry_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="how long the broker keeps our session and queued messages while we are away",
+    )
+    shared_group: str | None = Field(
+        default=None,
+        description="shared-subscription group ($share/<group>/...) so replicas split the load",
+    )
+    receive_maximum: int = Field(
+        default=1000, ge=10, le=65535, description="QoS 1 messages in flight to us at once"
+    )
+
+    @field_validator("protocol")
+    @classmethod
+    def _mqtt5(cls, v: str) -> str:
+        if v != "5":
+            raise ValueError("the gateway needs MQTT 5 (persistent sessions, shared subscriptions)")
+        return v
+
+    @field_validator("shared_group")
+    @classmethod
+    def _group(cls, v: str | None) -> str | None:
+        return None if v is None else check_segment(v, "shared subscription group")
+
+
+class DatabaseSettings(StrictModel):
+    url: str = Field(
+        default="sqlite:///gateway.db",
+        description="SQLAlchemy URL: sqlite:///PATH (default, WAL) or postgresql+psycopg://...",
+    )
+    password: Secret | None = Field(
+        default=None, description="database password, merged into the URL at start"
+    )
+
+
+class SqliteSeriesSettings(StrictModel):
+    path: Path = Field(default=Path("series.db"), description="embedded time-series file")
+    retention_days: float = Field(default=30, gt=0)
+
+
+class InfluxSettings(StrictModel):
+    url: str = Field(description="InfluxDB 2.x URL, e.g. http://influxdb:8086")
+    org: str
+    bucket: str
+    token: Secret
+    backlog_path: Path = Field(
+        default=Path("influx-backlog.db"), description="on-disk backlog while InfluxDB is down"
+    )
+    max_backlog_rows: int = Field(default=2_000_000, ge=1000)
+    batch_size: int = Field(default=5000, ge=1)
+    flush_interval_s: float = Field(default=1.0, gt=0)
+
+
+class TimeSeriesSettings(StrictModel):
+    sqlite: SqliteSeriesSettings = Field(
+        default_factory=SqliteSeriesSettings,
+        description="always kept: device history for the console (short retention)",
+    )
+    influx: InfluxSettings | None = Field(
+        default=None, description="long-term sink for Grafana; off by default"
+    )
+
+
+class ApiSettings(StrictModel):
+    host: str = Field(default="127.0.0.1", description="listen address")
+    port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    token_ttl_s: int = Field(default=12 * 3600, ge=60, description="login token lifetime")
+    login_max_failures: int = Field(
+        default=10, ge=1, description="failed logins per user per 15 min before a lockout"
+    )
+
+
+class GateEntry(StrictModel):
+    building: str
+    id: str
+    direction: Literal["in", "out"] = "in"
+    name: str = ""
+
+    @model_validator(mode="after")
+    def _segments(self) -> Self:
+        check_segment(self.building, "building")
+        check_segment(self.id, "gate id")
+        return self
+
+
+class BuildingEntry(StrictModel):
+    id: str
+    name: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _segment(cls, v: str) -> str:
+        return check_segment(v, "building")
+
+
+class EnrolmentSettings(StrictModel):
+    gallery_key: Secret = Field(description="AES-256 key shared with the gates (base64)")
+    template_key: Secret | None = Field(
+        default=None,
+        description="key for templates at rest in the database; defaults to the gallery key",
+    )
+    keep_photos: bool = Field(default=False, description="keep enrolment photos (encrypted)")
+    photo_retention_days: float = Field(default=30, gt=0)
+    min_face_px: int = Field(default=80, ge=40)
+    min_sharpness: float = Field(default=20.0, ge=0)
+    max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+
+class GatewayConfig(StrictModel):
+    site: str
+    mode: Literal["production", "development"] = Field(
+        default="production",
+        description="development accepts placeholder secrets and the demo's fixed logins",
+    )
+    mqtt: GatewayMqttSettings = Field(default_factory=GatewayMqttSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    timeseries: TimeSeriesSettings = Field(default_factory=TimeSeriesSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    buildings: list[BuildingEntry] = Field(default_factory=list)
+    gates: list[GateEntry] = Field(default_factory=list)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
+    welfare: WelfareConfig = Field(default_factory=WelfareConfig)
+    enrolment: EnrolmentSettings | None = Field(
+        default=None, description="needed to enrol faces and push galleries to gates"
+    )
+    dedup_days: float = Field(
+        default=14, gt=0, description="remember event ids this long to drop redeliveries"
+    )
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, v: str) -> str:
+        return check_segment(v, "site")
+
+    @model_validator(mode="after")
+    def _known_buildings(self) -> Self:
+        known = {b.id for b in self.buildings}
+        seen: set[tuple[str, str]] = set()
+        for i, gate in enumerate(self.gates):
+            if known and gate.building not in known:
+                raise ValueError(
+                    f"gates[{i}]: building {gate.building!r} is not listed under 'buildings'"
+                )
+            key = (gate.building, gate.id)
+            if key in seen:
+                raise ValueError(f"gates[{i}]: gate {gate.building}/{gate.id} is listed twice")
+            seen.add(key)
+        return self
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"dormguard-gateway-{self.site}"
+
+
+def check_secret(name: str, value: str, mode: str) -> str:
+    """Refuse placeholder secrets outside development mode; ValueError names the secret."""
+    if mode != "development" and (
+        value.strip().lower() in PLACEHOLDER_SECRETS or len(value.strip()) < 12
+    ):
+        raise ValueError(
+            f"{name} is a placeholder or shorter than 12 characters; set a real secret "
+            "(or run with mode: development for a demo)"
+        )
+    return value
