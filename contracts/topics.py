@@ -119,6 +119,12 @@ def device_filter(site: str, channel: DeviceChannel) -> str:
     return f"{ROOT}/{site}/+/room/+/device/+/{channel.value}"
 
 
+def bridge_filter(site: str, channel: BridgeChannel) -> str:
+    """Subscription filter for one channel of every device bridge of a site."""
+    check_segment(site, "site")
+    return f"{ROOT}/{site}/bridge/+/{channel.value}"
+
+
 def shared(group: str, topic_filter: str) -> str:
     """Shared-subscription form of a filter, so gateway replicas split the load."""
     check_segment(group, "shared subscription group")

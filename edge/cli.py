@@ -26,7 +26,7 @@ def _setup_logging(level: str) -> None:
     )
 
 
-CONFIG_KINDS = ("gate", "devices")
+CONFIG_KINDS = ("gate", "devices", "gateway")
 
 
 def _config_kind(path: Path) -> str:
@@ -39,6 +39,8 @@ def _config_kind(path: Path) -> str:
         return "gate"  # let the loader report the problem with its line
     if isinstance(data, dict) and "devices" in data and "gate" not in data:
         return "devices"
+    if isinstance(data, dict) and "gate" not in data and {"database", "api", "gates"} & set(data):
+        return "gateway"
     return "gate"
 
 
@@ -51,6 +53,10 @@ def _cmd_validate_config(args: argparse.Namespace) -> int:
     try:
         if kind == "devices":
             producer = load_yaml_model(path, DevicesConfig).producer_id
+        elif kind == "gateway":
+            from gateway.config import GatewayConfig
+
+            producer = f"gateway of site {load_yaml_model(path, GatewayConfig).site}"
         else:
             producer = load_yaml_model(path, GateConfig).producer_id
     except ConfigError as exc:
@@ -241,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--version", type=int, default=1)
     p.set_defaults(func=_cmd_gallery_build)
+
+    from gateway.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

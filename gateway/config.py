@@ -153,6 +153,9 @@ class GatewayConfig(StrictModel):
     enrolment: EnrolmentSettings | None = Field(
         default=None, description="needed to enrol faces and push galleries to gates"
     )
+    welfare_interval_s: float = Field(
+        default=60, gt=0, description="how often welfare warnings are re-evaluated"
+    )
     dedup_days: float = Field(
         default=14, gt=0, description="remember event ids this long to drop redeliveries"
     )

@@ -19,6 +19,7 @@ from gateway.config import GatewayConfig
 
 if TYPE_CHECKING:
     from gateway.alerting import AlertService
+    from gateway.commands import CommandService
     from gateway.enrolment import EnrolmentService
     from gateway.timeseries.base import TimeSeriesReader, TimeSeriesWriter
 
@@ -64,5 +65,6 @@ class Services:
     series_reader: TimeSeriesReader
     publisher: Publisher | None = None
     enrolment: EnrolmentService | None = None
+    commands: CommandService | None = None
     counters: Counters = field(default_factory=Counters)
     ingest_connected: Callable[[], bool] = lambda: False

@@ -108,7 +108,7 @@ class PolicySection(StrictModel):
     def _tz(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a tz folder
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
 

@@ -633,6 +633,7 @@ class GateDaemon:
             self._reject("gallery update", ValueError("blob_b64 is not valid base64"))
             self._ack_gallery(update, applied=False, error="blob_b64 is not valid base64")
             return
+        before = self._template_owners()
         try:
             # With a broken current gallery any valid version repairs it (force).
             gallery = self.install_gallery(blob, force=face_error is not None)
@@ -649,15 +650,31 @@ class GateDaemon:
             log.warning(
                 "gallery update announced version %s but holds %s", update.version, gallery.version
             )
-        self._ack_gallery(update, applied=True, error=None)
+        # Whose face templates this version removed: the gateway confirms erasures with it.
+        erased = sorted(before - set(gallery.template_owners))
+        self._ack_gallery(update, applied=True, error=None, erased=erased)
 
-    def _ack_gallery(self, update: GalleryUpdate, *, applied: bool, error: str | None) -> None:
+    def _template_owners(self) -> set[str]:
+        try:
+            return set(self.gallery_store.load().template_owners)
+        except (GalleryError, ValueError, OSError):
+            return set()
+
+    def _ack_gallery(
+        self,
+        update: GalleryUpdate,
+        *,
+        applied: bool,
+        error: str | None,
+        erased: list[str] | None = None,
+    ) -> None:
         ack = GalleryAck(
             producer=self.config.producer_id,
             correlation_id=update.correlation_id,
             version=self.gallery_version,
             applied=applied,
             error=error,
+            erased_person_ids=erased or [],
         )
         self.publisher.send(self.topic(GateChannel.GALLERY_ACK), ack.to_bytes())
 

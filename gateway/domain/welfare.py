@@ -106,7 +106,7 @@ class WelfareConfig(BaseModel):
     def _zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a tz folder
             raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
         return value
 

@@ -1,0 +1,248 @@
+"""Gateway ingest throughput and alert latency, against a bare paho subscriber in the same run.
+
+1. Throughput: N access events (QoS 1) are queued in a private mosquitto for a persistent
+   session, then drained, first by a bare paho subscriber that only counts (auto-ack), then by
+   the real gateway (validate, dedup, hash-chained access log, presence, rules, time series,
+   manual ack after commit). ``events_per_s`` / ``bare_per_s`` = ``ratio``.
+2. Alert latency: the gateway with its API runs; a guard's WebSocket is connected; a publisher
+   sends 1,000 events/s for ALERT_SECONDS, one in ten a door ``forced_open`` of a new gate (each
+   raises a new alert). ``alert_p99_ms`` is publish -> the alert arriving on the WebSocket.
+
+Prints, last, one JSON line: events_per_s, bare_per_s, ratio, alert_p50_ms, alert_p99_ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import paho.mqtt.client as paho
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from contracts.topics import GateChannel, gate_filter
+from edge.localbroker import LocalBroker, free_port
+from gateway.app import Gateway, build_gateway
+from gateway.config import GatewayConfig
+from tests.gatewayproc import access_event, door_event, event_topic, gateway_config
+
+N = 20_000
+ALERT_RATE = 1000
+ALERT_SECONDS = 10
+
+
+def _publish_events(port: int, count: int) -> None:
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    topic = event_topic()
+    infos = [client.publish(topic, access_event(i + 1).to_bytes(), qos=1) for i in range(count)]
+    for info in infos:
+        info.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _preload(port: int, count: int) -> None:
+    p = mp.Process(target=_publish_events, args=(port, count))
+    p.start()
+    p.join()
+
+
+def _session_props() -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    return props
+
+
+def bare_drain(port: int) -> float:
+    """A bare subscriber's drain rate of N queued QoS 1 events (messages/s)."""
+    received = 0
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(_c: Any, _u: Any, _m: Any) -> None:
+        nonlocal received
+        received += 1
+        if received >= N:
+            done.set()
+
+    def client() -> paho.Client:
+        c = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id="bare", protocol=MQTTProtocolVersion.MQTTv5
+        )
+        c.on_message = on_message
+        c.on_subscribe = lambda *a: subscribed.set()
+        c.on_connect = lambda cl, *a: cl.subscribe(gate_filter("campus", GateChannel.EVENT), 1)
+        return c
+
+    c = client()
+    c.connect(
+        "127.0.0.1", port, clean_start=MQTT_CLEAN_START_FIRST_ONLY, properties=_session_props()
+    )
+    c.loop_start()
+    subscribed.wait(10)
+    c.disconnect()
+    c.loop_stop()
+    _preload(port, N)
+    c = client()
+    start = time.monotonic()
+    c.connect("127.0.0.1", port, clean_start=False, properties=_session_props())
+    c.loop_start()
+    done.wait(300)
+    elapsed = time.monotonic() - start
+    c.disconnect()
+    c.loop_stop()
+    return received / elapsed
+
+
+def gateway_drain(port: int, workdir: Path) -> float:
+    """The gateway's drain rate of N queued events into its stores (events/s)."""
+    config = GatewayConfig.model_validate(gateway_config(workdir, port))
+    first = build_gateway(config)
+    first.start(wait_broker_s=10)  # creates the persistent session and its subscriptions
+    first.stop()
+    _preload(port, N)
+    gw = build_gateway(config)
+    start = time.monotonic()
+    gw.start(wait_broker_s=10)
+    while gw.services.counters.stored < N and time.monotonic() - start < 600:
+        time.sleep(0.01)
+    elapsed = time.monotonic() - start
+    stored = gw.services.counters.stored
+    gw.stop()
+    return stored / elapsed
+
+
+def alert_latency(port: int, workdir: Path) -> tuple[float, float, int]:
+    """p50 and p99 ms from publishing an alert-raising event to the WebSocket, and the count."""
+    import uvicorn
+    import websockets
+
+    from gateway.api import create_app
+    from gateway.api.auth import create_user
+
+    api_port = free_port()
+    config = GatewayConfig.model_validate(gateway_config(workdir, port, api_port=api_port))
+    gw: Gateway = build_gateway(config)
+    gw.start(wait_broker_s=10)
+    with gw.services.sessions.begin() as s:
+        create_user(s, "bench-guard", "bench-password-123", "guard", mode="development")
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(gw.services), host="127.0.0.1", port=api_port, log_level="error")
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+
+    import httpx
+
+    token = httpx.post(
+        f"http://127.0.0.1:{api_port}/api/auth/login",
+        json={"username": "bench-guard", "password": "bench-password-123"},
+    ).json()["token"]
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
+    total = ALERT_RATE * ALERT_SECONDS // 10
+
+    async def listen(ready: threading.Event) -> None:
+        url = f"ws://127.0.0.1:{api_port}/api/ws/alerts?token={token}"
+        async with websockets.connect(url) as ws:
+            ready.set()
+            while len(received) < total:
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout=15)
+                except TimeoutError:
+                    return
+                at = time.monotonic()
+                msg = json.loads(raw)
+                if msg.get("type") != "alert":
+                    continue
+                origin = msg["alert"]["originator"]
+                if msg["alert"]["type"] == "door_forced_open" and origin not in received:
+                    received[origin] = at
+
+    ready = threading.Event()
+    listener = threading.Thread(target=lambda: asyncio.run(listen(ready)), daemon=True)
+    listener.start()
+    ready.wait(10)
+    time.sleep(0.5)
+
+    pub = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id="alert-pub", protocol=MQTTProtocolVersion.MQTTv5
+    )
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    start = time.monotonic()
+    for n in range(ALERT_RATE * ALERT_SECONDS):
+        if n % 10 == 0:
+            gate = f"a{n // 10}"
+            ev = door_event("forced_open", gate=gate)
+            sent[f"gate:campus/b1/{gate}"] = time.monotonic()
+            pub.publish(event_topic(gate, GateChannel.DOOR), ev.to_bytes(), qos=1)
+        else:
+            pub.publish(event_topic(), access_event(10_000_000 + n).to_bytes(), qos=1)
+        ahead = start + (n + 1) / ALERT_RATE - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+    listener.join(30)
+    pub.disconnect()
+    pub.loop_stop()
+    server.should_exit = True
+    gw.stop()
+    latencies = sorted((received[k] - sent[k]) * 1000 for k in sent if k in received)
+    if not latencies:
+        return float("nan"), float("nan"), 0
+    p50 = latencies[len(latencies) // 2]
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return p50, p99, len(latencies)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        broker = LocalBroker(root / "broker")
+        broker.start()
+        try:
+            bare = bare_drain(broker.port)
+            print(f"bare paho subscriber: {bare:,.0f} events/s", flush=True)
+            (root / "gw").mkdir()
+            events = gateway_drain(broker.port, root / "gw")
+            print(f"gateway ingest: {events:,.0f} events/s into the stores", flush=True)
+            (root / "gw2").mkdir()
+            p50, p99, count = alert_latency(broker.port, root / "gw2")
+            print(f"alert publish -> WebSocket: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({count})")
+        finally:
+            broker.stop()
+    print(
+        json.dumps(
+            {
+                "events_per_s": round(events),
+                "bare_per_s": round(bare),
+                "ratio": round(events / bare, 3),
+                "alert_p50_ms": round(p50, 1),
+                "alert_p99_ms": round(p99, 1),
+                "alerts_measured": count,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

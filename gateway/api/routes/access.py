@@ -1,0 +1,126 @@
+"""Access-log search, newest first, paged by an opaque cursor (or an offset)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import Field
+from sqlalchemy import and_, or_, select
+
+from gateway.api.common import Out, UtcDatetime
+from gateway.api.deps import CurrentUser, Role, SessionDep, require
+from gateway.db.schema import AccessRecord, Person
+
+router = APIRouter(prefix="/api/access", tags=["access log"])
+
+Reader = Annotated[CurrentUser, require(Role.GUARD, Role.AUDITOR, Role.COUNSELLOR)]
+
+MAX_LIMIT = 1000
+
+
+class AccessOut(Out):
+    id: int
+    event_id: str
+    ts: datetime
+    received_at: datetime
+    site: str
+    building: str
+    gate_id: str
+    direction: str
+    decision: str
+    method: str
+    person_id: str | None
+    reason: str
+    flags: list[str]
+    distance: float | None
+    margin: float | None
+    faces_in_view: int
+    seq: int | None
+
+
+class AccessPage(Out):
+    items: list[AccessOut]
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next (older) page; null on the last page"
+    )
+
+
+def encode_cursor(ts: datetime, row_id: int) -> str:
+    """An opaque cursor pointing just after (older than) one row."""
+    raw = f"{ts.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (ts, id) a cursor points after; ValueError when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts_text, id_text = raw.rsplit("|", 1)
+        ts = datetime.fromisoformat(ts_text)
+        row_id = int(id_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("cursor is not valid: use the next_cursor of a previous page") from exc
+    if ts.tzinfo is None:
+        raise ValueError("cursor is not valid: use the next_cursor of a previous page")
+    return ts, row_id
+
+
+@router.get("", response_model=AccessPage)
+def search_access(
+    user: Reader,
+    session: SessionDep,
+    person: Annotated[str | None, Query(max_length=64, description="person id")] = None,
+    building: Annotated[str | None, Query(max_length=64)] = None,
+    gate: Annotated[str | None, Query(max_length=64, description="gate id")] = None,
+    decision: Literal["granted", "denied"] | None = None,
+    method: Literal["face", "card", "pin"] | None = None,
+    since: Annotated[UtcDatetime | None, Query(description="inclusive, with UTC offset")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="exclusive, with UTC offset")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> AccessPage:
+    """Access records matching every filter given, newest first.
+
+    Counsellors see only the records of the people assigned to them.
+    """
+    if cursor is not None and offset:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "give either cursor or offset, not both"
+        )
+    query = select(AccessRecord)
+    if person is not None:
+        query = query.where(AccessRecord.person_id == person)
+    if building is not None:
+        query = query.where(AccessRecord.building == building)
+    if gate is not None:
+        query = query.where(AccessRecord.gate_id == gate)
+    if decision is not None:
+        query = query.where(AccessRecord.decision == decision)
+    if method is not None:
+        query = query.where(AccessRecord.method == method)
+    if since is not None:
+        query = query.where(AccessRecord.ts >= since)
+    if until is not None:
+        query = query.where(AccessRecord.ts < until)
+    if user.role is Role.COUNSELLOR:
+        mine = select(Person.person_id).where(Person.counsellor == user.username)
+        query = query.where(AccessRecord.person_id.in_(mine))
+    if cursor is not None:
+        try:
+            ts, row_id = decode_cursor(cursor)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        query = query.where(
+            or_(AccessRecord.ts < ts, and_(AccessRecord.ts == ts, AccessRecord.id < row_id))
+        )
+    query = query.order_by(AccessRecord.ts.desc(), AccessRecord.id.desc())
+    rows = list(session.scalars(query.offset(offset).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None
+    return AccessPage(items=[AccessOut.model_validate(r) for r in rows], next_cursor=next_cursor)

@@ -1,0 +1,93 @@
+"""Login, logout and the caller's own account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field
+
+from gateway.api import auth
+from gateway.api.common import In, Out
+from gateway.api.deps import CurrentUser, Role, ServicesDep, SessionDep, require
+from gateway.db.schema import User
+
+router = APIRouter(tags=["auth"])
+
+_bearer = HTTPBearer(auto_error=False)
+AnyRole = Annotated[CurrentUser, require(*Role)]
+
+
+class LoginIn(In):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginOut(Out):
+    token: str = Field(description="send as 'Authorization: Bearer <token>'")
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_at: datetime
+    username: str
+    role: Role
+
+
+class MeOut(Out):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+
+
+@router.post(
+    "/api/auth/login",
+    response_model=LoginOut,
+    responses={401: {"description": "wrong credentials"}, 429: {"description": "locked"}},
+)
+def login(body: LoginIn, services: ServicesDep) -> LoginOut:
+    """Exchange a username and password for a bearer token."""
+    try:
+        result = auth.login(services, body.username, body.password)
+    except auth.AccountLockedError as exc:
+        now = services.clock()
+        retry_after = max(1, int((exc.until - now).total_seconds()) + 1)
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            str(exc),
+            headers={"Retry-After": str(retry_after)},
+        ) from None
+    except auth.LoginError as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
+        ) from None
+    return LoginOut(
+        token=result.token,
+        expires_at=result.expires_at,
+        username=result.user.username,
+        role=result.user.role,
+    )
+
+
+@router.post("/api/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(
+    _user: AnyRole,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Response:
+    """Revoke the token this request carries."""
+    if credentials is not None:
+        auth.logout(services, credentials.credentials)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/api/me", response_model=MeOut)
+def me(user: AnyRole, session: SessionDep) -> MeOut:
+    """The caller's account."""
+    row = session.get(User, user.id)
+    return MeOut(
+        id=user.id,
+        username=user.username,
+        display_name=row.display_name if row is not None else "",
+        role=user.role,
+    )

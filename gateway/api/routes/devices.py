@@ -1,0 +1,210 @@
+"""The facilities board: every appliance's status, its state history and its time series."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+from sqlalchemy import select
+
+from gateway.api.common import Out, UtcDatetime, not_found, unavailable
+from gateway.api.deps import CurrentUser, Role, ServicesDep, SessionDep, require
+from gateway.db.schema import Device, DeviceStateRecord
+from gateway.timeseries.mapping import APPLIANCE, APPLIANCE_STATE, BUSY_STATUSES
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/devices", tags=["devices"])
+
+Reader = Annotated[CurrentUser, require(Role.FACILITIES, Role.GUARD, Role.AUDITOR)]
+
+BoardStatus = Literal["free", "running", "finished", "fault", "offline", "unknown"]
+_FREE = frozenset({"idle", "ready", "standby"})
+_FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+def board_status(online: bool, faults: list[str], status: str) -> BoardStatus:
+    """What the board shows: offline and fault win over the appliance's own status."""
+    if not online:
+        return "offline"
+    if faults:
+        return "fault"
+    if status in BUSY_STATUSES:
+        return "running"
+    if status == "finished":
+        return "finished"
+    if status in _FREE:
+        return "free"
+    return "unknown"
+
+
+class DeviceOut(Out):
+    device_key: str = Field(description="site/building/room/device_id")
+    site: str
+    building: str
+    room: str
+    device_id: str
+    kind: str
+    board_status: BoardStatus
+    status: str = Field(description="the appliance's own status (idle, running, heating, ...)")
+    faults: list[str]
+    online: bool
+    since: datetime | None
+    updated_at: datetime
+    remaining_s: float | None = None
+    power_w: float | None = None
+    energy_kwh: float | None = None
+    temperature_c: float | None = None
+    sessions: int | None = None
+    filter_life_pct: float | None = None
+
+
+class StateOut(Out):
+    ts: datetime
+    status: str
+    faults: list[str]
+    online: bool
+    energy_kwh: float | None
+
+
+class DeviceDetailOut(DeviceOut):
+    history: list[StateOut] = Field(description="recent state changes, newest first")
+
+
+class SampleOut(Out):
+    ts: datetime
+    value: float
+
+
+class SeriesOut(Out):
+    device_key: str
+    measurement: str
+    field: str
+    samples: list[SampleOut] = Field(description="oldest first")
+
+
+def _number(state: dict[str, Any], name: str) -> float | None:
+    value = state.get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _device_out(device: Device) -> dict[str, Any]:
+    state = device.state or {}
+    sessions = state.get("sessions")
+    return {
+        "device_key": device.device_key,
+        "site": device.site,
+        "building": device.building,
+        "room": device.room,
+        "device_id": device.device_id,
+        "kind": device.kind,
+        "board_status": board_status(device.online, list(device.faults), device.status),
+        "status": device.status,
+        "faults": list(device.faults),
+        "online": device.online,
+        "since": device.since,
+        "updated_at": device.updated_at,
+        "remaining_s": _number(state, "remaining_s"),
+        "power_w": _number(state, "power_w"),
+        "energy_kwh": _number(state, "energy_kwh"),
+        "temperature_c": _number(state, "temperature_c"),
+        "sessions": sessions if isinstance(sessions, int) else None,
+        "filter_life_pct": _number(state, "filter_life_pct"),
+    }
+
+
+@router.get("", response_model=list[DeviceOut])
+def list_devices(
+    _user: Reader,
+    session: SessionDep,
+    building: Annotated[str | None, Query(max_length=64)] = None,
+    room: Annotated[str | None, Query(max_length=64)] = None,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    status: Annotated[
+        str | None,
+        Query(
+            max_length=16,
+            description="board status (free, running, finished, fault, offline, unknown) "
+            "or the appliance's own status (idle, heating, ...)",
+        ),
+    ] = None,
+) -> list[DeviceOut]:
+    """The status board, ordered by building, room and device."""
+    query = select(Device)
+    if building is not None:
+        query = query.where(Device.building == building)
+    if room is not None:
+        query = query.where(Device.room == room)
+    if kind is not None:
+        query = query.where(Device.kind == kind)
+    query = query.order_by(Device.building, Device.room, Device.device_id)
+    out = [DeviceOut(**_device_out(d)) for d in session.scalars(query)]
+    if status is not None:
+        out = [d for d in out if status in (d.board_status, d.status)]
+    return out
+
+
+# Registered before the detail route: "{device_key:path}" would otherwise swallow "/series".
+@router.get("/{device_key:path}/series", response_model=SeriesOut)
+def device_series(
+    device_key: str,
+    _user: Reader,
+    services: ServicesDep,
+    session: SessionDep,
+    field: Annotated[
+        str, Query(pattern=_FIELD_PATTERN, description="e.g. power_w, energy_kwh, remaining_s")
+    ] = "power_w",
+    measurement: Literal["appliance", "appliance_state"] = "appliance",
+    since: Annotated[UtcDatetime | None, Query(description="default: 24 h ago")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="default: now")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> SeriesOut:
+    """One field of one appliance over time, from the embedded time-series store."""
+    if session.get(Device, device_key) is None:
+        not_found(f"no device {device_key!r}")
+    end = until or services.clock()
+    start = since or end - timedelta(hours=24)
+    try:
+        samples = services.series_reader.query(
+            APPLIANCE if measurement == "appliance" else APPLIANCE_STATE,
+            field,
+            {},
+            start,
+            end,
+            limit,
+            series_key=device_key,
+        )
+    except Exception:  # the reader is an adapter: any failure is "store unavailable" here
+        log.exception("time-series query for %s failed", device_key)
+        unavailable("the time-series store is not available now; try again shortly")
+    return SeriesOut(
+        device_key=device_key,
+        measurement=measurement,
+        field=field,
+        samples=[SampleOut(ts=ts, value=v) for ts, v in samples],
+    )
+
+
+@router.get("/{device_key:path}", response_model=DeviceDetailOut)
+def get_device(
+    device_key: str,
+    _user: Reader,
+    session: SessionDep,
+    history: Annotated[int, Query(ge=0, le=1000, description="state changes to include")] = 50,
+) -> DeviceDetailOut:
+    """One appliance with its recent state history."""
+    device = session.get(Device, device_key)
+    if device is None:
+        not_found(f"no device {device_key!r}")
+    rows = session.scalars(
+        select(DeviceStateRecord)
+        .where(DeviceStateRecord.device_key == device_key)
+        .order_by(DeviceStateRecord.ts.desc())
+        .limit(history)
+    )
+    return DeviceDetailOut(
+        **_device_out(device), history=[StateOut.model_validate(r) for r in rows]
+    )

@@ -1,0 +1,154 @@
+"""Gateway accounts (admin only): create, change role, deactivate, reset a password."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.api import auth
+from gateway.api.common import In, Out, conflict, not_found
+from gateway.api.deps import CurrentUser, Role, ServicesDep, require
+from gateway.db.schema import User
+
+router = APIRouter(prefix="/api/users", tags=["users"])
+
+Admin = Annotated[CurrentUser, require()]
+
+
+class UserOut(Out):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+    locked: bool = Field(description="locked after too many failed logins")
+    locked_until: datetime | None
+
+
+class UserCreateIn(In):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    role: Role
+    display_name: str = Field(default="", max_length=128)
+
+
+class UserPatchIn(In):
+    display_name: str | None = Field(default=None, max_length=128)
+    role: Role | None = None
+    active: bool | None = None
+
+
+class PasswordIn(In):
+    password: str = Field(min_length=1, max_length=1024)
+
+
+def _out(user: User, services: ServicesDep) -> UserOut:
+    now = services.clock()
+    locked = auth.is_locked(user, services.config.api.login_max_failures, now)
+    return UserOut(
+        id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        role=Role(user.role),
+        active=user.active,
+        created_at=user.created_at,
+        last_login_at=user.last_login_at,
+        locked=locked,
+        locked_until=user.locked_until if locked else None,
+    )
+
+
+def _get(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        not_found(f"no user with id {user_id}")
+    return user
+
+
+def _keep_an_admin(session: Session, user: User) -> None:
+    """Refuse to demote or deactivate the last active admin (nobody could manage users)."""
+    if user.role != Role.ADMIN.value or not user.active:
+        return
+    admins = session.scalar(
+        select(func.count()).select_from(User).where(User.role == "admin", User.active.is_(True))
+    )
+    if (admins or 0) <= 1:
+        conflict(f"{user.username!r} is the last active admin; create another admin first")
+
+
+@router.get("", response_model=list[UserOut])
+def list_users(_admin: Admin, services: ServicesDep) -> list[UserOut]:
+    """Every account, active or not."""
+    with services.sessions() as session:
+        return [_out(u, services) for u in session.scalars(select(User).order_by(User.username))]
+
+
+@router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED)
+def create_user(body: UserCreateIn, admin: Admin, services: ServicesDep) -> UserOut:
+    """Create an account; weak or placeholder passwords are refused."""
+    with services.sessions.begin() as session:
+        try:
+            user = auth.create_user(
+                session,
+                body.username,
+                body.password,
+                body.role.value,
+                display_name=body.display_name,
+                mode=services.config.mode,
+                now=services.clock(),
+            )
+        except auth.UsernameTakenError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        return _out(user, services)
+
+
+@router.patch("/{user_id}", response_model=UserOut)
+def update_user(user_id: int, body: UserPatchIn, admin: Admin, services: ServicesDep) -> UserOut:
+    """Change a display name, role or active flag; a role change or deactivation logs them out."""
+    with services.sessions.begin() as session:
+        user = _get(session, user_id)
+        demoted = body.role is not None and body.role.value != user.role
+        deactivated = body.active is False and user.active
+        if demoted or deactivated:
+            _keep_an_admin(session, user)
+        if body.display_name is not None:
+            user.display_name = body.display_name
+        if body.role is not None:
+            user.role = body.role.value
+        if body.active is not None:
+            user.active = body.active
+        if demoted or deactivated:
+            auth.revoke_all(session, user.id)
+        return _out(user, services)
+
+
+@router.post("/{user_id}/deactivate", response_model=UserOut)
+def deactivate_user(user_id: int, admin: Admin, services: ServicesDep) -> UserOut:
+    """Deactivate an account and revoke its tokens (the account and its history stay)."""
+    with services.sessions.begin() as session:
+        user = _get(session, user_id)
+        _keep_an_admin(session, user)
+        user.active = False
+        auth.revoke_all(session, user.id)
+        return _out(user, services)
+
+
+@router.post("/{user_id}/password", status_code=status.HTTP_204_NO_CONTENT)
+def reset_password(user_id: int, body: PasswordIn, admin: Admin, services: ServicesDep) -> Response:
+    """Set a new password, clear a lockout and log the user out everywhere."""
+    with services.sessions.begin() as session:
+        user = _get(session, user_id)
+        try:
+            auth.set_password(session, user, body.password, mode=services.config.mode)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

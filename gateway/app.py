@@ -1,0 +1,315 @@
+"""Composition root of the gateway: stores, rules, ingest, API and the maintenance loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from contracts.models import utc_now
+from gateway.alerting import AlertService
+from gateway.commands import CommandService
+from gateway.config import GatewayConfig, check_secret
+from gateway.db import migrate, open_engine, session_factory
+from gateway.db.schema import Gate, LateReturn
+from gateway.db.schema import Presence as PresenceRow
+from gateway.domain.alerts import AlertRules, AlertType, Signal
+from gateway.domain.occupancy import Presence
+from gateway.domain.welfare import evaluate_welfare, reconcile_welfare
+from gateway.enrolment import EnrolmentService
+from gateway.ingest import MqttIngest
+from gateway.pipeline import (
+    BatchOutcome,
+    Inbound,
+    Pipeline,
+    dedup_horizon,
+    gate_key,
+    prune_seen,
+)
+from gateway.services import Clock, Services
+from gateway.timeseries.base import Point, TimeSeriesWriter, WriterStats
+from gateway.timeseries.sqlite_store import SqliteSeriesStore
+
+log = logging.getLogger(__name__)
+
+
+class FanOutWriter:
+    """Writes every point to the embedded store and, when configured, to InfluxDB."""
+
+    def __init__(self, writers: Sequence[TimeSeriesWriter]) -> None:
+        self._writers = list(writers)
+
+    def start(self) -> None:
+        for w in self._writers:
+            w.start()
+
+    def write(self, points: Sequence[Point]) -> None:
+        for w in self._writers:
+            w.write(points)
+
+    def flush(self, timeout: float) -> bool:
+        return all(w.flush(timeout) for w in self._writers)
+
+    def close(self) -> None:
+        for w in self._writers:
+            w.close()
+
+    def stats(self) -> WriterStats:
+        """The stats of the long-term sink when there is one, else of the embedded store."""
+        return self._writers[-1].stats()
+
+
+@dataclass
+class Gateway:
+    services: Services
+    pipeline: Pipeline
+    ingest: MqttIngest
+    rules: AlertRules
+    _stop: threading.Event
+    _maintenance: threading.Thread | None = None
+
+    def start(self, *, wait_broker_s: float = 0.0) -> None:
+        """Migrate, seed gates, start stores, ingest and maintenance."""
+        migrate(self.services.engine)
+        seed_gates(self.services)
+        self.services.series_writer.start()
+        if self.services.enrolment is not None:
+            self.services.enrolment.start()
+        self.ingest.start()
+        if wait_broker_s > 0 and not self.ingest.wait_ready(wait_broker_s):
+            log.warning("broker not reachable yet; ingest keeps retrying")
+        self._maintenance = threading.Thread(
+            target=self._maintain, name="gateway-maintenance", daemon=True
+        )
+        self._maintenance.start()
+
+    def stop(self) -> None:
+        """Stop ingest (acknowledging what is stored), then flush the series writers."""
+        self._stop.set()
+        self.ingest.stop()
+        if self._maintenance is not None:
+            self._maintenance.join(10)
+        self.services.series_writer.flush(5.0)
+        self.services.series_writer.close()
+        self.services.engine.dispose()
+
+    def process(self, batch: Sequence[Inbound]) -> BatchOutcome:
+        """One ingest batch: store, then the side effects that need the commit first."""
+        out = self.pipeline.process(batch)
+        s = self.services
+        s.counters.add("received", len(batch))
+        s.counters.add("stored", out.stored)
+        s.counters.add("duplicates", out.duplicates)
+        s.counters.add("dead_letters", out.dead_letters)
+        if out.points:
+            s.series_writer.write(out.points)
+        if s.enrolment is not None:
+            for key, ack in out.gallery_acks:
+                s.enrolment.on_gallery_ack(key, ack)
+        if s.commands is not None:
+            for key, result in out.command_results:
+                s.commands.on_result(key, result)
+        return out
+
+    def _maintain(self) -> None:
+        """Time-driven work: rule windows, escalation, welfare, pending galleries, pruning."""
+        last_welfare = last_hourly = 0.0
+        tick = 0.0
+        while not self._stop.wait(1.0):
+            tick += 1.0
+            try:
+                now = self.services.clock()
+                signals = list(self.rules.tick(now))
+                if tick - last_welfare >= self.services.config.welfare_interval_s:
+                    last_welfare = tick
+                    signals += self.welfare_signals(now)
+                if signals:
+                    self.services.alerts.apply(signals)
+                self.services.alerts.escalate_due()
+                if self.services.enrolment is not None:
+                    self.services.enrolment.retry_pending()
+                if tick - last_hourly >= 3600 or last_hourly == 0.0:
+                    last_hourly = tick
+                    self._hourly(now)
+            except Exception:  # keep the loop alive through a database hiccup
+                log.exception("maintenance step failed; retrying in a second")
+
+    def _hourly(self, now: datetime) -> None:
+        with self.services.sessions.begin() as session:
+            pruned = prune_seen(session, dedup_horizon(now, self.services.config.dedup_days))
+        if pruned:
+            log.info("forgot %d event ids older than the dedup horizon", pruned)
+        if self.services.enrolment is not None:
+            self.services.enrolment.purge_expired_photos()
+
+    def welfare_signals(self, now: datetime) -> list[Signal]:
+        """Raise current welfare warnings; clear those that no longer hold."""
+        config = self.services.config.welfare
+        with self.services.sessions() as session:
+            presences = [
+                Presence(
+                    person_id=r.person_id,
+                    building=r.building,
+                    inside=r.inside,
+                    since=r.since,
+                    gate_id=r.gate_id,
+                    irregular=r.irregular,
+                )
+                for r in session.scalars(select(PresenceRow))
+            ]
+            late: dict[str, list[datetime]] = {}
+            for lr in session.scalars(select(LateReturn)):
+                late.setdefault(lr.person_id, []).append(lr.ts)
+        warnings = evaluate_welfare(presences, late, config, now)
+        latest = self.services.alerts.latest_of_type(AlertType.WELFARE)
+        return reconcile_welfare(warnings, latest, now, site=self.services.config.site)
+
+
+def seed_gates(services: Services) -> None:
+    """Make sure every configured gate has a row with its direction and name."""
+    config = services.config
+    with services.sessions.begin() as session:
+        for entry in config.gates:
+            key = gate_key(config.site, entry.building, entry.id)
+            gate = session.get(Gate, key)
+            if gate is None:
+                gate = Gate(
+                    gate_key=key, site=config.site, building=entry.building, gate_id=entry.id
+                )
+                session.add(gate)
+            gate.direction = entry.direction
+            gate.name = entry.name
+
+
+def _secret(config: GatewayConfig, value: str, name: str) -> str:
+    return check_secret(name, value, config.mode)
+
+
+def build_gateway(
+    config: GatewayConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
+) -> Gateway:
+    """Wire every part from the configuration (nothing is started or opened yet)."""
+    env = dict(os.environ if environ is None else environ)
+    now_fn: Clock = utc_now if clock is None else clock
+    db_password = config.database.password.read(env) if config.database.password else None
+    engine = open_engine(config.database.url, password=db_password)
+    sessions = session_factory(engine)
+    sqlite_store = SqliteSeriesStore(
+        config.timeseries.sqlite.path,
+        retention=timedelta(days=config.timeseries.sqlite.retention_days),
+    )
+    writers: list[TimeSeriesWriter] = [sqlite_store]
+    if config.timeseries.influx is not None:
+        from gateway.timeseries.influx import InfluxWriter
+
+        influx = config.timeseries.influx
+        writers.append(
+            InfluxWriter(
+                url=influx.url,
+                token=_secret(config, influx.token.read(env), "timeseries.influx.token"),
+                org=influx.org,
+                bucket=influx.bucket,
+                backlog_path=influx.backlog_path,
+                max_backlog_rows=influx.max_backlog_rows,
+                batch_size=influx.batch_size,
+                flush_interval_s=influx.flush_interval_s,
+            )
+        )
+    alerts = AlertService(sessions, now_fn, config.escalation)
+    services = Services(
+        config=config,
+        engine=engine,
+        sessions=sessions,
+        clock=now_fn,
+        alerts=alerts,
+        series_writer=FanOutWriter(writers),
+        series_reader=sqlite_store,
+    )
+    rules = AlertRules(config.rules)
+    pipeline = Pipeline(services, rules)
+    password = config.mqtt.password.read(env) if config.mqtt.password else None
+    gw = Gateway(
+        services=services,
+        pipeline=pipeline,
+        ingest=None,  # type: ignore[arg-type]
+        rules=rules,
+        _stop=threading.Event(),
+    )
+    gw.ingest = MqttIngest(
+        config.mqtt, config.site, config.client_id, gw.process, password=password
+    )
+    services.publisher = gw.ingest
+    services.ingest_connected = gw.ingest.connected
+    services.commands = CommandService(sessions, now_fn, gw.ingest)
+    if config.enrolment is not None:
+        services.enrolment = _build_enrolment(config, services, env)
+    return gw
+
+
+def _build_enrolment(
+    config: GatewayConfig, services: Services, env: dict[str, str]
+) -> EnrolmentService:
+    from edge.gate.faces import DlibFaceEngine
+    from edge.gate.gallery import load_key
+
+    assert config.enrolment is not None
+    settings = config.enrolment
+    gallery_key = load_key(
+        key_file=settings.gallery_key.file, key_env=settings.gallery_key.env, environ=env
+    )
+    template_key = gallery_key
+    if settings.template_key is not None:
+        template_key = load_key(
+            key_file=settings.template_key.file, key_env=settings.template_key.env, environ=env
+        )
+    return EnrolmentService(
+        services.sessions,
+        services.clock,
+        settings,
+        config.site,
+        DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40),
+        services.publisher,
+        gallery_key,
+        template_key,
+    )
+
+
+def run_gateway(config: GatewayConfig) -> int:
+    """Run the gateway (ingest + API) until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from gateway.api import create_app
+
+    gw = build_gateway(config)
+    gw.start(wait_broker_s=5.0)
+    app = create_app(gw.services)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.api.host,
+            port=config.api.port,
+            log_level="warning",
+            ws_ping_interval=20,
+            lifespan="off",
+        )
+    )
+    log.info(
+        "gateway for site %s: API on http://%s:%s, started %s",
+        config.site,
+        config.api.host,
+        config.api.port,
+        datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    try:
+        server.run()  # returns on SIGINT/SIGTERM
+    finally:
+        gw.stop()
+    return 0

@@ -1,0 +1,243 @@
+"""Commands to gates (unlock, hold open, lock, ...): publish, record, and match the answers.
+
+A command is recorded before it is published, so the gate's answer (which may arrive before the
+publish call returns) always finds its row. Every command carries a fresh correlation id; the
+gate answers on its COMMAND_RESULT topic and the ingest hands that to ``on_result``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from contracts.models import Command, CommandResult
+from contracts.topics import GateAddress, GateChannel, gate_topic
+from gateway.db.schema import Gate, GateCommand
+from gateway.services import Clock, Publisher
+
+log = logging.getLogger(__name__)
+
+CommandName = Literal["unlock", "lock", "hold_open", "release", "ping"]
+
+# A fire evacuation keeps every door of the building unlocked until a guard releases it. The
+# gate re-locks by itself when the hold runs out, so the hold is long (the contract allows up to
+# 24 h); "release" (POST /api/gates/{gate}/command) ends it early.
+FIRE_ALARM_HOLD_S = 12 * 3600.0
+
+
+class UnknownGateError(LookupError):
+    """No gate with that key is known to the gateway."""
+
+
+class BrokerUnavailableError(ConnectionError):
+    """The command could not be handed to the MQTT broker now."""
+
+
+class CommandView(BaseModel):
+    """One command and, once the gate answered, its result."""
+
+    correlation_id: str
+    gate_key: str
+    command: str
+    reason: str
+    issued_by: str
+    issued_at: datetime
+    ok: bool | None
+    detail: str | None
+    result_at: datetime | None
+
+    @classmethod
+    def of(cls, row: GateCommand) -> CommandView:
+        return cls(
+            correlation_id=row.correlation_id,
+            gate_key=row.gate_key,
+            command=row.command,
+            reason=row.reason,
+            issued_by=row.issued_by,
+            issued_at=row.issued_at,
+            ok=row.ok,
+            detail=row.detail,
+            result_at=row.result_at,
+        )
+
+
+class GateDispatch(BaseModel):
+    """What happened to one gate's command in a building-wide action (fire alarm)."""
+
+    gate_key: str
+    sent: bool
+    correlation_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    gate_key: str
+    address: GateAddress
+
+
+class CommandService:
+    """Publishes gate commands through the gateway's MQTT link and records them."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], clock: Clock, publisher: Publisher | None
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._publisher = publisher
+
+    def issue(
+        self,
+        gate_key: str,
+        command: CommandName,
+        duration_s: float | None,
+        reason: str,
+        user: str,
+    ) -> CommandView:
+        """Send one command to one gate (QoS 1); UnknownGateError or BrokerUnavailableError."""
+        publisher = self._require_publisher()
+        target = self._target(gate_key)
+        return self._send(publisher, target, command, duration_s, reason, user)
+
+    def fire_alarm(self, building: str, user: str) -> list[GateDispatch]:
+        """Hold every gate of the building open for an evacuation; the status of each gate.
+
+        Gates that cannot be reached now are reported, not skipped silently; the others are
+        still opened. UnknownGateError when the building has no gates, BrokerUnavailableError
+        when no command could be published at all.
+        """
+        publisher = self._require_publisher()
+        with self._sessions() as session:
+            gates = list(
+                session.scalars(
+                    select(Gate).where(Gate.building == building).order_by(Gate.gate_key)
+                )
+            )
+        if not gates:
+            raise UnknownGateError(f"no gates known in building {building!r}")
+        log.warning("FIRE ALARM in building %s: opening %d gates", building, len(gates))
+        results: list[GateDispatch] = []
+        for gate in gates:
+            try:
+                target = _Target(gate.gate_key, GateAddress(gate.site, gate.building, gate.gate_id))
+                view = self._send(
+                    publisher, target, "hold_open", FIRE_ALARM_HOLD_S, "fire alarm", user
+                )
+            except (BrokerUnavailableError, ValueError) as exc:
+                results.append(GateDispatch(gate_key=gate.gate_key, sent=False, error=str(exc)))
+                continue
+            results.append(
+                GateDispatch(gate_key=gate.gate_key, sent=True, correlation_id=view.correlation_id)
+            )
+        if not any(r.sent for r in results):
+            raise BrokerUnavailableError(
+                f"fire alarm for {building}: no gate could be commanded: "
+                + "; ".join(f"{r.gate_key}: {r.error}" for r in results)
+            )
+        return results
+
+    def on_result(self, gate_key: str, result: CommandResult) -> None:
+        """Store a gate's answer to one of our commands (called by the ingest)."""
+        with self._sessions.begin() as session:
+            row = session.get(GateCommand, result.correlation_id)
+            if row is None:
+                log.warning(
+                    "command result for an unknown correlation id from %s (ignored)", gate_key
+                )
+                return
+            if row.gate_key != gate_key:
+                log.warning(
+                    "command result for %s arrived from %s (ignored)", row.gate_key, gate_key
+                )
+                return
+            row.ok = result.ok
+            row.detail = result.detail
+            row.result_at = result.ts
+        log.info("gate %s answered %s: ok=%s %s", gate_key, row.command, result.ok, result.detail)
+
+    def get(self, correlation_id: str) -> CommandView | None:
+        """One recorded command, or None."""
+        with self._sessions() as session:
+            row = session.get(GateCommand, correlation_id)
+            return None if row is None else CommandView.of(row)
+
+    def recent(self, gate_key: str, limit: int = 50) -> list[CommandView]:
+        """The newest commands sent to a gate."""
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(GateCommand)
+                .where(GateCommand.gate_key == gate_key)
+                .order_by(GateCommand.issued_at.desc())
+                .limit(limit)
+            )
+            return [CommandView.of(r) for r in rows]
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _require_publisher(self) -> Publisher:
+        if self._publisher is None:
+            raise BrokerUnavailableError(
+                "no MQTT connection to the gates: the gateway runs without a broker link"
+            )
+        return self._publisher
+
+    def _target(self, gate_key: str) -> _Target:
+        with self._sessions() as session:
+            gate = session.get(Gate, gate_key)
+            if gate is None:
+                raise UnknownGateError(f"no gate {gate_key!r}")
+            return _Target(gate.gate_key, GateAddress(gate.site, gate.building, gate.gate_id))
+
+    def _send(
+        self,
+        publisher: Publisher,
+        target: _Target,
+        command: CommandName,
+        duration_s: float | None,
+        reason: str,
+        user: str,
+    ) -> CommandView:
+        now = self._clock()
+        message = Command(
+            producer=f"gateway:{target.address.site}",
+            ts=now,
+            correlation_id=uuid.uuid4().hex,
+            command=command,
+            duration_s=duration_s,
+            reason=reason,
+        )
+        with self._sessions.begin() as session:
+            row = GateCommand(
+                correlation_id=message.correlation_id,
+                gate_key=target.gate_key,
+                command=command,
+                reason=reason[:200],
+                issued_by=user,
+                issued_at=now,
+            )
+            session.add(row)
+        topic = gate_topic(target.address, GateChannel.COMMAND)
+        try:
+            publisher.publish(topic, message.to_bytes(), qos=1, retain=False)
+        except ConnectionError as exc:
+            with self._sessions.begin() as session:
+                failed = session.get(GateCommand, message.correlation_id)
+                if failed is not None and failed.ok is None:
+                    failed.ok = False
+                    failed.detail = f"not sent: {exc}"
+                    failed.result_at = self._clock()
+            log.error("command %s to %s not sent: %s", command, target.gate_key, exc)
+            raise BrokerUnavailableError(
+                f"the MQTT broker did not take the {command} command for {target.gate_key}: {exc}"
+            ) from exc
+        log.warning(
+            "command %s sent to %s by %s (%s)", command, target.gate_key, user, reason or "-"
+        )
+        return CommandView.of(row)
