@@ -10,6 +10,7 @@ Layout::
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -142,8 +143,17 @@ class ParsedTopic:
     device_id: str | None = None
 
 
+_GATE_CHANNELS = frozenset(c.value for c in GateChannel)
+_BRIDGE_CHANNELS = frozenset(c.value for c in BridgeChannel)
+_DEVICE_CHANNELS = frozenset(c.value for c in DeviceChannel)
+
+
+@functools.lru_cache(maxsize=65536)
 def parse_topic(topic: str) -> ParsedTopic:
-    """Split a dormguard topic into its parts; ValueError says what is wrong and names it."""
+    """Split a dormguard topic into its parts; ValueError says what is wrong and names it.
+
+    Cached: a site has a bounded set of topics and ingest parses each message's topic.
+    """
     try:
         return _parse_topic(topic)
     except ValueError as exc:
@@ -159,19 +169,19 @@ def _parse_topic(topic: str) -> ParsedTopic:
     site, building = parts[1], parts[2]
     if parts[3] == "gate" and len(parts) >= 6:
         channel = "/".join(parts[5:])
-        if channel not in {c.value for c in GateChannel}:
+        if channel not in _GATE_CHANNELS:
             raise ValueError(f"topic {topic!r}: unknown gate channel {channel!r}")
         addr = GateAddress(site, building, parts[4])
         return ParsedTopic("gate", addr.site, addr.building, channel, gate_id=addr.gate_id)
     if parts[2] == "bridge" and len(parts) == 5:
-        if parts[4] not in {c.value for c in BridgeChannel}:
+        if parts[4] not in _BRIDGE_CHANNELS:
             raise ValueError(f"topic {topic!r}: unknown bridge channel {parts[4]!r}")
         check_segment(site, "site")
         check_segment(parts[3], "bridge id")
         return ParsedTopic("bridge", site, "", parts[4], device_id=parts[3])
     if parts[3] == "room" and len(parts) == 8 and parts[5] == "device":
         channel = parts[7]
-        if channel not in {c.value for c in DeviceChannel}:
+        if channel not in _DEVICE_CHANNELS:
             raise ValueError(f"topic {topic!r}: unknown device channel {channel!r}")
         daddr = DeviceAddress(site, building, parts[4], parts[6])
         return ParsedTopic(

@@ -18,7 +18,7 @@ from gateway.config import GatewayConfig, check_secret
 from gateway.db import migrate, open_engine, session_factory
 from gateway.db.schema import Gate, LateReturn
 from gateway.db.schema import Presence as PresenceRow
-from gateway.domain.alerts import AlertRules, AlertType, Signal
+from gateway.domain.alerts import AlertRules, AlertType, Signal, gate_originator
 from gateway.domain.occupancy import Presence
 from gateway.domain.welfare import evaluate_welfare, reconcile_welfare
 from gateway.enrolment import EnrolmentService
@@ -33,35 +33,46 @@ from gateway.pipeline import (
 )
 from gateway.services import Clock, Services
 from gateway.timeseries.base import Point, TimeSeriesWriter, WriterStats
+from gateway.timeseries.mapping import APPLIANCE, APPLIANCE_STATE, BRIDGE_HEALTH, EDGE_HEALTH
 from gateway.timeseries.sqlite_store import SqliteSeriesStore
 
 log = logging.getLogger(__name__)
 
 
 class FanOutWriter:
-    """Writes every point to the embedded store and, when configured, to InfluxDB."""
+    """Writes each point to every writer that wants its measurement.
 
-    def __init__(self, writers: Sequence[TimeSeriesWriter]) -> None:
+    The embedded store keeps what the console charts (appliances, edge and bridge health);
+    access and door events are already in the SQL access log, so only a long-term sink
+    (InfluxDB, for Grafana) gets them.
+    """
+
+    def __init__(self, writers: Sequence[tuple[TimeSeriesWriter, frozenset[str] | None]]) -> None:
         self._writers = list(writers)
 
     def start(self) -> None:
-        for w in self._writers:
+        for w, _ in self._writers:
             w.start()
 
     def write(self, points: Sequence[Point]) -> None:
-        for w in self._writers:
-            w.write(points)
+        for w, wanted in self._writers:
+            chosen = points if wanted is None else [p for p in points if p.measurement in wanted]
+            if chosen:
+                w.write(chosen)
 
     def flush(self, timeout: float) -> bool:
-        return all(w.flush(timeout) for w in self._writers)
+        return all(w.flush(timeout) for w, _ in self._writers)
 
     def close(self) -> None:
-        for w in self._writers:
+        for w, _ in self._writers:
             w.close()
 
     def stats(self) -> WriterStats:
         """The stats of the long-term sink when there is one, else of the embedded store."""
-        return self._writers[-1].stats()
+        return self._writers[-1][0].stats()
+
+
+EMBEDDED_MEASUREMENTS = frozenset({APPLIANCE, APPLIANCE_STATE, EDGE_HEALTH, BRIDGE_HEALTH})
 
 
 @dataclass
@@ -77,6 +88,12 @@ class Gateway:
         """Migrate, seed gates, start stores, ingest and maintenance."""
         migrate(self.services.engine)
         seed_gates(self.services)
+        with self.services.sessions() as session:
+            for gate in session.scalars(select(Gate).where(Gate.last_seq.is_not(None))):
+                assert gate.last_seq is not None
+                self.rules.restore_seq(
+                    gate_originator(gate.site, gate.building, gate.gate_id), gate.last_seq
+                )
         self.services.series_writer.start()
         if self.services.enrolment is not None:
             self.services.enrolment.start()
@@ -106,6 +123,7 @@ class Gateway:
         s.counters.add("stored", out.stored)
         s.counters.add("duplicates", out.duplicates)
         s.counters.add("dead_letters", out.dead_letters)
+        s.counters.add("alerts_raised", out.alerts_raised)
         if out.points:
             s.series_writer.write(out.points)
         if s.enrolment is not None:
@@ -206,21 +224,26 @@ def build_gateway(
         config.timeseries.sqlite.path,
         retention=timedelta(days=config.timeseries.sqlite.retention_days),
     )
-    writers: list[TimeSeriesWriter] = [sqlite_store]
+    writers: list[tuple[TimeSeriesWriter, frozenset[str] | None]] = [
+        (sqlite_store, EMBEDDED_MEASUREMENTS)
+    ]
     if config.timeseries.influx is not None:
         from gateway.timeseries.influx import InfluxWriter
 
         influx = config.timeseries.influx
         writers.append(
-            InfluxWriter(
-                url=influx.url,
-                token=_secret(config, influx.token.read(env), "timeseries.influx.token"),
-                org=influx.org,
-                bucket=influx.bucket,
-                backlog_path=influx.backlog_path,
-                max_backlog_rows=influx.max_backlog_rows,
-                batch_size=influx.batch_size,
-                flush_interval_s=influx.flush_interval_s,
+            (
+                InfluxWriter(
+                    url=influx.url,
+                    token=_secret(config, influx.token.read(env), "timeseries.influx.token"),
+                    org=influx.org,
+                    bucket=influx.bucket,
+                    backlog_path=influx.backlog_path,
+                    max_backlog_rows=influx.max_backlog_rows,
+                    batch_size=influx.batch_size,
+                    flush_interval_s=influx.flush_interval_s,
+                ),
+                None,
             )
         )
     alerts = AlertService(sessions, now_fn, config.escalation)

@@ -7,12 +7,11 @@ Changing, deleting or reordering any stored row breaks the chain from that row o
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
@@ -23,14 +22,8 @@ _CHAIN_LOCK_ID = 0x646F726D  # an arbitrary constant: the chain's PostgreSQL adv
 
 
 def canonical(fields: dict[str, Any]) -> bytes:
-    """The bytes a record's hash covers: sorted keys, no whitespace, UTC ISO timestamps."""
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=_iso).encode()
-
-
-def _iso(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot hash a {type(value).__name__}")
+    """The bytes a record's hash covers: JSON, sorted keys, no whitespace, RFC 3339 UTC times."""
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
 def record_fields(row: AccessRecord) -> dict[str, Any]:
@@ -59,10 +52,22 @@ def chain_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + canonical(fields)).hexdigest()
 
 
-def chain_head(session: Session) -> str:
-    """The newest row's hash, holding the chain lock for this transaction on PostgreSQL."""
-    if session.get_bind().dialect.name == "postgresql":
+def lock_chain(session: Session) -> None:
+    """Serialise writers of the chain for this transaction (call it first in the transaction).
+
+    Two gateways appending at once would otherwise both read the same head and fork the chain.
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: a write statement that matches no row
+    takes the database's write lock now rather than at the first insert.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_ID})
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE access_log SET id = id WHERE 0"))
+
+
+def chain_head(session: Session) -> str:
+    """The newest row's hash (call lock_chain first when other writers may exist)."""
     last = session.scalar(select(AccessRecord.hash).order_by(AccessRecord.id.desc()).limit(1))
     return last or GENESIS
 

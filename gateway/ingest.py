@@ -86,7 +86,7 @@ class MqttIngest:
         *,
         password: str | None = None,
         batch_max: int = 500,
-        batch_wait_s: float = 0.02,
+        batch_wait_s: float = 0.0,
     ) -> None:
         self._settings = settings
         self._site = site

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from contracts.models import (
@@ -31,7 +31,7 @@ from contracts.models import (
 )
 from contracts.registry import PayloadError, parse_message
 from contracts.topics import ParsedTopic, parse_topic
-from gateway.audit import chain_head, seal
+from gateway.audit import chain_hash, chain_head, lock_chain
 from gateway.db.schema import (
     AccessRecord,
     DeadLetter,
@@ -79,6 +79,7 @@ class BatchOutcome:
     points: list[Point] = field(default_factory=list)
     gallery_acks: list[tuple[str, GalleryAck]] = field(default_factory=list)
     command_results: list[tuple[str, CommandResult]] = field(default_factory=list)
+    alerts_raised: int = 0
 
 
 def gate_key(site: str, building: str, gate_id: str) -> str:
@@ -118,18 +119,22 @@ class Pipeline:
             valid.append((msg, parsed, model))
 
         alerts = self._services.alerts
-        with self._services.sessions.begin() as session:
-            fresh = self._drop_duplicates(session, valid, now, out)
-            head: str | None = None
+        with self._services.sessions.begin() as session, session.no_autoflush:
+            lock_chain(session)  # first: replicas sharing the database take turns
+            work = _Work(session, now)
+            fresh = self._drop_duplicates(work, valid, out)
+            work.preload([m for _, _, m in fresh])
             for msg, parsed, model in fresh:
                 try:
-                    head = self._handle(session, msg, parsed, model, now, out, head)
+                    self._handle(work, msg, parsed, model, out)
                 except ValueError as exc:  # a payload that is valid JSON but makes no sense
                     dead.append((msg, f"{msg.topic}: {exc}"))
             for msg, reason in dead:
                 self._dead_letter(session, msg, reason, now)
             out.dead_letters = len(dead)
+            work.write()
             views = alerts.apply_in(session, out.signals) if out.signals else []
+            out.alerts_raised = sum(1 for v in views if v.count == 1 and v.state == "active")
         if views:
             alerts.broadcast(views)
         for msg, reason in dead:
@@ -140,20 +145,15 @@ class Pipeline:
 
     def _drop_duplicates(
         self,
-        session: Session,
+        work: _Work,
         valid: list[tuple[Inbound, ParsedTopic, WireModel]],
-        now: datetime,
         out: BatchOutcome,
     ) -> list[tuple[Inbound, ParsedTopic, WireModel]]:
-        ids = [
-            m.event_id
-            for _, _, m in valid
-            if isinstance(m, _DEDUPED) and getattr(m, "event_id", None) is not None
-        ]
+        ids = [m.event_id for _, _, m in valid if isinstance(m, _DEDUPED)]
         seen: set[str] = set()
         for start in range(0, len(ids), 500):
             seen.update(
-                session.scalars(
+                work.session.scalars(
                     select(SeenEvent.event_id).where(
                         SeenEvent.event_id.in_(ids[start : start + 500])
                     )
@@ -168,7 +168,7 @@ class Pipeline:
                     out.duplicates += 1
                     continue
                 seen.add(event_id)
-                session.add(SeenEvent(event_id=event_id, received_at=now))
+                work.seen.append({"event_id": event_id, "received_at": work.now})
             fresh.append(item)
         return fresh
 
@@ -176,25 +176,20 @@ class Pipeline:
 
     def _handle(
         self,
-        session: Session,
+        work: _Work,
         msg: Inbound,
         topic: ParsedTopic,
         model: WireModel,
-        now: datetime,
         out: BatchOutcome,
-        head: str | None,
-    ) -> str | None:
-        rules = self._rules
+    ) -> None:
+        rules, session, now = self._rules, work.session, work.now
         if isinstance(model, AccessEvent):
             self._check_source(topic, model.site, model.building, model.gate_id)
-            if head is None:
-                head = chain_head(session)
-            head = self._store_access(session, model, now, head)
+            work.add_access(model)
             out.signals += rules.on_access(model, now)
-            if model.seq is not None:
-                out.signals += rules.on_seq(
-                    gate_originator(model.site, model.building, model.gate_id), model.seq, now
-                )
+            out.signals += self._sequence(
+                work, model.site, model.building, model.gate_id, model.seq
+            )
         elif isinstance(model, DoorEvent):
             self._check_source(topic, model.site, model.building, model.gate_id)
             session.add(
@@ -210,20 +205,19 @@ class Pipeline:
                 )
             )
             out.signals += rules.on_door(model, now)
-            if model.seq is not None:
-                out.signals += rules.on_seq(
-                    gate_originator(model.site, model.building, model.gate_id), model.seq, now
-                )
+            out.signals += self._sequence(
+                work, model.site, model.building, model.gate_id, model.seq
+            )
         elif isinstance(model, Availability):
-            out.signals += self._availability(session, topic, model, now)
+            out.signals += self._availability(work, topic, model)
         elif isinstance(model, Heartbeat):
-            gate = self._gate(session, topic.site, topic.building, topic.gate_id or "")
+            gate = work.gate(topic.site, topic.building, topic.gate_id or "")
             gate.last_heartbeat_at = model.ts
             gate.heartbeat = model.model_dump(mode="json", by_alias=True)
             gate.gallery_version = model.gallery_version
             out.signals += rules.on_heartbeat(model, topic.site, topic.building, now)
         elif isinstance(model, DeviceState):
-            self._store_device_state(session, topic, model, now)
+            self._store_device_state(session, topic, model)
             out.signals += rules.on_device_state(model, now)
         elif isinstance(model, GalleryAck):
             key = gate_key(topic.site, topic.building, topic.gate_id or "")
@@ -235,7 +229,23 @@ class Pipeline:
             raise ValueError(f"no handler for {type(model).__name__}")
         out.points += points_for(model, topic=topic, received_at=now)
         out.stored += 1
-        return head
+
+    def _sequence(
+        self, work: _Work, site: str, building: str, gate_id: str, seq: int | None
+    ) -> list[Signal]:
+        """Track a gate's outbox sequence (access and door events share it); report gaps.
+
+        With a shared subscription each replica sees only part of a gate's stream, so gap
+        detection is off there (it would report the other replicas' events as missing).
+        """
+        if seq is None:
+            return []
+        gate = work.gate(site, building, gate_id)
+        if gate.last_seq is None or seq > gate.last_seq:
+            gate.last_seq = seq
+        if self._services.config.mqtt.shared_group is not None:
+            return []
+        return self._rules.on_seq(gate_originator(site, building, gate_id), seq, work.now)
 
     @staticmethod
     def _check_source(topic: ParsedTopic, site: str, building: str, gate_id: str) -> None:
@@ -246,57 +256,11 @@ class Pipeline:
                 f"of {topic.site}/{topic.building}/{topic.gate_id}"
             )
 
-    def _store_access(self, session: Session, ev: AccessEvent, now: datetime, head: str) -> str:
-        row = AccessRecord(
-            event_id=ev.event_id,
-            ts=ev.ts,
-            received_at=now,
-            site=ev.site,
-            building=ev.building,
-            gate_id=ev.gate_id,
-            direction=ev.direction,
-            decision=ev.decision,
-            method=ev.method,
-            person_id=ev.person_id,
-            reason=ev.reason,
-            flags=list(ev.flags),
-            distance=ev.distance,
-            margin=ev.margin,
-            faces_in_view=ev.faces_in_view,
-            seq=ev.seq,
-        )
-        head = seal(row, head)
-        session.add(row)
-        gate = self._gate(session, ev.site, ev.building, ev.gate_id)
-        if ev.seq is not None and (gate.last_seq is None or ev.seq > gate.last_seq):
-            gate.last_seq = ev.seq
-        if ev.decision == "granted" and ev.person_id is not None:
-            self._move_presence(session, ev)
-            if AFTER_CURFEW_FLAG in ev.flags and ev.direction == "in":
-                session.merge(LateReturn(event_id=ev.event_id, person_id=ev.person_id, ts=ev.ts))
-        return head
-
-    def _move_presence(self, session: Session, ev: AccessEvent) -> None:
-        assert ev.person_id is not None
-        row = session.get(PresenceRow, (ev.person_id, ev.building))
-        current = None if row is None else _presence_from_row(row)
-        moved = occupancy.next_presence(current, ev)
-        if moved is None or moved == current:
-            return
-        if row is None:
-            row = PresenceRow(person_id=ev.person_id, building=ev.building)
-            session.add(row)
-        row.inside = moved.inside
-        row.since = moved.since
-        row.gate_id = moved.gate_id
-        row.irregular = moved.irregular
-
-    def _availability(
-        self, session: Session, topic: ParsedTopic, model: Availability, now: datetime
-    ) -> list[Signal]:
+    def _availability(self, work: _Work, topic: ParsedTopic, model: Availability) -> list[Signal]:
+        session, now = work.session, work.now
         online = model.state == "online"
         if topic.kind == "gate" and topic.gate_id is not None:
-            gate = self._gate(session, topic.site, topic.building, topic.gate_id)
+            gate = work.gate(topic.site, topic.building, topic.gate_id)
             gate.online = online
             gate.availability_at = model.ts or now
             originator = gate_originator(topic.site, topic.building, topic.gate_id)
@@ -318,9 +282,8 @@ class Pipeline:
             return self._rules.on_availability(originator, topic.site, "", model.state, now)
         return []
 
-    def _store_device_state(
-        self, session: Session, topic: ParsedTopic, ev: DeviceState, now: datetime
-    ) -> None:
+    @staticmethod
+    def _store_device_state(session: Session, topic: ParsedTopic, ev: DeviceState) -> None:
         if (topic.site, topic.building, topic.room, topic.device_id) != (
             ev.site,
             ev.building,
@@ -363,14 +326,6 @@ class Pipeline:
         device.updated_at = ev.ts
         device.state = ev.model_dump(mode="json", by_alias=True)
 
-    def _gate(self, session: Session, site: str, building: str, gate_id: str) -> Gate:
-        key = gate_key(site, building, gate_id)
-        gate = session.get(Gate, key)
-        if gate is None:
-            gate = Gate(gate_key=key, site=site, building=building, gate_id=gate_id)
-            session.add(gate)
-        return gate
-
     @staticmethod
     def _dead_letter(session: Session, msg: Inbound, reason: str, now: datetime) -> None:
         session.add(
@@ -387,15 +342,170 @@ class Pipeline:
 _DEDUPED = (AccessEvent, DoorEvent, DeviceState, GalleryAck, CommandResult)
 
 
-def _presence_from_row(row: PresenceRow) -> occupancy.Presence:
-    return occupancy.Presence(
-        person_id=row.person_id,
-        building=row.building,
-        inside=row.inside,
-        since=row.since,
-        gate_id=row.gate_id,
-        irregular=row.irregular,
+class _Work:
+    """One batch's working state: rows collected in memory, written in bulk at the end.
+
+    The ORM costs ~0.1 ms per object; at thousands of events per second the access log, the
+    seen ids, presence and late returns go through executemany inserts/upserts instead.
+    """
+
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.session = session
+        self.now = now
+        self.seen: list[dict[str, Any]] = []
+        self.access: list[dict[str, Any]] = []
+        self.late: list[dict[str, Any]] = []
+        self.presence: dict[tuple[str, str], occupancy.Presence | None] = {}
+        self.moved: set[tuple[str, str]] = set()
+        self.gates: dict[str, Gate] = {}
+        self._head: str | None = None
+
+    def preload(self, models: Sequence[WireModel]) -> None:
+        """Fetch, in one query each, the gates and presence rows this batch will touch."""
+        self.gates = {g.gate_key: g for g in self.session.scalars(select(Gate))}
+        people = {
+            m.person_id
+            for m in models
+            if isinstance(m, AccessEvent) and m.decision == "granted" and m.person_id
+        }
+        for start in range(0, len(people), 500):
+            chunk = sorted(people)[start : start + 500]
+            for row in self.session.scalars(
+                select(PresenceRow).where(PresenceRow.person_id.in_(chunk))
+            ):
+                self.presence[(row.person_id, row.building)] = occupancy.Presence(
+                    person_id=row.person_id,
+                    building=row.building,
+                    inside=row.inside,
+                    since=row.since,
+                    gate_id=row.gate_id,
+                    irregular=row.irregular,
+                )
+
+    def gate(self, site: str, building: str, gate_id: str) -> Gate:
+        """The gate's row, created when first heard of."""
+        key = gate_key(site, building, gate_id)
+        gate = self.gates.get(key)
+        if gate is None:
+            gate = Gate(gate_key=key, site=site, building=building, gate_id=gate_id)
+            self.session.add(gate)
+            self.gates[key] = gate
+        return gate
+
+    def add_access(self, ev: AccessEvent) -> None:
+        """Chain the event onto the access log and move the person's presence."""
+        if self._head is None:
+            self._head = chain_head(self.session)
+        row = access_fields(ev)
+        digest = chain_hash(self._head, row)
+        row["received_at"] = self.now
+        row["prev_hash"] = self._head
+        row["hash"] = digest
+        self.access.append(row)
+        self._head = digest
+        if ev.decision != "granted" or ev.person_id is None:
+            return
+        key = (ev.person_id, ev.building)
+        moved = occupancy.next_presence(self.presence.get(key), ev)
+        if moved is not None:
+            self.presence[key] = moved
+            self.moved.add(key)
+        if AFTER_CURFEW_FLAG in ev.flags and ev.direction == "in":
+            self.late.append({"event_id": ev.event_id, "person_id": ev.person_id, "ts": ev.ts})
+
+    def write(self) -> None:
+        """Flush the collected rows: executemany inserts and upserts."""
+        session = self.session
+        # Core inserts on the tables (not the ORM classes): no per-row ORM bookkeeping.
+        if self.seen:
+            session.execute(insert(_table(SeenEvent)), self.seen)
+        if self.access:
+            session.execute(insert(_table(AccessRecord)), self.access)
+        if self.late:
+            _upsert(session, LateReturn, self.late, ["event_id"], [])
+        rows = []
+        for key in self.moved:
+            p = self.presence[key]
+            assert p is not None
+            rows.append(
+                {
+                    "person_id": p.person_id,
+                    "building": p.building,
+                    "inside": p.inside,
+                    "since": p.since,
+                    "gate_id": p.gate_id,
+                    "irregular": p.irregular,
+                }
+            )
+        if rows:
+            _upsert(
+                session,
+                PresenceRow,
+                rows,
+                ["person_id", "building"],
+                ["inside", "since", "gate_id", "irregular"],
+            )
+        session.flush()
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def access_fields(ev: AccessEvent) -> dict[str, Any]:
+    """The access-log columns of an event that its chain hash covers."""
+    return {
+        "event_id": ev.event_id,
+        "ts": ev.ts,
+        "site": ev.site,
+        "building": ev.building,
+        "gate_id": ev.gate_id,
+        "direction": ev.direction,
+        "decision": ev.decision,
+        "method": ev.method,
+        "person_id": ev.person_id,
+        "reason": ev.reason,
+        "flags": list(ev.flags),
+        "distance": ev.distance,
+        "margin": ev.margin,
+        "faces_in_view": ev.faces_in_view,
+        "seq": ev.seq,
+    }
+
+
+def _upsert(
+    session: Session,
+    model: type[Any],
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    update: list[str],
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE/NOTHING on SQLite and PostgreSQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg = pg_insert(model)
+        pg_stmt = (
+            pg.on_conflict_do_update(
+                index_elements=keys, set_={c: getattr(pg.excluded, c) for c in update}
+            )
+            if update
+            else pg.on_conflict_do_nothing(index_elements=keys)
+        )
+        session.execute(pg_stmt, rows)
+        return
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    lite = sqlite_insert(model)
+    stmt = (
+        lite.on_conflict_do_update(
+            index_elements=keys, set_={c: getattr(lite.excluded, c) for c in update}
+        )
+        if update
+        else lite.on_conflict_do_nothing(index_elements=keys)
     )
+    session.execute(stmt, rows)
 
 
 def prune_seen(session: Session, older_than: datetime) -> int:
