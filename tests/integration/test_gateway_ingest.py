@@ -176,3 +176,112 @@ def test_kill_9_under_load_loses_no_acknowledged_event(broker: Broker, tmp_path:
     from gateway.db import open_engine
 
     assert verify_chain(open_engine(f"sqlite:///{db}")).ok
+
+
+def test_a_gap_in_a_gates_sequence_raises_event_gap(gateway: Gateway, publisher: Publisher) -> None:
+    for i in (1, 2, 5):
+        publisher.publish(event_topic(), access_event(i).to_bytes())
+    wait_until(lambda: _count(gateway, AlertRow) >= 1, 10, "an event-gap alert")
+    with gateway.services.sessions() as s:
+        alert = s.scalars(select(AlertRow).where(AlertRow.type == "event_gap")).one()
+    assert "3" in json.dumps(alert.detail) and "4" in json.dumps(alert.detail)
+
+
+def test_appliance_fault_raises_and_clears_with_the_device_state(
+    gateway: Gateway, publisher: Publisher
+) -> None:
+    from contracts.models import DeviceState
+    from contracts.topics import DeviceAddress, DeviceChannel, device_topic
+    from gateway.db.schema import Device
+
+    topic = device_topic(DeviceAddress("campus", BUILDING, "laundry", "w1"), DeviceChannel.STATE)
+
+    def state(**kw: object) -> bytes:
+        return DeviceState(
+            producer="bridge:campus/hall",
+            site="campus",
+            building=BUILDING,
+            room="laundry",
+            device_id="w1",
+            kind="washer",
+            **kw,  # type: ignore[arg-type]
+        ).to_bytes()
+
+    publisher.publish(topic, state(status="running", faults=["leak"]))
+    wait_until(lambda: _count(gateway, AlertRow) == 1, 10, "a leak alert")
+    with gateway.services.sessions() as s:
+        alert = s.scalars(select(AlertRow)).one()
+        device = s.get(Device, f"campus/{BUILDING}/laundry/w1")
+        assert device is not None and device.faults == ["leak"] and device.status == "running"
+    assert alert.type == "appliance_fault" and alert.severity == 4 and alert.condition_active
+    publisher.publish(topic, state(status="idle"))
+
+    def cleared() -> bool:
+        with gateway.services.sessions() as s:
+            return s.scalars(select(AlertRow)).one().condition_active is False
+
+    wait_until(cleared, 10, "the alert's condition to end")
+
+
+def test_an_mqtt_event_reaches_a_guards_websocket(gateway: Gateway, publisher: Publisher) -> None:
+    """Publish -> ingest -> alert -> WebSocket, through the real app."""
+    from fastapi.testclient import TestClient
+
+    from gateway.api import create_app
+    from gateway.api.auth import create_user
+
+    with gateway.services.sessions.begin() as s:
+        create_user(s, "night-guard", "night-guard-pw-1", "guard", mode="development")
+    with TestClient(create_app(gateway.services)) as client:
+        login = client.post(
+            "/api/auth/login", json={"username": "night-guard", "password": "night-guard-pw-1"}
+        )
+        token = login.json()["token"]
+        with client.websocket_connect(f"/api/ws/alerts?token={token}") as ws:
+            assert ws.receive_json()["type"] == "snapshot"
+            started = time.monotonic()
+            publisher.publish(
+                event_topic(channel=GateChannel.DOOR), door_event("forced_open").to_bytes()
+            )
+            while True:
+                message = ws.receive_json()
+                if message["type"] == "alert":
+                    break
+            elapsed = time.monotonic() - started
+    assert message["alert"]["type"] == "door_forced_open"
+    assert message["alert"]["state"] == "active"
+    assert elapsed < 5
+
+
+def test_shared_subscription_replicas_split_the_load_and_store_each_event_once(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Two gateways in one $share group on one database: every event stored exactly once."""
+    replicas = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        raw = gateway_config(tmp_path / name, broker.port)
+        raw["database"] = {"url": f"sqlite:///{tmp_path / 'shared.db'}"}
+        raw["mqtt"] = {**raw["mqtt"], "client_id": f"gw-{name}", "shared_group": "gw"}
+        gw = build_gateway(GatewayConfig.model_validate(raw))
+        gw.start(wait_broker_s=10)
+        assert gw.ingest.wait_ready(10)
+        replicas.append(gw)
+    pub = Publisher(broker.port, client_id="share-pub")
+    try:
+        events = [access_event(i) for i in range(1, 401)]
+        pub.publish_many([(event_topic(), ev.to_bytes()) for ev in events])
+        wait_until(lambda: _count(replicas[0], AccessRecord) == 400, 20, "400 stored events")
+        time.sleep(0.3)
+        received = [gw.services.counters.received for gw in replicas]
+    finally:
+        pub.stop()
+        for gw in replicas:
+            gw.stop()
+    assert sum(received) == 400, received
+    assert min(received) > 0, f"one replica got nothing: {received}"
+    from gateway.db import open_engine
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'shared.db'}")
+    report = verify_chain(engine)
+    assert report.ok and report.rows == 400
