@@ -217,7 +217,11 @@ def build_gateway(
     """Wire every part from the configuration (nothing is started or opened yet)."""
     env = dict(os.environ if environ is None else environ)
     now_fn: Clock = utc_now if clock is None else clock
-    db_password = config.database.password.read(env) if config.database.password else None
+    db_password = (
+        _secret(config, config.database.password.read(env), "database.password")
+        if config.database.password
+        else None
+    )
     engine = open_engine(config.database.url, password=db_password)
     sessions = session_factory(engine)
     sqlite_store = SqliteSeriesStore(
@@ -258,7 +262,11 @@ def build_gateway(
     )
     rules = AlertRules(config.rules)
     pipeline = Pipeline(services, rules)
-    password = config.mqtt.password.read(env) if config.mqtt.password else None
+    password = (
+        _secret(config, config.mqtt.password.read(env), "mqtt.password")
+        if config.mqtt.password
+        else None
+    )
     gw = Gateway(
         services=services,
         pipeline=pipeline,

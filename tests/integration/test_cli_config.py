@@ -146,3 +146,61 @@ def test_non_utf8_file_exits_2_without_traceback(tmp_path: Path) -> None:
     result = validate_config(path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+GATEWAY_EXAMPLE = REPO / "examples" / "gateway.example.yaml"
+
+
+def test_gateway_example_is_recognised_and_valid() -> None:
+    result = validate_config(GATEWAY_EXAMPLE)
+    assert result.returncode == 0, result.stderr
+    assert "valid gateway configuration" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ("  port: 8883", "  port: 99999", "port"),
+        ('  curfew: "23:00"', '  curfew: "25:00"', "curfew"),
+        ("  timezone: Asia/Shanghai", "  timezone: Mars/Olympus", "time zone"),
+        ("  shared_group: null ", "  shared_group: 'a/b' ", "shared"),
+        ("  - {building: b2, id: main, direction: in}", "  - {building: b9, id: main}", "b9"),
+        ("  unknown_face_count: 3 ", "  unknown_face_count: 0 ", "unknown_face_count"),
+    ],
+)
+def test_broken_gateway_config_exits_2_naming_the_problem(
+    tmp_path: Path, old: str, new: str, words: str
+) -> None:
+    text = GATEWAY_EXAMPLE.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} must occur once in the example"
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    result = validate_config(path)
+    assert result.returncode == 2
+    assert words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_gateway_refuses_a_placeholder_influx_token_in_production(tmp_path: Path) -> None:
+    from gateway.app import build_gateway
+    from gateway.config import GatewayConfig
+
+    secret = tmp_path / "token"
+    secret.write_text("change-me\n")
+    config = GatewayConfig.model_validate(
+        {
+            "site": "campus",
+            "database": {"url": f"sqlite:///{tmp_path / 'g.db'}"},
+            "timeseries": {
+                "sqlite": {"path": str(tmp_path / "s.db")},
+                "influx": {
+                    "url": "http://127.0.0.1:1",
+                    "org": "o",
+                    "bucket": "b",
+                    "token": {"file": str(secret)},
+                },
+            },
+        }
+    )
+    with pytest.raises(ValueError, match="placeholder"):
+        build_gateway(config)
