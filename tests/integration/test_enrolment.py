@@ -873,3 +873,22 @@ def test_auditors_may_read_enrolment_state_but_not_change_it(
     assert client.delete("/api/people/s-obama/face").status_code == 403
     guard = TestClient(_app(world, tmp_path, Role.GUARD))
     assert guard.get("/api/people/s-obama/enrolment").status_code == 403
+
+
+def test_opting_out_of_face_through_the_people_api_erases_the_templates(
+    world: World, tmp_path: Path, photos: Path
+) -> None:
+    """A student who switches to card/PIN has their templates erased and the gates told."""
+    from gateway.api.routes.people import router as people_router
+
+    world.consent("s-obama")
+    world.service.enrol("s-obama", [photo_bytes(photos, "obama.jpg")], "admin")
+    app = _app(world, tmp_path)
+    app.include_router(people_router)
+    response = TestClient(app).patch("/api/people/s-obama", json={"face_opt_out": True})
+    assert response.status_code == 200, response.text
+    assert response.json()["face_enrolled"] is False
+    with world.sessions() as session:
+        assert session.scalars(select(FaceTemplate)).all() == []
+    (erasure,) = world.service.status("s-obama").erasures
+    assert erasure.unconfirmed_gates  # pending until the gate acknowledges the new version

@@ -288,9 +288,14 @@ def update_person(
             not_found(f"no person {person_id!r}")
         if body.cards is not None:
             _check_cards_free(session, person_id, body.cards)
+        opting_out = body.face_opt_out is True and not person.face_opt_out
         _apply(person, body)
         person.updated_at = services.clock()
         out = _out(person, user, bool(_enrolled(session, [person_id])))
+    if opting_out and services.enrolment is not None:
+        # Choosing card/PIN instead of face: the templates go everywhere, confirmed per gate.
+        services.enrolment.erase(person_id, user.username)
+        return out.model_copy(update={"face_enrolled": False})
     return _published(out, services, user, f"person {person_id} changed")
 
 
