@@ -285,3 +285,26 @@ def test_shared_subscription_replicas_split_the_load_and_store_each_event_once(
     engine = open_engine(f"sqlite:///{tmp_path / 'shared.db'}")
     report = verify_chain(engine)
     assert report.ok and report.rows == 400
+
+
+def test_welfare_warnings_raise_for_a_student_inside_too_long_and_clear_when_they_leave(
+    gateway: Gateway, publisher: Publisher
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.domain.alerts import AlertType
+
+    long_ago = datetime.now(UTC) - timedelta(hours=80)
+    publisher.publish(event_topic(), access_event(1, person="s-hermit", ts=long_ago).to_bytes())
+    wait_until(lambda: _count(gateway, Presence) == 1, 10, "presence")
+    now = datetime.now(UTC)
+    gateway.services.alerts.apply(gateway.welfare_signals(now))
+    with gateway.services.sessions() as s:
+        alert = s.scalars(select(AlertRow).where(AlertRow.type == AlertType.WELFARE.value)).one()
+    assert "s-hermit" in alert.originator and "no_exit" in alert.originator
+    publisher.publish(event_topic(), access_event(2, person="s-hermit", direction="out").to_bytes())
+    wait_until(lambda: _count(gateway, AccessRecord) == 2, 10, "the exit")
+    gateway.services.alerts.apply(gateway.welfare_signals(datetime.now(UTC)))
+    with gateway.services.sessions() as s:
+        alert = s.scalars(select(AlertRow).where(AlertRow.type == AlertType.WELFARE.value)).one()
+    assert alert.condition_active is False
