@@ -261,7 +261,7 @@ def build_gateway(
         series_reader=sqlite_store,
     )
     rules = AlertRules(config.rules)
-    pipeline = Pipeline(services, rules)
+    pipeline = Pipeline(services, rules, series_for_events=config.timeseries.influx is not None)
     password = (
         _secret(config, config.mqtt.password.read(env), "mqtt.password")
         if config.mqtt.password

@@ -95,9 +95,14 @@ def device_key(site: str, building: str, room: str, device_id: str) -> str:
 class Pipeline:
     """Validates, deduplicates and stores batches; runs the alert rules over them."""
 
-    def __init__(self, services: Services, rules: AlertRules) -> None:
+    def __init__(
+        self, services: Services, rules: AlertRules, *, series_for_events: bool = True
+    ) -> None:
         self._services = services
         self._rules = rules
+        # Access and door events are in the SQL access log already; only a long-term sink
+        # (InfluxDB) wants them as points too.
+        self._series_for_events = series_for_events
 
     def process(self, batch: Sequence[Inbound]) -> BatchOutcome:
         """Store one batch in one transaction and apply the alerts it raises.
@@ -227,7 +232,8 @@ class Pipeline:
             out.command_results.append((key, model))
         elif not isinstance(model, DeviceTelemetry | BridgeHealth):
             raise ValueError(f"no handler for {type(model).__name__}")
-        out.points += points_for(model, topic=topic, received_at=now)
+        if self._series_for_events or not isinstance(model, AccessEvent | DoorEvent):
+            out.points += points_for(model, topic=topic, received_at=now)
         out.stored += 1
 
     def _sequence(
@@ -370,9 +376,15 @@ class _Work:
         }
         for start in range(0, len(people), 500):
             chunk = sorted(people)[start : start + 500]
-            for row in self.session.scalars(
-                select(PresenceRow).where(PresenceRow.person_id.in_(chunk))
-            ):
+            columns = select(
+                PresenceRow.person_id,
+                PresenceRow.building,
+                PresenceRow.inside,
+                PresenceRow.since,
+                PresenceRow.gate_id,
+                PresenceRow.irregular,
+            )  # plain rows: no ORM state per person
+            for row in self.session.execute(columns.where(PresenceRow.person_id.in_(chunk))):
                 self.presence[(row.person_id, row.building)] = occupancy.Presence(
                     person_id=row.person_id,
                     building=row.building,
