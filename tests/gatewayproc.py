@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ def gateway_config(tmp: Path, port: int, *, api_port: int = 0, **overrides: Any)
     config: dict[str, Any] = {
         "site": SITE,
         "mode": "development",
-        "mqtt": {"host": "127.0.0.1", "port": port, "client_id": "gw-test"},
+        # A fresh client id per config: a persistent session of an earlier test must not
+        # hand its queued messages to this one.
+        "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"gw-{uuid.uuid4().hex[:10]}"},
         "database": {"url": f"sqlite:///{tmp / 'gateway.db'}"},
         "timeseries": {"sqlite": {"path": str(tmp / "series.db")}},
         "api": {"host": "127.0.0.1", "port": api_port},
