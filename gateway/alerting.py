@@ -408,6 +408,8 @@ class AlertService:
         self._clock = clock
         self._escalation = escalation
         self.bus = bus if bus is not None else AlertBus()
+        # Called with each committed batch of changed alerts (e.g. the time-series writer).
+        self.listeners: list[Callable[[list[AlertView]], None]] = []
 
     # --- rule signals ---------------------------------------------------------------------
 
@@ -456,9 +458,15 @@ class AlertService:
         return list(changed.values())
 
     def broadcast(self, views: Iterable[AlertView]) -> None:
-        """Tell live subscribers about changed alerts (call after the commit)."""
+        """Tell live subscribers and listeners about changed alerts (call after the commit)."""
+        views = list(views)
         for view in views:
             self.bus.publish(alert_message(view))
+        for listener in self.listeners:
+            try:
+                listener(views)
+            except Exception:  # a listener (time series) must never break the alert path
+                log.exception("alert listener failed")
 
     def latest_of_type(self, alert_type: AlertType) -> dict[str, AlertRecord]:
         """The most recent alert (open or cleared) of each originator of one type."""

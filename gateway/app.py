@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from contracts.models import utc_now
-from gateway.alerting import AlertService
+from gateway.alerting import AlertService, AlertView
 from gateway.commands import CommandService
 from gateway.config import GatewayConfig, check_secret
 from gateway.db import migrate, open_engine, session_factory
@@ -33,7 +33,14 @@ from gateway.pipeline import (
 )
 from gateway.services import Clock, Services
 from gateway.timeseries.base import Point, TimeSeriesWriter, WriterStats
-from gateway.timeseries.mapping import APPLIANCE, APPLIANCE_STATE, BRIDGE_HEALTH, EDGE_HEALTH
+from gateway.timeseries.mapping import (
+    APPLIANCE,
+    APPLIANCE_STATE,
+    BRIDGE_HEALTH,
+    EDGE_HEALTH,
+    alert_event,
+    alert_points,
+)
 from gateway.timeseries.sqlite_store import SqliteSeriesStore
 
 log = logging.getLogger(__name__)
@@ -188,6 +195,22 @@ class Gateway:
         return reconcile_welfare(warnings, latest, now, site=self.services.config.site)
 
 
+def _alert_series(writer: TimeSeriesWriter, clock: Clock) -> Callable[[list[AlertView]], None]:
+    """A listener writing one ``alert`` point per lifecycle event (for Grafana)."""
+
+    def write(views: list[AlertView]) -> None:
+        now = clock()
+        points = []
+        for view in views:
+            event = alert_event(view)
+            if event is not None:
+                points += alert_points(event, view, now)
+        if points:
+            writer.write(points)
+
+    return write
+
+
 def seed_gates(services: Services) -> None:
     """Make sure every configured gate has a row with its direction and name."""
     config = services.config
@@ -260,6 +283,7 @@ def build_gateway(
         series_writer=FanOutWriter(writers),
         series_reader=sqlite_store,
     )
+    alerts.listeners.append(_alert_series(services.series_writer, now_fn))
     rules = AlertRules(config.rules)
     pipeline = Pipeline(services, rules, series_for_events=config.timeseries.influx is not None)
     password = (

@@ -11,7 +11,7 @@ which only the embedded SQLite store uses.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import get_args
+from typing import Literal, Protocol, get_args
 
 from contracts.models import (
     AccessEvent,
@@ -33,8 +33,9 @@ EDGE_HEALTH = "edge_health"
 APPLIANCE = "appliance"
 APPLIANCE_STATE = "appliance_state"
 BRIDGE_HEALTH = "bridge_health"
+ALERT = "alert"
 
-MEASUREMENTS = (ACCESS, DOOR, EDGE_HEALTH, APPLIANCE, APPLIANCE_STATE, BRIDGE_HEALTH)
+MEASUREMENTS = (ACCESS, DOOR, EDGE_HEALTH, APPLIANCE, APPLIANCE_STATE, BRIDGE_HEALTH, ALERT)
 
 # Statuses in which an appliance is occupied (the `running` field is 1).
 BUSY_STATUSES = frozenset({"running", "in_use", "heating"})
@@ -261,3 +262,94 @@ def _availability(
     if bridge is not None:
         return [Point(BRIDGE_HEALTH, bridge, fields, ts)]
     raise ValueError(f"availability of {message.producer!r}: cannot tell what it belongs to")
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+AlertEvent = Literal["raised", "acknowledged", "escalated", "cleared"]
+
+
+class AlertLike(Protocol):
+    """What the alert measurement reads of an alert after a change (the API's AlertView)."""
+
+    @property
+    def site(self) -> str: ...
+    @property
+    def building(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def severity(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def silenced(self) -> bool: ...
+    @property
+    def needs_review(self) -> bool: ...
+    @property
+    def escalation_level(self) -> int: ...
+    @property
+    def first_at(self) -> datetime: ...
+    @property
+    def annunciated_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def acked_at(self) -> datetime | None: ...
+    @property
+    def escalated_at(self) -> datetime | None: ...
+    @property
+    def cleared_at(self) -> datetime | None: ...
+    @property
+    def cleared_by(self) -> str | None: ...
+
+
+def alert_event(alert: AlertLike) -> AlertEvent | None:
+    """Which lifecycle event a change was, judged from the stamps the change set (updated_at).
+
+    A repeat, an assignment or a comment is none of them.
+    """
+    at = alert.updated_at
+    if alert.cleared_at == at:
+        return "cleared"
+    if alert.escalated_at == at:
+        return "escalated"
+    if alert.acked_at == at:
+        return "acknowledged"
+    if (
+        alert.annunciated_at == at
+        and alert.count == 1
+        and alert.state == "active"
+        and alert.escalation_level == 0
+    ):
+        return "raised"
+    return None
+
+
+def alert_points(event: AlertEvent, alert: AlertLike, at: datetime) -> list[Point]:
+    """One ``alert`` point for a lifecycle change (schema: docs/timeseries.md)."""
+    from gateway.domain.alerts import Severity
+
+    tags = {
+        "site": alert.site,
+        "building": alert.building or "-",
+        "type": str(alert.type),
+        "severity": Severity(alert.severity).name.lower(),
+        "event": event,
+    }
+    fields: dict[str, FieldValue] = {"count": 1}
+    ts = at
+    if event == "raised":
+        fields["silenced"] = int(alert.silenced)
+        ts = alert.first_at
+    elif event == "acknowledged" and alert.acked_at is not None:
+        fields["ack_seconds"] = max(0.0, (alert.acked_at - alert.annunciated_at).total_seconds())
+    elif event == "escalated":
+        fields["escalation_level"] = alert.escalation_level
+    elif event == "cleared" and alert.cleared_at is not None:
+        fields["open_seconds"] = max(0.0, (alert.cleared_at - alert.first_at).total_seconds())
+        fields["auto_cleared"] = int(alert.cleared_by is None)
+        fields["needs_review"] = int(alert.needs_review)
+    return [Point(ALERT, tags, fields, ts)]

@@ -112,3 +112,37 @@ def test_an_influx_outage_never_blocks_ingest_and_the_backlog_replays(
     finally:
         pub.stop()
         gw.stop()
+
+
+def test_alert_lifecycle_events_reach_influx_for_the_alerts_dashboard(
+    broker: Broker, tmp_path: Path, victoria: Victoria
+) -> None:
+    from contracts.topics import GateChannel
+    from gateway.domain.alerts import AlertType
+    from tests.gatewayproc import door_event
+
+    victoria.start()
+    gw = _gateway(tmp_path, broker, victoria)
+    pub = Publisher(broker.port, client_id="influx-pub3")
+    try:
+        pub.publish(event_topic(channel=GateChannel.DOOR), door_event("forced_open").to_bytes())
+        wait_until(lambda: bool(gw.services.alerts.list()), 10, "the alert")
+        (alert,) = gw.services.alerts.list()
+        gw.services.alerts.acknowledge(alert.id, "guard-1")
+        gw.services.alerts.clear(alert.id, "guard-1")
+
+        def events() -> set[str]:
+            try:
+                series = victoria.export('{__name__="alert_count"}')
+            except Exception:
+                return set()
+            return {s["metric"].get("event", "") for s in series}
+
+        wait_until(lambda: events() == {"raised", "acknowledged", "cleared"}, 20, "3 events")
+        (ack,) = victoria.export('{__name__="alert_ack_seconds"}')
+    finally:
+        pub.stop()
+        gw.stop()
+    assert ack["metric"]["type"] == AlertType.DOOR_FORCED_OPEN.value
+    assert ack["metric"]["severity"] == "critical"
+    assert 0 <= ack["values"][0] < 30
