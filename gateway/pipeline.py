@@ -118,6 +118,7 @@ class Pipeline:
             try:
                 parsed = parse_topic(msg.topic)
                 model = parse_message(msg.topic, msg.payload)
+                check_source(parsed, model)  # before dedup: a forged id is still a forgery
             except (PayloadError, ValueError) as exc:
                 dead.append((msg, str(exc)))
                 continue
@@ -189,14 +190,12 @@ class Pipeline:
     ) -> None:
         rules, session, now = self._rules, work.session, work.now
         if isinstance(model, AccessEvent):
-            self._check_source(topic, model.site, model.building, model.gate_id)
             work.add_access(model)
             out.signals += rules.on_access(model, now)
             out.signals += self._sequence(
                 work, model.site, model.building, model.gate_id, model.seq
             )
         elif isinstance(model, DoorEvent):
-            self._check_source(topic, model.site, model.building, model.gate_id)
             session.add(
                 DoorRecord(
                     event_id=model.event_id,
@@ -253,15 +252,6 @@ class Pipeline:
             return []
         return self._rules.on_seq(gate_originator(site, building, gate_id), seq, work.now)
 
-    @staticmethod
-    def _check_source(topic: ParsedTopic, site: str, building: str, gate_id: str) -> None:
-        """A gate may only report as itself: the payload must name the gate of its topic."""
-        if (topic.site, topic.building, topic.gate_id) != (site, building, gate_id):
-            raise ValueError(
-                f"payload names gate {site}/{building}/{gate_id} but was published on the topic "
-                f"of {topic.site}/{topic.building}/{topic.gate_id}"
-            )
-
     def _availability(self, work: _Work, topic: ParsedTopic, model: Availability) -> list[Signal]:
         session, now = work.session, work.now
         online = model.state == "online"
@@ -290,16 +280,6 @@ class Pipeline:
 
     @staticmethod
     def _store_device_state(session: Session, topic: ParsedTopic, ev: DeviceState) -> None:
-        if (topic.site, topic.building, topic.room, topic.device_id) != (
-            ev.site,
-            ev.building,
-            ev.room,
-            ev.device_id,
-        ):
-            raise ValueError(
-                f"payload names device {ev.site}/{ev.building}/{ev.room}/{ev.device_id} but was "
-                "published on another device's topic"
-            )
         key = device_key(ev.site, ev.building, ev.room, ev.device_id)
         session.add(
             DeviceStateRecord(
@@ -463,6 +443,26 @@ class _Work:
 def _table(model: type[Any]) -> Table:
     table: Table = model.__table__
     return table
+
+
+def check_source(topic: ParsedTopic, model: WireModel) -> None:
+    """A producer may only report as itself: the payload must name the gate or device of its
+    topic (the broker's ACL ties each account to its own topics). ValueError says what differs.
+    """
+    if isinstance(model, AccessEvent | DoorEvent):
+        named = (model.site, model.building, model.gate_id)
+        if (topic.site, topic.building, topic.gate_id) != named:
+            raise ValueError(
+                f"payload names gate {'/'.join(named)} but was published on the topic of "
+                f"{topic.site}/{topic.building}/{topic.gate_id}"
+            )
+    elif isinstance(model, DeviceState | DeviceTelemetry):
+        device = (model.site, model.building, model.room, model.device_id)
+        if (topic.site, topic.building, topic.room, topic.device_id) != device:
+            raise ValueError(
+                f"payload names device {'/'.join(device)} but was published on another "
+                "device's topic"
+            )
 
 
 def access_fields(ev: AccessEvent) -> dict[str, Any]:

@@ -308,3 +308,34 @@ def test_welfare_warnings_raise_for_a_student_inside_too_long_and_clear_when_the
     with gateway.services.sessions() as s:
         alert = s.scalars(select(AlertRow).where(AlertRow.type == AlertType.WELFARE.value)).one()
     assert alert.condition_active is False
+
+
+def test_a_flood_of_malformed_payloads_never_stops_ingest(
+    gateway: Gateway, publisher: Publisher
+) -> None:
+    """2,000 bad messages of many kinds interleaved with 200 good ones: all good ones stored."""
+    good = [access_event(i) for i in range(1, 201)]
+    template = json.loads(good[0].to_bytes())
+    bad_kinds = [
+        b"",
+        b"null",
+        b"\x00\x01\x02",
+        b'{"schema": 99}',
+        json.dumps({**template, "ts": "yesterday"}).encode(),
+        json.dumps({**template, "distance": "NaN"}).encode(),
+        json.dumps({**template, "faces_in_view": -1}).encode(),
+        json.dumps({**template, "gate_id": "g2"}).encode(),  # another gate's identity
+        b'{"a":' * 2000,
+        json.dumps(template)[:-1].encode(),
+    ]
+    items = []
+    for i in range(2000):
+        items.append((event_topic(), bad_kinds[i % len(bad_kinds)]))
+        if i % 10 == 0:
+            items.append((event_topic(), good[i // 10].to_bytes()))
+    publisher.publish_many(items)
+    wait_until(lambda: gateway.services.counters.received >= 2200, 30, "every delivery")
+    assert _count(gateway, AccessRecord) == 200
+    assert _count(gateway, DeadLetter) == 2000
+    assert gateway.services.counters.dead_letters == 2000
+    assert gateway.ingest.connected()
