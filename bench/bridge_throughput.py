@@ -2,7 +2,8 @@
 
 A publisher process floods a private mosquitto with Tasmota `tele/<topic>/SENSOR` messages for
 2,000 appliances (QoS 0, as the plugs send them). The same stream is drained first by a bare
-paho subscriber, then by the real DeviceBridge (normalise + state machine + publish changes).
+paho subscriber, then by the real DeviceBridge, started as `dormguard devices` starts it
+(route, normalise, state machine, publish state changes and decimated telemetry, counters).
 Then the bridge gets a paced 2,000 readings/s for 10 s to show it keeps up.
 Prints, last, one JSON line: readings_per_s, bare_per_s, ratio, paced_* figures.
 """
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.devices.app import build_bridge
+from edge.devices.app import start_bridge
 from edge.devices.config import DevicesConfig
 from edge.localbroker import LocalBroker
 
@@ -118,8 +119,7 @@ def bridge_config(port: int) -> DevicesConfig:
 
 def bridge_rate(port: int, count: int, rate: float | None) -> tuple[float, int, float]:
     """(readings/s normalised, readings normalised, seconds) for one stream through the bridge."""
-    bridge = build_bridge(bridge_config(port))
-    bridge.start()
+    bridge = start_bridge(bridge_config(port))
     assert bridge.link.wait_ready(30)
     stamps: list[float] = []
     seen = 0

@@ -3,7 +3,11 @@
 Starts a private mosquitto on a free port, enrols a sample student from a photo, and runs one
 entrance gate whose camera is a looping image sequence made from the sample photos: the student
 (a different photo than the enrolled one) is granted, a stranger is denied, and a card reader
-swipes a card now and then. Access events are printed as they arrive over MQTT.
+swipes a card now and then. Beside it runs one service room: `dormguard simulate devices`
+(two washers, a dryer, a water dispenser and a hair dryer on Tasmota / ESPHome / Shelly meters,
+in compressed time) and `dormguard devices`, the bridge that turns their telemetry into appliance
+states. The dryer's programme hangs and the hair dryer is left on. Access events and appliance
+states are printed as they arrive over MQTT.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -21,10 +27,22 @@ import cv2
 import numpy as np
 import yaml
 
-from contracts.models import CardSwipe
+from contracts.models import Availability, CardSwipe, DeviceState
 from contracts.registry import PayloadError, parse_message
-from contracts.topics import GateAddress, GateChannel, gate_filter, gate_topic
+from contracts.topics import (
+    BridgeChannel,
+    DeviceChannel,
+    GateAddress,
+    GateChannel,
+    bridge_topic,
+    device_filter,
+    gate_filter,
+    gate_topic,
+)
 from contracts.yamlconfig import load_yaml_model
+from edge.devices.config import TYPE_DEFAULTS
+from edge.devices.model import ApplianceType, MachineParams
+from edge.devices.simulator import bridge_device_entries, plan_rooms
 from edge.gate.app import build_gate
 from edge.gate.config import GateConfig
 from edge.gate.faces import DlibFaceEngine, read_image
@@ -41,6 +59,23 @@ log = logging.getLogger(__name__)
 SITE, BUILDING, GATE = "demo-campus", "b1", "east-entrance"
 STUDENT, CARD_USER = "s2024001", "s2024002"
 CARD_UID = "04A1B2C3"
+
+BRIDGE = "service-b1"
+# The appliances live this many times faster than the clock: a washer's hour takes 12 s.
+SIM_SPEED = 300.0
+ROOM_FAULTS = {"dryer-r101-1": "stuck", "hairdryer-r101-1": "overrun"}
+# Silence is judged in real time; the simulated meters report many times a second.
+ROOM_OFFLINE_AFTER_S = 15.0
+# MachineParams durations that are appliance time, so the demo bridge divides them by SIM_SPEED.
+APPLIANCE_DURATIONS = (
+    "start_hold_s",
+    "stop_hold_s",
+    "finished_timeout_s",
+    "default_cycle_s",
+    "on_hold_s",
+    "overrun_s",
+    "heater_fault_after_s",
+)
 
 
 def _prepare(workdir: Path) -> Path:
@@ -97,18 +132,133 @@ def _config(workdir: Path, port: int) -> Path:
     return path
 
 
+def _scaled_thresholds(speed: float) -> dict[str, dict[str, float]]:
+    """Each appliance type's bridge durations divided by the simulator's speed.
+
+    The bridge times holds and timeouts by the clock, while the simulated appliances run `speed`
+    times faster: a 300 s stop hold becomes 1 s at speed 300, the dryer's stuck limit (twice its
+    55 min default cycle) 22 s.
+    """
+    types: dict[str, dict[str, float]] = {}
+    for kind in ApplianceType:
+        params = MachineParams(**TYPE_DEFAULTS.get(kind, {}))  # type: ignore[arg-type]
+        scaled = {name: getattr(params, name) / speed for name in APPLIANCE_DURATIONS}
+        types[kind.value] = {**scaled, "offline_after_s": ROOM_OFFLINE_AFTER_S}
+    return types
+
+
+def _bridge_config(workdir: Path, port: int) -> Path:
+    """The service room's bridge config (the same room `dormguard simulate devices` plans)."""
+    config: dict[str, Any] = {
+        "site": SITE,
+        "bridge_id": BRIDGE,
+        "mqtt": {"host": "127.0.0.1", "port": port},
+        "devices": bridge_device_entries(plan_rooms(1, building=BUILDING, faults=ROOM_FAULTS)),
+        "types": _scaled_thresholds(SIM_SPEED),
+        "tick_s": 0.2,
+        "telemetry_interval_s": 2.0,
+    }
+    path = workdir / "devices.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+class _ServiceRoom:
+    """The simulated appliances and their bridge, run as the two commands a deployment runs.
+
+    Separate processes keep the simulated clock honest: in the demo process the gate's face
+    encoder holds the interpreter lock for ~60 ms at a time, long enough to stretch a washer's
+    quiet pause past the compressed stop hold.
+    """
+
+    def __init__(self, workdir: Path, port: int) -> None:
+        self.workdir = workdir
+        self.port = port
+        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._reported: set[str] = set()
+
+    def start_bridge(self) -> None:
+        """Start `dormguard devices` on the room's bridge config."""
+        config = _bridge_config(self.workdir, self.port)
+        self._spawn("device bridge", "devices", "--config", str(config))
+
+    def start_simulator(self) -> None:
+        """Start `dormguard simulate devices` for one room with the demo's faults."""
+        faults = [arg for d, f in ROOM_FAULTS.items() for arg in ("--fault", f"{d}={f}")]
+        self._spawn(
+            "appliance simulator",
+            "simulate",
+            "devices",
+            "--rooms",
+            "1",
+            "--port",
+            str(self.port),
+            "--speed",
+            str(SIM_SPEED),
+            *faults,
+        )
+
+    def check(self) -> None:
+        """Say so once if a process of the room has exited."""
+        for name, proc in self._procs:
+            code = proc.poll()
+            if code is not None and name not in self._reported:
+                self._reported.add(name)
+                print(f"  ! {name} exited with code {code}")
+
+    def stop(self) -> None:
+        """Stop the bridge first, so devices going offline at shutdown are not reported."""
+        for name, proc in self._procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in 10 s; killing it", name)
+                proc.kill()
+                proc.wait()
+
+    def _spawn(self, name: str, *args: str) -> None:
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+        command = [sys.executable, "-m", "edge.cli", "--log-level", level, *args]
+        # stdout: the simulator's device list; the demo prints its own view of the room. A
+        # session of their own keeps Ctrl-C away from them: the demo stops them, bridge first.
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
+        self._procs.append((name, proc))
+
+
 class _Monitor:
-    """Prints access events as a guard's screen would, and counts them."""
+    """Prints access events and appliance states as a guard's screen would, and counts them."""
 
     def __init__(self) -> None:
         self.counts = {"granted": 0, "denied": 0, "door_events": 0, "heartbeats": 0}
+        self.device_states = 0
+        self.device_statuses: dict[str, list[str]] = {}
+        self.device_faults: dict[str, list[str]] = {}
+        self.bridge_online = threading.Event()
         self._lock = threading.Lock()
+
+    def report(self) -> dict[str, Any]:
+        """Counts, and the statuses and faults each appliance showed (in order first seen)."""
+        with self._lock:
+            return {
+                **self.counts,
+                "device_states": self.device_states,
+                "device_statuses": {k: list(v) for k, v in sorted(self.device_statuses.items())},
+                "device_faults": {k: list(v) for k, v in sorted(self.device_faults.items())},
+            }
 
     def __call__(self, msg: ReceivedMessage) -> None:
         try:
             payload = parse_message(msg.topic, msg.payload)
         except PayloadError as exc:
             print(f"  ! rejected message: {exc}")
+            return
+        if isinstance(payload, DeviceState):
+            self._device_state(payload)
+            return
+        if isinstance(payload, Availability):
+            if payload.state == "online":
+                self.bridge_online.set()
             return
         data = payload.model_dump()
         with self._lock:
@@ -125,6 +275,17 @@ class _Monitor:
             elif msg.topic.endswith("/heartbeat"):
                 self.counts["heartbeats"] += 1
 
+    def _device_state(self, state: DeviceState) -> None:
+        with self._lock:
+            self.device_states += 1
+            statuses = self.device_statuses.setdefault(state.device_id, [])
+            if state.status not in statuses:
+                statuses.append(state.status)
+            faults = self.device_faults.setdefault(state.device_id, [])
+            faults.extend(f for f in state.faults if f not in faults)
+            extra = f"  faults: {', '.join(state.faults)}" if state.faults else ""
+            print(f"  DEVICE   {state.device_id:16s} {state.status}{extra}")
+
 
 def run_demo(duration: float | None) -> int:
     """Run the demo until Ctrl-C, or for `duration` seconds then print counts as JSON."""
@@ -134,28 +295,43 @@ def run_demo(duration: float | None) -> int:
     stop_on_signals(stop.set)
     with tempfile.TemporaryDirectory(prefix="dormguard-demo-") as tmp:
         workdir = Path(tmp)
-        print("dormguard demo: preparing sample gallery and camera frames ...")
-        _prepare(workdir)
         broker = LocalBroker(workdir / "mosquitto")
         broker.start()
         monitor = _Monitor()
         watcher = MqttLink(MqttSettings(port=broker.port), client_id="demo-console")
         for channel in (GateChannel.EVENT, GateChannel.DOOR, GateChannel.HEARTBEAT):
             watcher.subscribe(gate_filter(SITE, channel), monitor)
+        watcher.subscribe(device_filter(SITE, DeviceChannel.STATE), monitor)
+        watcher.subscribe(bridge_topic(SITE, BRIDGE, BridgeChannel.AVAILABILITY), monitor)
         watcher.start()
-        config = load_yaml_model(_config(workdir, broker.port), GateConfig)
-        daemon = build_gate(config)
-        daemon.engine.start()  # type: ignore[attr-defined]
-        daemon.start()
-        runner = threading.Thread(target=daemon.run, name="gate", daemon=True)
-        runner.start()
-        print(f"broker: mqtt://127.0.0.1:{broker.port}  gate: {SITE}/{BUILDING}/{GATE}")
-        print("camera: a looping sequence (student walks up, leaves, a stranger walks up)")
-        print("press Ctrl-C to stop" if duration is None else f"running for {duration:.0f} s")
-        card_topic = gate_topic(GateAddress(SITE, BUILDING, GATE), GateChannel.CARD)
-        started = time.monotonic()
-        next_swipe = started + 3.0
+        room = _ServiceRoom(workdir, broker.port)
+        daemon = None
+        runner = None
         try:
+            # The room first: it runs while the gate's gallery and camera frames are prepared.
+            room.start_bridge()
+            if not monitor.bridge_online.wait(30):
+                raise RuntimeError("the demo's device bridge did not come online within 30 s")
+            room.start_simulator()
+            print(
+                f"service room: {BUILDING}/r101, 5 appliances at {SIM_SPEED:.0f}x speed "
+                "(a washer's hour takes 12 s); the dryer's programme hangs, the hair dryer "
+                "is left on"
+            )
+            print("dormguard demo: preparing sample gallery and camera frames ...")
+            _prepare(workdir)
+            config = load_yaml_model(_config(workdir, broker.port), GateConfig)
+            daemon = build_gate(config)
+            daemon.engine.start()  # type: ignore[attr-defined]
+            daemon.start()
+            runner = threading.Thread(target=daemon.run, name="gate", daemon=True)
+            runner.start()
+            print(f"broker: mqtt://127.0.0.1:{broker.port}  gate: {SITE}/{BUILDING}/{GATE}")
+            print("camera: a looping sequence (student walks up, leaves, a stranger walks up)")
+            print("press Ctrl-C to stop" if duration is None else f"running for {duration:.0f} s")
+            card_topic = gate_topic(GateAddress(SITE, BUILDING, GATE), GateChannel.CARD)
+            started = time.monotonic()
+            next_swipe = started + 3.0
             while not stop.is_set():
                 now = time.monotonic()
                 if duration is not None and now - started >= duration:
@@ -164,16 +340,21 @@ def run_demo(duration: float | None) -> int:
                     swipe = CardSwipe(producer="demo-reader", card_uid=CARD_UID)
                     watcher.publish(card_topic, swipe.to_bytes(), qos=1)
                     next_swipe = now + 15.0
+                room.check()
                 stop.wait(0.2)
         finally:
-            daemon.request_stop()
-            runner.join(timeout=5)
-            daemon.stop()
+            if daemon is not None:
+                daemon.request_stop()
+                if runner is not None:
+                    runner.join(timeout=5)
+                daemon.stop()
+            room.stop()
             time.sleep(0.3)
             watcher.stop(announce_offline=False)
             broker.stop()
-    counts = monitor.counts
+    report = monitor.report()
     if duration is not None:
-        print(json.dumps(counts))
-        return 0 if counts["granted"] > 0 and counts["denied"] > 0 else 1
+        print(json.dumps(report))
+        seen_all = all(report[k] > 0 for k in ("granted", "denied", "device_states"))
+        return 0 if seen_all else 1
     return 0

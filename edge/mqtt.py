@@ -97,6 +97,7 @@ class MqttLink:
 
     def start(self) -> None:
         """Connect in the background; reconnects by itself with backoff."""
+        self._stopping = False
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -155,6 +156,27 @@ class MqttLink:
         self._client = None
         self._connected.clear()
         self._subscribed.clear()
+
+    def abort(self) -> None:
+        """Drop the connection without DISCONNECT, as a power cut would: the broker sends the will.
+
+        Stops the network thread, then closes the socket under it. The link is left stopped: a
+        later `stop()` does nothing, and `start()` opens a new connection. Simulators and tests
+        use this; a daemon shuts down with `stop()`.
+        """
+        client = self._client
+        if client is None:
+            return
+        self._stopping = True
+        self._client = None
+        self._connected.clear()
+        self._subscribed.clear()
+        # Thread first: closing the socket under a running loop would make paho reconnect.
+        client.loop_stop()
+        sock = client.socket()
+        if sock is not None:
+            sock.close()
+        log.info("MQTT connection of %s dropped without DISCONNECT", self.client_id)
 
     def _on_connect(
         self,
@@ -236,8 +258,9 @@ class MqttLink:
         return handlers
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        received = ReceivedMessage(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain))
-        for handler in self._handlers_for(msg.topic):
+        topic = msg.topic  # a property that decodes the topic bytes on every access
+        received = ReceivedMessage(topic, bytes(msg.payload), msg.qos, bool(msg.retain))
+        for handler in self._handlers_for(topic):
             try:
                 handler(received)
             except Exception:

@@ -34,10 +34,14 @@ from edge.devices.machines import (
     tick,
 )
 from edge.devices.model import ApplianceState, ApplianceType, MachineParams, Reading
-from edge.devices.normalize import DeviceSource, normalize, subscriptions
+from edge.devices.normalize import DeviceSource, Parser, parser_for, subscriptions
 from edge.mqtt import MqttLink, ReceivedMessage
 
 log = logging.getLogger(__name__)
+
+# Topics resolved to (device, parser) are remembered; a flood of distinct unknown topics only
+# makes the cache start over.
+_MAX_ROUTES = 100_000
 
 
 @dataclass(slots=True)
@@ -47,8 +51,16 @@ class _Device:
     params: MachineParams
     address: DeviceAddress
     state: ApplianceState
+    state_topic: str
+    telemetry_topic: str
+    availability_topic: str
     last_telemetry: float = float("-inf")
     rejected: int = 0
+
+
+# What a topic means to the bridge: None, no configured device; (device, None), a topic of that
+# device that carries nothing the bridge uses; (device, parser), telemetry or availability.
+_Route = tuple[_Device, Parser | None] | None
 
 
 @dataclass(slots=True)
@@ -83,6 +95,7 @@ class DeviceBridge:
         self._thread: threading.Thread | None = None
         self._devices: dict[str, _Device] = {}
         self._by_prefix: dict[str, _Device] = {}
+        self._routes: dict[str, _Route] = {}
         self._started_at = 0.0
 
     # ----------------------------------------------------------------- lifecycle
@@ -91,12 +104,16 @@ class DeviceBridge:
         """Build device states, subscribe to vendor topics, start the timer thread."""
         for entry in self.config.devices:
             source = DeviceSource(entry.id, entry.firmware, entry.topic)
+            address = DeviceAddress(self.config.site, entry.building, entry.room, entry.id)
             device = _Device(
                 entry=entry,
                 source=source,
                 params=self.config.params_for(entry),
-                address=DeviceAddress(self.config.site, entry.building, entry.room, entry.id),
+                address=address,
                 state=initial_state(entry.id, entry.kind),
+                state_topic=device_topic(address, DeviceChannel.STATE),
+                telemetry_topic=device_topic(address, DeviceChannel.TELEMETRY),
+                availability_topic=device_topic(address, DeviceChannel.AVAILABILITY),
             )
             self._devices[entry.id] = device
             key = f"tele/{entry.topic}" if entry.firmware.value == "tasmota" else entry.topic
@@ -131,32 +148,46 @@ class DeviceBridge:
 
     # ----------------------------------------------------------------- messages
 
-    def _route(self, topic: str) -> _Device | None:
+    def _route(self, topic: str) -> _Route:
+        """What a topic means, worked out once per topic (paho's network thread only)."""
+        try:
+            return self._routes[topic]
+        except KeyError:
+            pass
+        route: _Route = None
         parts = topic.split("/")
         for cut in (1, 2, 3):
             if len(parts) > cut:
                 device = self._by_prefix.get("/".join(parts[:-cut]))
                 if device is not None:
-                    return device
-        return None
+                    route = (device, parser_for(device.source, topic))
+                    break
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
 
     def _on_message(self, msg: ReceivedMessage) -> None:
-        self.counters.received += 1
-        device = self._route(msg.topic)
-        if device is None:
-            self.counters.unknown_topic += 1
+        counters = self.counters
+        counters.received += 1
+        route = self._route(msg.topic)
+        if route is None:
+            counters.unknown_topic += 1
             return
-        now = self.wall()
+        device, parse = route
+        if parse is None:
+            counters.ignored += 1
+            return
         try:
-            reading = normalize(device.source, msg.topic, msg.payload, now)
+            reading = parse(msg.payload, self.wall())
         except ValueError as exc:
             self._rejected(device, str(exc))
             return
         if reading is None:
-            self.counters.ignored += 1
+            counters.ignored += 1
             return
-        self.counters.normalized += 1
-        self.apply(device.entry.id, reading)
+        counters.normalized += 1
+        self._apply(device, reading)
 
     def _rejected(self, device: _Device, reason: str) -> None:
         self.counters.rejected += 1
@@ -173,8 +204,10 @@ class DeviceBridge:
 
     def apply(self, device_id: str, reading: Reading) -> ApplianceState:
         """Feed one canonical reading to a device's state machine and publish what changed."""
+        return self._apply(self._devices[device_id], reading)
+
+    def _apply(self, device: _Device, reading: Reading) -> ApplianceState:
         with self._lock:
-            device = self._devices[device_id]
             old = device.state
             new = next_state(old, reading, device.params)
             device.state = new
@@ -182,7 +215,7 @@ class DeviceBridge:
             send_telemetry = now - device.last_telemetry >= self.config.telemetry_interval_s
             if send_telemetry:
                 device.last_telemetry = now
-        if publishable_change(old, new):
+        if new is not old and publishable_change(old, new):
             self._publish_state(device, old, new)
         if send_telemetry and reading.online is None:
             self._publish_telemetry(device, reading)
@@ -238,7 +271,7 @@ class DeviceBridge:
 
     def _publish_state(self, device: _Device, old: ApplianceState, new: ApplianceState) -> None:
         payload = self.state_payload(device, new)
-        self._send(device_topic(device.address, DeviceChannel.STATE), payload.to_bytes(), 1, True)
+        self._send(device.state_topic, payload.to_bytes(), 1, True)
         self.counters.published_states += 1
         if old.online != new.online:
             availability = Availability(
@@ -247,7 +280,7 @@ class DeviceBridge:
                 ts=self.wall(),
             )
             self._send(
-                device_topic(device.address, DeviceChannel.AVAILABILITY),
+                device.availability_topic,
                 availability.to_bytes(),
                 1,
                 True,
@@ -272,9 +305,7 @@ class DeviceBridge:
             leak=reading.leak,
             door_open=reading.door_open,
         )
-        self._send(
-            device_topic(device.address, DeviceChannel.TELEMETRY), telemetry.to_bytes(), 0, False
-        )
+        self._send(device.telemetry_topic, telemetry.to_bytes(), 0, False)
 
     def _send(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         try:
@@ -291,9 +322,7 @@ class DeviceBridge:
         for device, state in devices:
             if state.last_seen is not None:
                 payload = self.state_payload(device, state)
-                self._send(
-                    device_topic(device.address, DeviceChannel.STATE), payload.to_bytes(), 1, True
-                )
+                self._send(device.state_topic, payload.to_bytes(), 1, True)
         if self.config.home_assistant_discovery:
             self.publish_discovery()
 
@@ -302,7 +331,7 @@ class DeviceBridge:
         prefix = self.config.discovery_prefix
         for device in self._devices.values():
             entry = device.entry
-            state_topic = device_topic(device.address, DeviceChannel.STATE)
+            state_topic = device.state_topic
             node = f"dormguard_{entry.id}".replace("-", "_").replace(".", "_")
             info = {
                 "identifiers": [node],
@@ -310,7 +339,7 @@ class DeviceBridge:
                 "manufacturer": "dormguard",
                 "suggested_area": f"{entry.building} {entry.room}",
             }
-            availability = device_topic(device.address, DeviceChannel.AVAILABILITY)
+            availability = device.availability_topic
             status = {
                 "name": "Status",
                 "unique_id": f"{node}_status",
@@ -326,7 +355,7 @@ class DeviceBridge:
             power = {
                 "name": "Power",
                 "unique_id": f"{node}_power",
-                "state_topic": device_topic(device.address, DeviceChannel.TELEMETRY),
+                "state_topic": device.telemetry_topic,
                 "value_template": "{{ value_json.power_w }}",
                 "unit_of_measurement": "W",
                 "device_class": "power",

@@ -31,6 +31,7 @@ class ParamsOverride(StrictModel):
     stuck_factor: float | None = Field(default=None, gt=1)
     history_size: int | None = Field(default=None, ge=1, le=1000)
     on_w: float | None = Field(default=None, ge=0)
+    on_hold_s: float | None = Field(default=None, ge=0)
     overrun_s: float | None = Field(default=None, gt=0)
     heating_w: float | None = Field(default=None, ge=0)
     ready_temp_c: float | None = None

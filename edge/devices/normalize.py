@@ -2,6 +2,11 @@
 
 `normalize` returns a Reading, None for a message that is known but carries nothing the bridge
 uses (e.g. Shelly `status/sys`), and raises ValueError saying what is wrong with a malformed one.
+
+It runs in two steps so the bridge can do the first one once per topic: `parser_for` works out
+from the topic alone what a message means (a Tasmota SENSOR, an ESPHome power sensor, a last
+will ...), and the parser it returns reads one payload. Payload checks are plain type and range
+tests; the detailed error message is only built for a payload that fails them.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
+
+import orjson
 
 from edge.devices.model import Firmware, Reading
 
@@ -29,6 +37,14 @@ ESPHOME_SENSORS = {
 ESPHOME_BINARY = {"leak": "leak", "door": "door_open"}
 SHELLY_METERS = ("switch:0", "pm1:0")
 _MAX_POWER_W = 50_000.0
+_LIMITS: dict[str, tuple[float, float]] = {
+    "power_w": (-1, _MAX_POWER_W),
+    "temperature_c": (-60, 400),
+}
+_DEFAULT_LIMITS = (0.0, 1e9)
+
+Parser = Callable[[bytes, datetime], Reading | None]
+"""Reads one payload of a known topic: (payload, at) -> Reading, None, or ValueError."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +66,18 @@ def subscriptions(source: DeviceSource) -> list[str]:
     return [f"{t}/status/+", f"{t}/online"]
 
 
+def parser_for(source: DeviceSource, topic: str) -> Parser | None:
+    """The parser for one of this device's topics; None when the topic carries nothing useful."""
+    return _TOPIC_PARSERS[source.firmware](source, topic)
+
+
 def normalize(source: DeviceSource, topic: str, payload: bytes, at: datetime) -> Reading | None:
     """One vendor message as a canonical reading (None: nothing to use; ValueError: malformed)."""
-    handler = _HANDLERS[source.firmware]
-    return handler(source, topic, payload, at)
+    parser = parser_for(source, topic)
+    return None if parser is None else parser(payload, at)
+
+
+# ----------------------------------------------------------------------------- checks
 
 
 def _text(payload: bytes, topic: str) -> str:
@@ -65,10 +89,16 @@ def _text(payload: bytes, topic: str) -> str:
 
 def _json_object(payload: bytes, topic: str) -> dict[str, Any]:
     try:
-        data = json.loads(payload)
-    except (ValueError, RecursionError):
-        raise ValueError(f"{topic}: payload is not valid JSON: {_preview(payload)}") from None
-    if not isinstance(data, dict):
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        # orjson only speeds up the common case: whatever it refuses (NaN, huge integers,
+        # UTF-16 ...) gets the standard library's reading, so the verdict and the reason do
+        # not depend on which parser ran.
+        try:
+            data = json.loads(payload)
+        except (ValueError, RecursionError):
+            raise ValueError(f"{topic}: payload is not valid JSON: {_preview(payload)}") from None
+    if type(data) is not dict:
         raise ValueError(f"{topic}: expected a JSON object, got {type(data).__name__}")
     return data
 
@@ -78,21 +108,34 @@ def _preview(payload: bytes) -> str:
     return repr(text + ("..." if len(payload) > 64 else ""))
 
 
-def _number(value: object, where: str, *, low: float, high: float) -> float:
+def _number(value: object, topic: str, label: str, low: float, high: float) -> float:
+    """`value` as a float within [low, high]; ValueError naming topic and label otherwise."""
+    kind = type(value)
+    if (kind is float or kind is int) and low <= value <= high:  # type: ignore[operator]
+        return float(value)  # type: ignore[arg-type]
+    return _checked_number(value, f"{topic}: {label}" if label else topic, low, high)
+
+
+def _checked_number(value: object, where: str, low: float, high: float) -> float:
+    """The slow path of `_number`: int/float subclasses, and the reason for a bad value."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{where}: expected a number, got {value!r}"[:160])
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        raise ValueError(f"{where}: an integer beyond any float is outside {low}..{high}") from None
     if not math.isfinite(number) or not low <= number <= high:
         raise ValueError(f"{where}: {number} is outside {low}..{high}")
     return number
 
 
 def _optional_number(
-    data: dict[str, Any], key: str, where: str, *, low: float, high: float
+    data: dict[str, Any], key: str, topic: str, low: float, high: float
 ) -> float | None:
-    if key not in data or data[key] is None:
+    value = data.get(key)
+    if value is None:
         return None
-    return _number(data[key], f"{where}.{key}", low=low, high=high)
+    return _number(value, topic, key, low, high)
 
 
 def _online_word(text: str, topic: str, online: str, offline: str) -> bool:
@@ -104,124 +147,154 @@ def _online_word(text: str, topic: str, online: str, offline: str) -> bool:
     raise ValueError(f"{topic}: expected {online!r} or {offline!r}, got {text[:32]!r}")
 
 
+def _availability(
+    device_id: str, topic: str, online: str, offline: str, payload: bytes, at: datetime
+) -> Reading:
+    return Reading(
+        device_id, at, online=_online_word(_text(payload, topic), topic, online, offline)
+    )
+
+
 # ----------------------------------------------------------------------------- Tasmota
 
 
-def _tasmota(source: DeviceSource, topic: str, payload: bytes, at: datetime) -> Reading | None:
+def _tasmota_topic(source: DeviceSource, topic: str) -> Parser | None:
     base = f"tele/{source.topic}/"
     if topic == base + "LWT":
-        return Reading(
-            source.device_id,
-            at,
-            online=_online_word(_text(payload, topic), topic, "online", "offline"),
-        )
-    if topic != base + "SENSOR":
-        return None
+        return partial(_availability, source.device_id, topic, "online", "offline")
+    if topic == base + "SENSOR":
+        return partial(_tasmota_sensor, source.device_id, topic)
+    return None
+
+
+def _tasmota_sensor(device_id: str, topic: str, payload: bytes, at: datetime) -> Reading | None:
     data = _json_object(payload, topic)
+    power = energy_kwh = voltage = current = temperature = None
     energy = data.get("ENERGY")
-    fields: dict[str, Any] = {}
     if energy is not None:
-        if not isinstance(energy, dict):
+        if type(energy) is not dict:
             raise ValueError(f"{topic}: ENERGY must be an object")
-        where = f"{topic}: ENERGY"
-        power = energy.get("Power")
-        if isinstance(power, list):  # multi-channel plugs report one value per relay
-            power = sum(_number(p, f"{where}.Power", low=-1, high=_MAX_POWER_W) for p in power)
-        if power is not None:
-            fields["power_w"] = _number(power, f"{where}.Power", low=-1, high=_MAX_POWER_W)
-        fields["energy_kwh"] = _optional_number(energy, "Total", where, low=0, high=1e9)
-        fields["voltage_v"] = _optional_number(energy, "Voltage", where, low=0, high=1000)
-        current = energy.get("Current")
-        if isinstance(current, list):
-            current = sum(_number(c, f"{where}.Current", low=0, high=200) for c in current)
-        if current is not None:
-            fields["current_a"] = _number(current, f"{where}.Current", low=0, high=200)
-    fahrenheit = data.get("TempUnit") == "F"
+        raw = energy.get("Power")
+        if raw is not None:
+            if type(raw) is list:  # multi-channel plugs report one value per relay
+                raw = sum(_number(p, topic, "ENERGY.Power", -1, _MAX_POWER_W) for p in raw)
+            power = _number(raw, topic, "ENERGY.Power", -1, _MAX_POWER_W)
+        raw = energy.get("Total")
+        if raw is not None:
+            energy_kwh = _number(raw, topic, "ENERGY.Total", 0, 1e9)
+        raw = energy.get("Voltage")
+        if raw is not None:
+            voltage = _number(raw, topic, "ENERGY.Voltage", 0, 1000)
+        raw = energy.get("Current")
+        if raw is not None:
+            if type(raw) is list:
+                raw = sum(_number(c, topic, "ENERGY.Current", 0, 200) for c in raw)
+            current = _number(raw, topic, "ENERGY.Current", 0, 200)
     for key, value in data.items():
         if isinstance(value, dict) and "Temperature" in value:
-            temp = _number(value["Temperature"], f"{topic}: {key}.Temperature", low=-60, high=400)
-            fields["temperature_c"] = (temp - 32) * 5 / 9 if fahrenheit else temp
+            temp = _number(value["Temperature"], topic, f"{key}.Temperature", -60, 400)
+            temperature = (temp - 32) * 5 / 9 if data.get("TempUnit") == "F" else temp
             break
-    fields = {k: v for k, v in fields.items() if v is not None}
-    if not fields:
+    if (
+        power is None
+        and energy_kwh is None
+        and voltage is None
+        and current is None
+        and temperature is None
+    ):
         return None
-    return Reading(source.device_id, at, **fields)
+    return Reading(device_id, at, power, energy_kwh, voltage, current, temperature)
 
 
 # ----------------------------------------------------------------------------- ESPHome
 
 
-def _esphome(source: DeviceSource, topic: str, payload: bytes, at: datetime) -> Reading | None:
+def _esphome_topic(source: DeviceSource, topic: str) -> Parser | None:
     prefix = source.topic + "/"
     if topic == prefix + "status":
-        return Reading(
-            source.device_id,
-            at,
-            online=_online_word(_text(payload, topic), topic, "online", "offline"),
-        )
+        return partial(_availability, source.device_id, topic, "online", "offline")
     rest = topic[len(prefix) :].split("/") if topic.startswith(prefix) else []
     if len(rest) != 3 or rest[2] != "state":
         return None
     component, object_id = rest[0], rest[1]
-    text = _text(payload, topic)
     if component == "sensor" and object_id in ESPHOME_SENSORS:
-        if text.lower() in ("nan", ""):  # ESPHome publishes NaN while a sensor has no value
-            return None
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{topic}: expected a number, got {text[:32]!r}") from None
         field_name = ESPHOME_SENSORS[object_id]
-        limits = {"power_w": (-1, _MAX_POWER_W), "temperature_c": (-60, 400)}
-        low, high = limits.get(field_name, (0, 1e9))
-        number: dict[str, Any] = {field_name: _number(value, topic, low=low, high=high)}
-        return Reading(source.device_id, at, **number)
+        low, high = _LIMITS.get(field_name, _DEFAULT_LIMITS)
+        return partial(_esphome_sensor, source.device_id, topic, field_name, low, high)
     if component == "binary_sensor" and object_id in ESPHOME_BINARY:
-        state = _online_word(text, topic, "on", "off")
-        return Reading(source.device_id, at, **{ESPHOME_BINARY[object_id]: state})
+        return partial(_esphome_binary, source.device_id, topic, ESPHOME_BINARY[object_id])
     return None
+
+
+def _esphome_sensor(
+    device_id: str,
+    topic: str,
+    field_name: str,
+    low: float,
+    high: float,
+    payload: bytes,
+    at: datetime,
+) -> Reading | None:
+    text = _text(payload, topic)
+    if text.lower() in ("nan", ""):  # ESPHome publishes NaN while a sensor has no value
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{topic}: expected a number, got {text[:32]!r}") from None
+    number: dict[str, Any] = {field_name: _number(value, topic, "", low, high)}
+    return Reading(device_id, at, **number)
+
+
+def _esphome_binary(
+    device_id: str, topic: str, field_name: str, payload: bytes, at: datetime
+) -> Reading:
+    state = _online_word(_text(payload, topic), topic, "on", "off")
+    flag: dict[str, Any] = {field_name: state}
+    return Reading(device_id, at, **flag)
 
 
 # ----------------------------------------------------------------------------- Shelly Gen2
 
 
-def _shelly(source: DeviceSource, topic: str, payload: bytes, at: datetime) -> Reading | None:
+def _shelly_topic(source: DeviceSource, topic: str) -> Parser | None:
     prefix = source.topic + "/"
     if topic == prefix + "online":
-        return Reading(
-            source.device_id, at, online=_online_word(_text(payload, topic), topic, "true", "false")
-        )
+        return partial(_availability, source.device_id, topic, "true", "false")
     if not topic.startswith(prefix + "status/"):
         return None
-    component = topic[len(prefix + "status/") :]
-    if component not in SHELLY_METERS:
+    if topic[len(prefix + "status/") :] not in SHELLY_METERS:
         return None
+    return partial(_shelly_meter, source.device_id, topic)
+
+
+def _shelly_meter(device_id: str, topic: str, payload: bytes, at: datetime) -> Reading | None:
     data = _json_object(payload, topic)
-    where = f"{topic}:"
-    fields: dict[str, Any] = {
-        "power_w": _optional_number(data, "apower", where, low=-1, high=_MAX_POWER_W),
-        "voltage_v": _optional_number(data, "voltage", where, low=0, high=1000),
-        "current_a": _optional_number(data, "current", where, low=0, high=200),
-    }
+    power = _optional_number(data, "apower", topic, -1, _MAX_POWER_W)
+    voltage = _optional_number(data, "voltage", topic, 0, 1000)
+    current = _optional_number(data, "current", topic, 0, 200)
+    energy_kwh = temperature = None
     aenergy = data.get("aenergy")
     if isinstance(aenergy, dict) and "total" in aenergy:
-        wh = _number(aenergy["total"], f"{where} aenergy.total", low=0, high=1e12)
-        fields["energy_kwh"] = wh / 1000.0
+        energy_kwh = _number(aenergy["total"], topic, "aenergy.total", 0, 1e12) / 1000.0
     elif aenergy is not None:
-        raise ValueError(f"{where} aenergy must be an object with 'total'")
-    temperature = data.get("temperature")
-    if isinstance(temperature, dict) and temperature.get("tC") is not None:
-        fields["temperature_c"] = _number(
-            temperature["tC"], f"{where} temperature.tC", low=-60, high=400
-        )
-    fields = {k: v for k, v in fields.items() if v is not None}
-    if not fields:
+        raise ValueError(f"{topic}: aenergy must be an object with 'total'")
+    reported = data.get("temperature")
+    if isinstance(reported, dict) and reported.get("tC") is not None:
+        temperature = _number(reported["tC"], topic, "temperature.tC", -60, 400)
+    if (
+        power is None
+        and energy_kwh is None
+        and voltage is None
+        and current is None
+        and temperature is None
+    ):
         return None
-    return Reading(source.device_id, at, **fields)
+    return Reading(device_id, at, power, energy_kwh, voltage, current, temperature)
 
 
-_HANDLERS: dict[Firmware, Callable[[DeviceSource, str, bytes, datetime], Reading | None]] = {
-    Firmware.TASMOTA: _tasmota,
-    Firmware.ESPHOME: _esphome,
-    Firmware.SHELLY: _shelly,
+_TOPIC_PARSERS: dict[Firmware, Callable[[DeviceSource, str], Parser | None]] = {
+    Firmware.TASMOTA: _tasmota_topic,
+    Firmware.ESPHOME: _esphome_topic,
+    Firmware.SHELLY: _shelly_topic,
 }

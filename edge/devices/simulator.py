@@ -993,24 +993,6 @@ class _Running:
             self.resend_binary = True
 
 
-def drop_without_disconnect(link: MqttLink) -> None:
-    """Lose the connection as a power cut would: no DISCONNECT, so the broker sends the will.
-
-    MqttLink offers no such operation (a daemon never wants one), so this reaches into its
-    private paho client: stop the network thread, then close the TCP socket under it. The link
-    is left stopped (its `stop()` becomes a no-op).
-    """
-    client = link._client
-    link._client = None
-    link._connected.clear()
-    if client is None:
-        return
-    client.loop_stop()
-    sock = client.socket()
-    if sock is not None:
-        sock.close()
-
-
 def _stop_link(link: MqttLink) -> None:
     link.stop(announce_offline=True)
 
@@ -1126,7 +1108,7 @@ class DeviceSimulator:
             log.warning("fault %s on %s will not reach the bridge: %s", parsed, device_id, hidden)
         log.info("fault on %s now %s", device_id, parsed.value if parsed else "cleared")
         if to_drop is not None:
-            drop_without_disconnect(to_drop)
+            to_drop.abort()
 
     # --- observation
 
@@ -1208,7 +1190,7 @@ class DeviceSimulator:
                     to_drop.append(link)
                     run.link = None
         for link in to_drop:
-            drop_without_disconnect(link)
+            link.abort()
 
     @staticmethod
     def _to_send(run: _Running, messages: list[Message]) -> list[Message]:

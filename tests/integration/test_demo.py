@@ -13,17 +13,35 @@ from tests.gatekit import dormguard_env
 pytestmark = pytest.mark.slow
 
 
-def test_headless_demo_grants_the_student_denies_the_stranger_and_prints_counts() -> None:
+def test_headless_demo_runs_the_gate_and_a_service_room_and_prints_counts() -> None:
+    """Student granted, stranger denied; washer finishes, dryer gets stuck, hair dryer overruns."""
     proc = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "--log-level", "warning", "demo", "--duration", "14"],
+        [sys.executable, "-m", "edge.cli", "--log-level", "warning", "demo", "--duration", "35"],
         capture_output=True,
         text=True,
         timeout=180,
         env=dormguard_env(),
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    counts = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert counts["granted"] >= 1
-    assert counts["denied"] >= 1
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["granted"] >= 1
+    assert report["denied"] >= 1
     assert "GRANTED  s2024001" in proc.stdout
     assert "DENIED   unknown person" in proc.stdout
+
+    statuses, faults = report["device_statuses"], report["device_faults"]
+    assert report["device_states"] >= 5
+    assert set(statuses) == {
+        "washer-r101-1",
+        "washer-r101-2",
+        "dryer-r101-1",
+        "water-r101-1",
+        "hairdryer-r101-1",
+    }
+    assert "finished" in statuses["washer-r101-1"], statuses
+    assert "stuck" in faults["dryer-r101-1"], faults
+    assert "in_use" in statuses["hairdryer-r101-1"]
+    assert "overrun" in faults["hairdryer-r101-1"], faults
+    # No device went offline while the demo ran (the bridge stops before the simulator).
+    assert not any("offline" in found for found in faults.values()), faults
+    assert "DEVICE   washer-r101-1    finished" in proc.stdout

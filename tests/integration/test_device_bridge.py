@@ -17,6 +17,8 @@ from contracts.registry import parse_message
 from edge.devices.app import build_bridge
 from edge.devices.bridge import DeviceBridge
 from edge.devices.config import DevicesConfig
+from edge.mqtt import MqttLink, Will
+from edge.settings import MqttSettings
 from tests.broker import Broker, Collector
 
 STATE = "dorm/campus/b1/room/r101/device/{}/state"
@@ -218,3 +220,41 @@ def test_bridge_availability_is_retained_and_home_assistant_discovery_is_optiona
     status = configs["homeassistant/sensor/dormguard_washer_1/status/config"]
     assert status["state_topic"] == STATE.format("washer-1")
     assert [json.loads(p)["state"] for t, p, r in avail if r] == ["online"]
+
+
+def test_mqtt_link_abort_drops_the_connection_so_the_broker_publishes_the_last_will(
+    broker: Broker,
+) -> None:
+    """abort() sends no DISCONNECT and stops the network loop: the broker sends the will."""
+    topic = f"test/abort-{uuid.uuid4().hex[:6]}/availability"
+    client_id = f"abort-{uuid.uuid4().hex[:6]}"
+    watcher = Collector(broker.port, topic, client_id=f"w-{client_id}").start()
+    link = MqttLink(
+        MqttSettings(port=broker.port, keepalive_s=5),
+        client_id=client_id,
+        will=Will(topic, b"offline", b"online"),
+    )
+    link.start()
+    try:
+        assert link.wait_connected(10)
+        watcher.wait_for(lambda m: [p for _, p, _ in m] == [b"online"])
+        link.abort()
+        assert not link.connected
+        with pytest.raises(ConnectionError):  # stopped: nothing more goes out on this link
+            link.publish(topic, b"online")
+        msgs = watcher.wait_for(lambda m: len(m) >= 2, timeout=5)
+        link.stop()  # a no-op after abort: it must not announce anything
+        time.sleep(0.3)
+        late = Collector(broker.port, topic, client_id=f"late-{client_id}").start()
+        retained = late.wait_for(lambda m: len(m) >= 1)
+        late.stop()
+    finally:
+        link.stop()
+        watcher.stop()
+    assert [p for _, p, _ in msgs] == [b"online", b"offline"]
+    assert [p for _, p, _ in watcher.snapshot()] == [b"online", b"offline"]
+    assert retained == [(topic, b"offline", True)]
+    # mosquitto's words for a connection that ended without DISCONNECT (the will's trigger)
+    log_text = (broker.workdir / "mosquitto.log").read_text()
+    assert f"Client {client_id} closed its connection." in log_text
+    assert f"Client {client_id} disconnected" not in log_text

@@ -5,14 +5,18 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import random
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from edge.devices.machines import (
+    _full_next_state,
+    _moved,
+    _steady_reading,
     filter_life_pct,
     initial_state,
     next_state,
@@ -748,3 +752,114 @@ def test_publishable_change_only_for_status_faults_or_online(
     new: ApplianceState, expected: bool
 ) -> None:
     assert publishable_change(BASE, new) is expected
+
+
+# --- the steady-reading fast path -------------------------------------------------------------
+
+TRACE_FILES = [
+    ("washer_60min_cycle.csv", WASHER),
+    ("dryer_cycle.csv", DRYER),
+    ("hair_dryer_sessions.csv", HAIR_DRYER),
+    ("dispenser_heating.csv", DISPENSER),
+    ("dispenser_heater_flat.csv", DISPENSER),
+]
+
+
+def _step_both_ways(
+    state: ApplianceState, r: Reading, params: MachineParams
+) -> tuple[ApplianceState, bool]:
+    """next_state's result (asserted equal to the full rules') and whether the fast path ran."""
+    full = _full_next_state(state, r, params)
+    fast = next_state(state, r, params)
+    assert fast == full, (state, r)
+    return full, _steady_reading(state, r, params) is not None
+
+
+@pytest.mark.parametrize(("name", "kind"), TRACE_FILES)
+@pytest.mark.parametrize("params", [DEFAULTS, MachineParams(default_cycle_s=1200.0)])
+def test_recorded_traces_give_the_same_states_with_and_without_the_steady_fast_path(
+    name: str, kind: ApplianceType, params: MachineParams
+) -> None:
+    """The fast path is an optimisation only: every state equals the full rules' result."""
+    state = initial_state("dev-1", kind)
+    fast_steps = 0
+    for r in load_csv(name):
+        state, fast = _step_both_ways(state, r, params)
+        fast_steps += fast
+    if kind is not DISPENSER:  # dispensers always take the full rules
+        assert fast_steps > 0.8 * len(load_csv(name))
+
+
+def _random_reading(rng: random.Random, t: float, params: MachineParams) -> Reading:
+    """A reading whose values sit on, just off and far from the thresholds."""
+
+    def near(*edges: float) -> float:
+        edge = rng.choice(edges)
+        return max(0.0, edge + rng.choice([0.0, -0.01, 0.01, -50.0, 50.0, 400.0, 2000.0]))
+
+    values: dict[str, float | bool | None] = {}
+    if rng.random() < 0.8:
+        values["power_w"] = near(0.0, params.stop_w, params.start_w, params.on_w, params.heating_w)
+    if rng.random() < 0.3:
+        values["energy_kwh"] = rng.uniform(0, 100)
+    if rng.random() < 0.2:
+        values["temperature_c"] = near(params.over_temp_c, params.ready_temp_c, 40.0)
+    if rng.random() < 0.2:
+        values["current_a"] = near(params.over_current_a, 2.0)
+    if rng.random() < 0.05:
+        values["leak"] = rng.random() < 0.5
+    if rng.random() < 0.1:
+        values["door_open"] = rng.random() < 0.5
+    if rng.random() < 0.05:
+        values["water_l"] = rng.uniform(0, 50)
+    if rng.random() < 0.03:
+        values["online"] = rng.random() < 0.5
+    return reading(t, **values)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("kind", list(ApplianceType))
+def test_random_readings_give_the_same_states_with_and_without_the_steady_fast_path(
+    seed: int, kind: ApplianceType
+) -> None:
+    """Gaps that land exactly on hold, timeout and silence limits included."""
+    rng = random.Random(f"{seed}:{kind}")
+    params = MachineParams(
+        start_hold_s=20.0,
+        stop_hold_s=60.0,
+        finished_timeout_s=120.0,
+        default_cycle_s=200.0,
+        on_hold_s=5.0,
+        overrun_s=90.0,
+        offline_after_s=100.0,
+        history_size=3,
+    )
+    limits = [0.0, 5.0, 20.0, 60.0, 90.0, 100.0, 120.0, 200.0, 400.0]
+    state = initial_state("dev-1", kind)
+    t = 0.0
+    fast_steps = 0
+    for _ in range(600):
+        t += rng.choice([0.0, 1.0, 4.999, 5.0, 10.0, 19.9995, 20.0, 30.0, 60.0])
+        if rng.random() < 0.05:  # now and then a gap that ends on (or a hair off) a limit
+            t += max(0.0, rng.choice(limits) + rng.choice([0.0, -0.0005, 0.0005]))
+        if rng.random() < 0.1:
+            state = tick(state, at(t), params)
+            t += rng.choice([0.0, 0.5, 5.0])
+        state, fast = _step_both_ways(state, _random_reading(rng, t, params), params)
+        fast_steps += fast
+    if kind is not DISPENSER:
+        assert fast_steps > 50
+
+
+def test_the_fast_copy_keeps_every_field_it_is_not_given() -> None:
+    """_moved builds ApplianceState positionally; a new model field must not be lost."""
+    sample: dict[str, object] = {}
+    for index, f in enumerate(fields(ApplianceState)):
+        sample[f.name] = f"value-{index}"
+    state = ApplianceState(**sample)  # type: ignore[arg-type]
+    moved = _moved(state, at(1), 1.0, 2.0, 3.0, 4.0)
+    expected = replace(
+        state, last_seen=at(1), power_w=1.0, energy_kwh=2.0, temperature_c=3.0, remaining_s=4.0
+    )
+    for f in fields(ApplianceState):
+        assert getattr(moved, f.name) == getattr(expected, f.name), f.name

@@ -117,6 +117,12 @@ def test_known_messages_without_useful_values_are_ignored_not_rejected(
         (TASMOTA, "tele/washer-r101-1/SENSOR", b'{"ENERGY":{"Power":"lots"}}', "ENERGY.Power"),
         (TASMOTA, "tele/washer-r101-1/SENSOR", b'{"ENERGY":{"Power":1e12}}', "outside"),
         (TASMOTA, "tele/washer-r101-1/SENSOR", b'{"ENERGY":{"Power":NaN}}', "ENERGY.Power"),
+        (
+            TASMOTA,
+            "tele/washer-r101-1/SENSOR",
+            b'{"ENERGY":{"Total":1%s}}' % (b"0" * 400),
+            "outside",
+        ),
         (TASMOTA, "tele/washer-r101-1/SENSOR", b'{"ENERGY":5}', "ENERGY must be an object"),
         (TASMOTA, "tele/washer-r101-1/LWT", b"Maybe", "expected 'online' or 'offline'"),
         (TASMOTA, "tele/washer-r101-1/SENSOR", b"\xff\xfe", "not valid JSON"),
@@ -134,3 +140,18 @@ def test_malformed_payloads_raise_value_error_naming_topic_and_problem(
     with pytest.raises(ValueError, match=reason) as info:
         normalize(source, topic, payload, AT)
     assert topic.split("/")[0] in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'\xef\xbb\xbf{"ENERGY":{"Power":523}}',  # UTF-8 byte order mark
+        '{"ENERGY":{"Power":523}}'.encode("utf-16"),
+    ],
+)
+def test_json_the_fast_parser_refuses_is_read_as_the_standard_library_reads_it(
+    payload: bytes,
+) -> None:
+    """orjson only speeds up the common case; what it refuses falls back, same verdict."""
+    reading = normalize(TASMOTA, "tele/washer-r101-1/SENSOR", payload, AT)
+    assert reading is not None and reading.power_w == 523.0
