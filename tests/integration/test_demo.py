@@ -1,4 +1,4 @@
-"""`dormguard demo --duration`: the one-command demo runs headless and sees every decision kind."""
+"""`dormguard demo --duration`: the whole system headless (gate, room, gateway) sees every kind."""
 
 from __future__ import annotations
 
@@ -45,3 +45,12 @@ def test_headless_demo_runs_the_gate_and_a_service_room_and_prints_counts() -> N
     # No device went offline while the demo ran (the bridge stops before the simulator).
     assert not any("offline" in found for found in faults.values()), faults
     assert "DEVICE   washer-r101-1    finished" in proc.stdout
+
+    # The gateway stored every decision, raised the unknown-face and appliance alerts, and
+    # printed where its console is and how to log in.
+    assert report["stored_access_events"] == report["granted"] + report["denied"]
+    assert report["alerts"] >= 2
+    assert {"unknown_face", "appliance_fault"} <= set(report["alert_types"])
+    assert report["devices_known"] == 5
+    assert "console: http://127.0.0.1:" in proc.stdout
+    assert "guard / guard-demo-2024" in proc.stdout

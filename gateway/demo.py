@@ -1,0 +1,107 @@
+"""The gateway part of `dormguard demo`: embedded SQLite, the API and console, demo logins."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from gateway.app import Gateway, build_gateway
+from gateway.config import GatewayConfig
+from gateway.db.schema import AccessRecord, AlertRow, Device
+
+# Development mode only: fixed, printed logins for the people trying the demo.
+DEMO_USERS = (
+    ("admin", "admin-demo-2024", "admin"),
+    ("guard", "guard-demo-2024", "guard"),
+    ("facilities", "facilities-demo-2024", "facilities"),
+)
+
+
+def _api_port(preferred: int = 8080) -> int:
+    """The preferred port if it is free on loopback, else any free one."""
+    for port in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free TCP port on 127.0.0.1")
+
+
+@dataclass
+class DemoGateway:
+    gateway: Gateway
+    url: str
+    _server: object
+    _thread: threading.Thread
+
+    def counts(self) -> dict[str, int]:
+        """What the gateway stored: access events, alerts raised, appliances known."""
+        with self.gateway.services.sessions() as s:
+            return {
+                "stored_access_events": int(
+                    s.scalar(select(func.count()).select_from(AccessRecord)) or 0
+                ),
+                "alerts": int(s.scalar(select(func.count()).select_from(AlertRow)) or 0),
+                "devices_known": int(s.scalar(select(func.count()).select_from(Device)) or 0),
+            }
+
+    def alert_types(self) -> list[str]:
+        """The distinct alert types raised so far."""
+        with self.gateway.services.sessions() as s:
+            return sorted(set(s.scalars(select(AlertRow.type))))
+
+    def stop(self) -> None:
+        """Stop the API, then ingest (acknowledging what is stored)."""
+        self._server.should_exit = True  # type: ignore[attr-defined]
+        self._thread.join(10)
+        self.gateway.stop()
+
+
+def start_demo_gateway(
+    workdir: Path, broker_port: int, *, site: str, building: str, gate_id: str
+) -> DemoGateway:
+    """Start a development-mode gateway on SQLite files in ``workdir`` with its API and console."""
+    import uvicorn
+
+    from gateway.api import create_app
+    from gateway.api.auth import create_user
+
+    port = _api_port()
+    config = GatewayConfig.model_validate(
+        {
+            "site": site,
+            "mode": "development",
+            "mqtt": {"host": "127.0.0.1", "port": broker_port, "client_id": "demo-gateway"},
+            "database": {"url": f"sqlite:///{workdir / 'gateway.db'}"},
+            "timeseries": {"sqlite": {"path": str(workdir / "series.db")}},
+            "api": {"host": "127.0.0.1", "port": port},
+            "buildings": [{"id": building, "name": "Building 1 / 1号楼"}],
+            "gates": [{"building": building, "id": gate_id, "direction": "in"}],
+            # The stranger passes every ~10 s: two unknown faces within a minute is an alert.
+            "rules": {"unknown_face_count": 2, "unknown_face_window_s": 60},
+        }
+    )
+    gw = build_gateway(config)
+    gw.start(wait_broker_s=10)
+    with gw.services.sessions.begin() as session:
+        for username, password, role in DEMO_USERS:
+            create_user(session, username, password, role, mode="development")
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(gw.services), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="demo-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        gw.stop()
+        raise RuntimeError(f"the demo's API did not start on port {port}")
+    return DemoGateway(gw, f"http://127.0.0.1:{port}/", server, thread)
