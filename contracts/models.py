@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -240,3 +240,10 @@ class BridgeHealth(Event):
     faulty_devices: int = Field(ge=0)
     uptime_s: float = Field(ge=0)
     last_rejection: str = ""
+
+
+class AlertNotice(Event):
+    """An alert change one gateway replica tells the others (for their live consoles)."""
+
+    replica: str = Field(min_length=1, max_length=128)
+    alert: dict[str, Any] = Field(description="the alert as the API shows it (docs/api.md)")

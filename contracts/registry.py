@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from contracts.models import (
     SCHEMA_VERSION,
     AccessEvent,
+    AlertNotice,
     Availability,
     BridgeHealth,
     CardSwipe,
@@ -22,7 +23,7 @@ from contracts.models import (
     Heartbeat,
     WireModel,
 )
-from contracts.topics import BridgeChannel, DeviceChannel, GateChannel, parse_topic
+from contracts.topics import BridgeChannel, DeviceChannel, GateChannel, GatewayChannel, parse_topic
 
 GATE_MODELS: dict[GateChannel, type[WireModel]] = {
     GateChannel.EVENT: AccessEvent,
@@ -41,6 +42,10 @@ DEVICE_MODELS: dict[DeviceChannel, type[WireModel]] = {
     DeviceChannel.STATE: DeviceState,
     DeviceChannel.TELEMETRY: DeviceTelemetry,
     DeviceChannel.AVAILABILITY: Availability,
+}
+
+GATEWAY_MODELS: dict[GatewayChannel, type[WireModel]] = {
+    GatewayChannel.ALERTS: AlertNotice,
 }
 
 BRIDGE_MODELS: dict[BridgeChannel, type[WireModel]] = {
@@ -66,6 +71,8 @@ def model_for(topic: str) -> type[WireModel]:
         model = DEVICE_MODELS.get(DeviceChannel(parsed.channel))
     elif parsed.kind == "bridge":
         model = BRIDGE_MODELS.get(BridgeChannel(parsed.channel))
+    elif parsed.kind == "gateway":
+        model = GATEWAY_MODELS.get(GatewayChannel(parsed.channel))
     if model is not None:
         return model
     raise PayloadError(f"topic {topic!r} has no payload model")

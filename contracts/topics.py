@@ -41,6 +41,12 @@ class BridgeChannel(StrEnum):
     HEALTH = "health"  # counters, QoS 0
 
 
+class GatewayChannel(StrEnum):
+    """What a gateway's own topics carry (between gateway replicas)."""
+
+    ALERTS = "alerts"  # alert changes, so every replica's live consoles see all of them, QoS 0
+
+
 class DeviceChannel(StrEnum):
     """What a service-room device topic carries."""
 
@@ -126,6 +132,12 @@ def bridge_filter(site: str, channel: BridgeChannel) -> str:
     return f"{ROOT}/{site}/bridge/+/{channel.value}"
 
 
+def gateway_topic(site: str, channel: GatewayChannel) -> str:
+    """Topic of one gateway channel of a site."""
+    check_segment(site, "site")
+    return f"{ROOT}/{site}/gateway/{channel.value}"
+
+
 def shared(group: str, topic_filter: str) -> str:
     """Shared-subscription form of a filter, so gateway replicas split the load."""
     check_segment(group, "shared subscription group")
@@ -146,6 +158,7 @@ class ParsedTopic:
 _GATE_CHANNELS = frozenset(c.value for c in GateChannel)
 _BRIDGE_CHANNELS = frozenset(c.value for c in BridgeChannel)
 _DEVICE_CHANNELS = frozenset(c.value for c in DeviceChannel)
+_GATEWAY_CHANNELS = frozenset(c.value for c in GatewayChannel)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -164,6 +177,10 @@ def parse_topic(topic: str) -> ParsedTopic:
 
 def _parse_topic(topic: str) -> ParsedTopic:
     parts = topic.split("/")
+    if len(parts) == 4 and parts[0] == ROOT and parts[2] == "gateway":
+        if parts[3] not in _GATEWAY_CHANNELS:
+            raise ValueError(f"topic {topic!r}: unknown gateway channel {parts[3]!r}")
+        return ParsedTopic("gateway", check_segment(parts[1], "site"), "", parts[3])
     if len(parts) < 5 or parts[0] != ROOT:
         raise ValueError(f"topic {topic!r} is not a dormguard topic (expected '{ROOT}/<site>/...')")
     site, building = parts[1], parts[2]

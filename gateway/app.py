@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from contracts.models import utc_now
+from contracts.models import AlertNotice, utc_now
+from contracts.topics import GatewayChannel, gateway_topic
 from gateway.alerting import AlertService, AlertView
 from gateway.commands import CommandService
 from gateway.config import GatewayConfig, check_secret
@@ -139,6 +140,9 @@ class Gateway:
         if s.commands is not None:
             for key, result in out.command_results:
                 s.commands.on_result(key, result)
+        for notice in out.notices:
+            if notice.replica != self.services.config.client_id:
+                s.alerts.bus.publish({"type": "alert", "alert": notice.alert})
         return out
 
     def _maintain(self) -> None:
@@ -209,6 +213,29 @@ def _alert_series(writer: TimeSeriesWriter, clock: Clock) -> Callable[[list[Aler
             writer.write(points)
 
     return write
+
+
+def _alert_notices(services: Services) -> Callable[[list[AlertView]], None]:
+    """A listener telling the other replicas about alert changes (their live consoles)."""
+    config = services.config
+    topic = gateway_topic(config.site, GatewayChannel.ALERTS)
+
+    def tell(views: list[AlertView]) -> None:
+        publisher = services.publisher
+        if publisher is None:
+            return
+        for view in views:
+            notice = AlertNotice(
+                producer=f"gateway:{config.site}",
+                replica=config.client_id,
+                alert=view.model_dump(mode="json"),
+            )
+            try:
+                publisher.publish(topic, notice.to_bytes(), qos=0)
+            except ConnectionError:
+                return  # the stored alert is what counts; other consoles refetch on reconnect
+
+    return tell
 
 
 def seed_gates(services: Services) -> None:
@@ -284,6 +311,7 @@ def build_gateway(
         series_reader=sqlite_store,
     )
     alerts.listeners.append(_alert_series(services.series_writer, now_fn))
+    alerts.listeners.append(_alert_notices(services))
     rules = AlertRules(config.rules)
     pipeline = Pipeline(services, rules, series_for_events=config.timeseries.influx is not None)
     password = (

@@ -28,9 +28,11 @@ from contracts.topics import (
     BridgeChannel,
     DeviceChannel,
     GateChannel,
+    GatewayChannel,
     bridge_filter,
     device_filter,
     gate_filter,
+    gateway_topic,
     shared,
 )
 from gateway.config import GatewayMqttSettings
@@ -63,6 +65,7 @@ def subscriptions(site: str, group: str | None) -> list[tuple[str, int]]:
     subs.append((device_filter(site, DeviceChannel.AVAILABILITY), 1))
     subs.append((bridge_filter(site, BridgeChannel.AVAILABILITY), 1))
     subs.append((maybe_shared(bridge_filter(site, BridgeChannel.HEALTH)), 0))
+    subs.append((gateway_topic(site, GatewayChannel.ALERTS), 0))  # every replica: not shared
     return subs
 
 
@@ -163,13 +166,15 @@ class MqttIngest:
     # --- publishing (gateway -> edge) ---------------------------------------------------------
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        """Publish and wait for the broker's PUBACK; ConnectionError when it cannot."""
+        """Publish (QoS 1: wait for the PUBACK); ConnectionError when it cannot."""
         client = self._client
         if client is None or not self._connected.is_set():
             raise ConnectionError("not connected to the MQTT broker")
         info = client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise ConnectionError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+        if qos == 0:
+            return  # fire and forget: nothing to wait for
         try:
             info.wait_for_publish(timeout=10)
         except (ValueError, RuntimeError) as exc:

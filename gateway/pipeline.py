@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from contracts.models import (
     AccessEvent,
+    AlertNotice,
     Availability,
     BridgeHealth,
     CommandResult,
@@ -80,6 +81,7 @@ class BatchOutcome:
     gallery_acks: list[tuple[str, GalleryAck]] = field(default_factory=list)
     command_results: list[tuple[str, CommandResult]] = field(default_factory=list)
     alerts_raised: int = 0
+    notices: list[AlertNotice] = field(default_factory=list)
 
 
 def gate_key(site: str, building: str, gate_id: str) -> str:
@@ -229,6 +231,9 @@ class Pipeline:
         elif isinstance(model, CommandResult):
             key = gate_key(topic.site, topic.building, topic.gate_id or "")
             out.command_results.append((key, model))
+        elif isinstance(model, AlertNotice):
+            out.notices.append(model)
+            return  # replica-to-replica chatter: not an event to count or store
         elif not isinstance(model, DeviceTelemetry | BridgeHealth):
             raise ValueError(f"no handler for {type(model).__name__}")
         if self._series_for_events or not isinstance(model, AccessEvent | DoorEvent):

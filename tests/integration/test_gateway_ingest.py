@@ -262,7 +262,10 @@ def test_shared_subscription_replicas_split_the_load_and_store_each_event_once(
         (tmp_path / name).mkdir()
         raw = gateway_config(tmp_path / name, broker.port)
         raw["database"] = {"url": f"sqlite:///{tmp_path / 'shared.db'}"}
-        raw["mqtt"] = {**raw["mqtt"], "client_id": f"gw-{name}", "shared_group": "gw"}
+        # A group of its own: mosquitto keeps handing a group's messages to the stopped
+        # sessions of an earlier test's replicas (see docs/operations.md).
+        group = f"gw{tmp_path.name[-12:]}".replace("_", "")
+        raw["mqtt"] = {**raw["mqtt"], "client_id": f"gw-{name}", "shared_group": group}
         gw = build_gateway(GatewayConfig.model_validate(raw))
         gw.start(wait_broker_s=10)
         assert gw.ingest.wait_ready(10)
@@ -339,3 +342,54 @@ def test_a_flood_of_malformed_payloads_never_stops_ingest(
     assert _count(gateway, DeadLetter) == 2000
     assert gateway.services.counters.dead_letters == 2000
     assert gateway.ingest.connected()
+
+
+@pytest.mark.timeout(60)
+def test_a_console_on_one_replica_sees_alerts_raised_by_the_other(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Replicas tell each other about alert changes, so no live console misses one."""
+    from fastapi.testclient import TestClient
+
+    from gateway.api import create_app
+    from gateway.api.auth import create_user
+
+    replicas = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        raw = gateway_config(tmp_path / name, broker.port)
+        raw["database"] = {"url": f"sqlite:///{tmp_path / 'shared.db'}"}
+        raw["mqtt"] = {**raw["mqtt"], "client_id": f"gw-{name}-{tmp_path.name}"}
+        raw["mqtt"]["shared_group"] = f"gw{tmp_path.name[-12:]}".replace("_", "")
+        gw = build_gateway(GatewayConfig.model_validate(raw))
+        gw.start(wait_broker_s=10)
+        assert gw.ingest.wait_ready(10)
+        replicas.append(gw)
+    pub = Publisher(broker.port, client_id="replica-pub")
+    try:
+        with replicas[0].services.sessions.begin() as s:
+            create_user(s, "guard-a", "guard-a-password", "guard", mode="development")
+        with TestClient(create_app(replicas[0].services)) as client:
+            token = client.post(
+                "/api/auth/login", json={"username": "guard-a", "password": "guard-a-password"}
+            ).json()["token"]
+            with client.websocket_connect(f"/api/ws/alerts?token={token}") as ws:
+                assert ws.receive_json()["type"] == "snapshot"
+                gates = [f"x{i}" for i in range(6)]
+                for gate in gates:
+                    pub.publish(
+                        event_topic(gate, GateChannel.DOOR),
+                        door_event("forced_open", gate=gate).to_bytes(),
+                    )
+                seen: set[str] = set()
+                while len(seen) < len(gates):
+                    message = ws.receive_json()
+                    if message["type"] == "alert":
+                        seen.add(message["alert"]["originator"].rsplit("/", 1)[-1])
+        handled = [gw.services.counters.stored for gw in replicas]
+    finally:
+        pub.stop()
+        for gw in replicas:
+            gw.stop()
+    assert seen == set(gates)
+    assert min(handled) > 0, f"one replica handled every event, test proves nothing: {handled}"
