@@ -1,7 +1,8 @@
 """Every route against every role: 401 without a token, 403 for each role not allowed.
 
 The expected matrix is written out here, so a new route that is not listed (or that forgot
-its role check) fails ``test_every_route_is_in_the_matrix``.
+its role check) fails ``test_every_route_is_in_the_matrix``. Mounted apps (the console's
+static files) must be public paths and serve nothing but files.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from fastapi.testclient import TestClient
+from starlette.routing import Mount
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.api import PUBLIC_PATHS
@@ -25,6 +27,7 @@ EVERYONE = frozenset(ALL_ROLES)
 # (method, path) -> roles allowed (admin is always allowed and listed for clarity).
 MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/healthz"): EVERYONE,
+    ("GET", "/"): EVERYONE,  # the web console's index page (no data)
     ("POST", "/api/auth/login"): EVERYONE,
     ("POST", "/api/auth/logout"): EVERYONE,
     ("GET", "/api/me"): EVERYONE,
@@ -195,6 +198,21 @@ def test_websocket_admits_every_alert_reader(app: tuple[TestClient, Services]) -
     for role in WEBSOCKETS["/api/ws/alerts"]:
         with client.websocket_connect(f"/api/ws/alerts?token={token(client, role)}") as ws:
             assert ws.receive_json()["type"] == "snapshot"
+
+
+def test_mounts_are_public_static_files_only(app: tuple[TestClient, Services]) -> None:
+    """The console's /static mount is listed as public and serves its files, nothing else."""
+    client, _ = app
+    mounts = {route.path for route in client.app.routes if isinstance(route, Mount)}  # type: ignore[attr-defined]
+    assert mounts == {"/static"}
+    assert mounts <= PUBLIC_PATHS
+    index = client.get("/")
+    assert index.status_code == 200
+    assert index.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in index.headers["content-security-policy"]
+    assert client.get("/static/app.js").status_code == 200
+    for probe in ("/static/../__init__.py", "/static/%2e%2e/__init__.py", "/static/nothing.js"):
+        assert client.get(probe).status_code == 404, probe
 
 
 def test_openapi_docs_are_off_in_production(app: tuple[TestClient, Services]) -> None:

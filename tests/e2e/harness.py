@@ -1,0 +1,205 @@
+"""A real gateway for browser tests: ingest on a real mosquitto, the API under uvicorn in a thread.
+
+    gw = start_gateway(tmp_path, broker.port)       # build_gateway + start, users created
+    server = LiveServer(create_app(gw.services), free_port()).start()
+    ...                                             # drive it with Chromium
+    server.stop(); server.start()                   # a gateway restart, same port
+    server.stop(); gw.stop()
+
+Also the browser launch (Debian's Chromium through Playwright) and MQTT helpers that publish
+the contract's models on the contract's topics.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from contracts.models import DeviceState, DoorEvent
+from contracts.topics import (
+    DeviceAddress,
+    DeviceChannel,
+    GateAddress,
+    GateChannel,
+    device_topic,
+    gate_topic,
+)
+from gateway.api.deps import Role
+from gateway.app import Gateway, build_gateway
+from gateway.config import GatewayConfig
+from tests.gatekit import write_key
+from tests.gatewaykit import PASSWORD, ensure_user
+from tests.gatewayproc import Publisher
+
+SITE = "campus"
+BUILDINGS = ("b1", "b2")
+GATES = (("b1", "g1", "in"), ("b1", "g2", "out"), ("b2", "g1", "in"))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=user-gesture-required",
+]
+VIEWPORT = {"width": 1280, "height": 800}
+
+USERS = {
+    "guard": Role.GUARD,
+    "admin": Role.ADMIN,
+    "facilities": Role.FACILITIES,
+}
+
+
+def username(role: Role) -> str:
+    """The test user of a role (ensure_user's naming)."""
+    return f"{role.value}-user"
+
+
+def start_gateway(tmp: Path, broker_port: int) -> Gateway:
+    """The real gateway (development mode) over SQLite files in ``tmp``, ingest subscribed.
+
+    Face enrolment is configured (a fresh gallery key), so the console's consent and photo
+    upload run against the real enrolment service and face engine.
+    """
+    write_key(tmp / "gallery.key")
+    config = GatewayConfig.model_validate(
+        {
+            "site": SITE,
+            "mode": "development",
+            "mqtt": {"host": "127.0.0.1", "port": broker_port, "client_id": "gw-e2e"},
+            "database": {"url": f"sqlite:///{tmp / 'gateway.db'}"},
+            "timeseries": {"sqlite": {"path": str(tmp / "series.db")}},
+            "api": {"host": "127.0.0.1", "port": 0},
+            "buildings": [{"id": b} for b in BUILDINGS],
+            "gates": [{"building": b, "id": g, "direction": d} for b, g, d in GATES],
+            "enrolment": {"gallery_key": {"file": str(tmp / "gallery.key")}},
+        }
+    )
+    gw = build_gateway(config)
+    gw.start(wait_broker_s=10)
+    if not gw.ingest.wait_ready(10):
+        gw.stop()
+        raise RuntimeError("the gateway did not subscribe to the broker")
+    for role in USERS.values():
+        ensure_user(gw.services, role)
+    return gw
+
+
+class LiveServer:
+    """uvicorn serving one app on a fixed port in a thread; stop() and start() again at will."""
+
+    def __init__(self, app: FastAPI, port: int) -> None:
+        self.app = app
+        self.port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> LiveServer:
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            ws_ping_interval=20,
+            timeout_graceful_shutdown=2,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name=f"uvicorn-{self.port}", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start on port {self.port}")
+            time.sleep(0.02)
+        self._server, self._thread = server, thread
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError("uvicorn did not stop")
+        self._server = self._thread = None
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's Chromium, headless (Playwright's own browser downloads are not used)."""
+    if shutil.which(CHROMIUM) is None:
+        raise RuntimeError(
+            f"{CHROMIUM} is missing: install the Debian packages chromium and chromium-driver"
+        )
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+# --- MQTT: what gates and device bridges publish ------------------------------------------------
+
+
+@dataclass
+class EdgePublisher:
+    """Publishes contract messages on the contract's topics, as a gate or a bridge would."""
+
+    publisher: Publisher
+
+    def door(self, kind: str, building: str = "b1", gate: str = "g1", **extra: Any) -> DoorEvent:
+        event = DoorEvent(
+            producer=f"gate-{building}-{gate}",
+            site=SITE,
+            building=building,
+            gate_id=gate,
+            kind=kind,  # type: ignore[arg-type]
+            **extra,
+        )
+        topic = gate_topic(GateAddress(SITE, building, gate), GateChannel.DOOR)
+        self.publisher.publish(topic, event.to_bytes())
+        return event
+
+    def device(
+        self,
+        room: str,
+        device_id: str,
+        *,
+        building: str = "b1",
+        kind: str = "washer",
+        status: str = "idle",
+        **extra: Any,
+    ) -> DeviceState:
+        state = DeviceState(
+            producer="bridge-e2e",
+            site=SITE,
+            building=building,
+            room=room,
+            device_id=device_id,
+            kind=kind,  # type: ignore[arg-type]
+            status=status,  # type: ignore[arg-type]
+            **extra,
+        )
+        address = DeviceAddress(SITE, building, room, device_id)
+        self.publisher.publish(device_topic(address, DeviceChannel.STATE), state.to_bytes())
+        return state
+
+
+def log_in(page: Any, base_url: str, role: Role) -> None:
+    """Open the console and log in as the test user of ``role``."""
+    page.goto(base_url + "/")
+    page.fill("#login-username", username(role))
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_selector("#topbar:not([hidden])")

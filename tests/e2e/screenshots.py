@@ -1,0 +1,176 @@
+"""Screenshots of the console's main screens for the docs (1280x800 PNG).
+
+    .venv/bin/python -m tests.e2e.screenshots            # writes docs/screenshots/*.png
+
+Starts its own mosquitto and gateway, fills them with a small demo campus through MQTT (door
+events, appliance states and readings, as gates and device bridges publish them) and captures
+the screens with Debian's Chromium. ``capture`` is also run by the browser tests, into a
+temporary folder, so the script cannot rot unnoticed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from contracts.models import DeviceTelemetry
+from contracts.topics import DeviceAddress, DeviceChannel, device_topic
+from gateway.api import create_app
+from gateway.api.deps import Role
+from gateway.app import Gateway
+from tests.broker import Broker, free_port
+from tests.e2e.harness import SITE, VIEWPORT, EdgePublisher, LiveServer, launch_chromium, log_in
+from tests.gatewaykit import add_access, add_person, add_presence
+
+SCREENS = ("login", "guard-console", "facilities-board", "device", "admin-people")
+ROOT = Path(__file__).resolve().parents[2]
+
+# (building, room, device_id, kind, status, extra DeviceState fields)
+DEMO_DEVICES: list[tuple[str, str, str, str, str, dict[str, Any]]] = [
+    ("b1", "101", "w1", "washer", "running", {"remaining_s": 1520, "power_w": 420.0}),
+    ("b1", "101", "w2", "washer", "idle", {}),
+    ("b1", "101", "w3", "washer", "finished", {}),
+    ("b1", "101", "d1", "dryer", "running", {"remaining_s": 2710, "power_w": 1850.0}),
+    ("b1", "101", "d2", "dryer", "idle", {"faults": ["over_temperature"]}),
+    ("b1", "102", "wd1", "water_dispenser", "heating", {"temperature_c": 81.0}),
+    ("b1", "102", "hd1", "hair_dryer", "idle", {}),
+    ("b1", "102", "hd2", "hair_dryer", "in_use", {"power_w": 1200.0}),
+    ("b2", "201", "w1", "washer", "idle", {"online": False}),
+    ("b2", "201", "w2", "washer", "running", {"remaining_s": 300, "power_w": 380.0}),
+    ("b2", "201", "w3", "washer", "idle", {"faults": ["leak"]}),
+    ("b2", "201", "d1", "dryer", "finished", {}),
+    ("b2", "202", "wd1", "water_dispenser", "ready", {"temperature_c": 95.0}),
+    ("b2", "202", "hd1", "hair_dryer", "idle", {}),
+]
+CHART_DEVICE = ("b1", "101", "w1")
+
+
+def seed_demo(gw: Gateway, edge: EdgePublisher) -> None:
+    """People, presence and access rows, appliances and a few live alerts."""
+    services = gw.services
+    now = datetime.now(UTC)
+    people = [
+        ("s1001", "Li Wei"),
+        ("s1002", "Wang Fang"),
+        ("s1003", "Zhang Min"),
+        ("s1004", "Chen Jie"),
+    ]
+    for i, (person_id, name) in enumerate(people):
+        add_person(services, person_id, name=name, buildings=["b1"], counsellor="counsellor-user")
+        add_presence(services, person_id, "b1", since=now - timedelta(hours=2 + i), gate_id="g1")
+        add_access(
+            services, ts=now - timedelta(minutes=30 * (i + 1)), person_id=person_id, gate_id="g1"
+        )
+    add_person(services, "v2001", name="Visitor Sun", kind="visitor", buildings=["b2"])
+    add_access(
+        services,
+        ts=now - timedelta(minutes=5),
+        person_id=None,
+        decision="denied",
+        reason="unknown_face",
+    )
+    for building, room, device_id, kind, status, extra in DEMO_DEVICES:
+        edge.device(room, device_id, building=building, kind=kind, status=status, **extra)
+    building, room, device_id = CHART_DEVICE
+    address = DeviceAddress(SITE, building, room, device_id)
+    for minute in range(90, -1, -2):  # a wash cycle's power over the last 90 minutes
+        phase = (90 - minute) % 45
+        power = 2000.0 if phase < 8 else 420.0 if phase < 35 else 650.0 if phase < 40 else 5.0
+        reading = DeviceTelemetry(
+            producer="bridge-e2e",
+            site=SITE,
+            building=building,
+            room=room,
+            device_id=device_id,
+            kind="washer",
+            ts=now - timedelta(minutes=minute),
+            power_w=power,
+            energy_kwh=round(12.0 + (90 - minute) * 0.012, 3),
+        )
+        edge.publisher.publish(device_topic(address, DeviceChannel.TELEMETRY), reading.to_bytes())
+    edge.door("forced_open", building="b1", gate="g2")
+    edge.door("held_open", building="b2", gate="g1", open_for_s=95)
+
+
+def capture(browser: Any, base_url: str, out_dir: Path) -> list[Path]:
+    """The main screens as PNG files in ``out_dir`` (login in Chinese, the rest in English)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    written = []
+
+    def shot(name: str) -> None:
+        path = out_dir / f"{name}.png"
+        page.screenshot(path=str(path))
+        written.append(path)
+
+    try:
+        page.goto(base_url + "/")
+        page.wait_for_selector("#login-form")
+        shot("login")
+        page.select_option("#login-lang", "en")
+        log_in(page, base_url, Role.ADMIN)
+        page.wait_for_selector("#alert-list tbody tr")
+        page.wait_for_selector('#banner[data-status="live"]', state="attached")
+        page.locator("#alert-list tbody tr").first.click()
+        page.wait_for_selector("#alert-detail h2")
+        shot("guard-console")
+        page.click('#nav a[data-section="board"]')
+        page.wait_for_selector('#board[data-loaded="1"] .tile')
+        shot("facilities-board")
+        building, room, device_id = CHART_DEVICE
+        page.click(f'.tile[data-key="{SITE}/{building}/{room}/{device_id}"]')
+        page.wait_for_selector("#device-chart svg")
+        shot("device")
+        page.click('#nav a[data-section="admin"]')
+        page.wait_for_selector("#people-table tbody tr")
+        page.locator("#people-table tbody tr").first.click()
+        page.wait_for_selector("#person-form")
+        page.wait_for_selector("#enrolment-status dl")
+        shot("admin-people")
+    finally:
+        context.close()
+    return written
+
+
+def main() -> int:
+    """Start everything, seed the demo campus, write the screenshots, stop."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.harness import start_gateway
+    from tests.gatewayproc import Publisher
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "mosquitto").mkdir()
+        broker = Broker(tmp / "mosquitto")
+        broker.start()
+        gw = start_gateway(tmp, broker.port)
+        server = LiveServer(create_app(gw.services), free_port()).start()
+        publisher = Publisher(broker.port, client_id="screenshots-edge")
+        try:
+            seed_demo(gw, EdgePublisher(publisher))
+            with sync_playwright() as playwright:
+                browser = launch_chromium(playwright)
+                try:
+                    for path in capture(browser, server.url, args.out):
+                        print(path)
+                finally:
+                    browser.close()
+        finally:
+            publisher.stop()
+            server.stop()
+            gw.stop()
+            broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
