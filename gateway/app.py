@@ -180,17 +180,7 @@ class Gateway:
         """Raise current welfare warnings; clear those that no longer hold."""
         config = self.services.config.welfare
         with self.services.sessions() as session:
-            presences = [
-                Presence(
-                    person_id=r.person_id,
-                    building=r.building,
-                    inside=r.inside,
-                    since=r.since,
-                    gate_id=r.gate_id,
-                    irregular=r.irregular,
-                )
-                for r in session.scalars(select(PresenceRow))
-            ]
+            presences = [Presence.of(r) for r in session.scalars(select(PresenceRow))]
             late: dict[str, list[datetime]] = {}
             for lr in session.scalars(select(LateReturn)):
                 late.setdefault(lr.person_id, []).append(lr.ts)

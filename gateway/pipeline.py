@@ -370,14 +370,7 @@ class _Work:
                 PresenceRow.irregular,
             )  # plain rows: no ORM state per person
             for row in self.session.execute(columns.where(PresenceRow.person_id.in_(chunk))):
-                self.presence[(row.person_id, row.building)] = occupancy.Presence(
-                    person_id=row.person_id,
-                    building=row.building,
-                    inside=row.inside,
-                    since=row.since,
-                    gate_id=row.gate_id,
-                    irregular=row.irregular,
-                )
+                self.presence[(row.person_id, row.building)] = occupancy.Presence.of(row)
 
     def gate(self, site: str, building: str, gate_id: str) -> Gate:
         """The gate's row, created when first heard of."""

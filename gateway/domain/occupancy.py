@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from contracts.models import AccessEvent
 
@@ -36,6 +37,18 @@ class Presence:
     since: datetime
     gate_id: str
     irregular: bool = False
+
+    @classmethod
+    def of(cls, row: Any) -> Presence:
+        """The presence held by anything with these attributes (a stored row, say)."""
+        return cls(
+            person_id=row.person_id,
+            building=row.building,
+            inside=row.inside,
+            since=row.since,
+            gate_id=row.gate_id,
+            irregular=row.irregular,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,24 @@ def publisher(broker: Broker) -> Iterator[Publisher]:
     pub.stop()
 
 
+def _replicas(broker: Broker, tmp_path: Path) -> list[Gateway]:
+    """Two started gateways in one shared-subscription group, on one SQLite database."""
+    replicas = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        raw = gateway_config(tmp_path / name, broker.port)
+        raw["database"] = {"url": f"sqlite:///{tmp_path / 'shared.db'}"}
+        # A group of its own: mosquitto keeps handing a group's messages to the stopped
+        # sessions of an earlier test's replicas (see docs/operations.md).
+        group = f"gw{tmp_path.name[-12:]}".replace("_", "")
+        raw["mqtt"] = {**raw["mqtt"], "client_id": f"gw-{name}-{group}", "shared_group": group}
+        gw = build_gateway(GatewayConfig.model_validate(raw))
+        gw.start(wait_broker_s=10)
+        assert gw.ingest.wait_ready(10)
+        replicas.append(gw)
+    return replicas
+
+
 def _count(gw: Gateway, model: type) -> int:
     with gw.services.sessions() as s:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
@@ -257,19 +275,7 @@ def test_shared_subscription_replicas_split_the_load_and_store_each_event_once(
     broker: Broker, tmp_path: Path
 ) -> None:
     """Two gateways in one $share group on one database: every event stored exactly once."""
-    replicas = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        raw = gateway_config(tmp_path / name, broker.port)
-        raw["database"] = {"url": f"sqlite:///{tmp_path / 'shared.db'}"}
-        # A group of its own: mosquitto keeps handing a group's messages to the stopped
-        # sessions of an earlier test's replicas (see docs/operations.md).
-        group = f"gw{tmp_path.name[-12:]}".replace("_", "")
-        raw["mqtt"] = {**raw["mqtt"], "client_id": f"gw-{name}", "shared_group": group}
-        gw = build_gateway(GatewayConfig.model_validate(raw))
-        gw.start(wait_broker_s=10)
-        assert gw.ingest.wait_ready(10)
-        replicas.append(gw)
+    replicas = _replicas(broker, tmp_path)
     pub = Publisher(broker.port, client_id="share-pub")
     try:
         events = [access_event(i) for i in range(1, 401)]
@@ -354,17 +360,7 @@ def test_a_console_on_one_replica_sees_alerts_raised_by_the_other(
     from gateway.api import create_app
     from gateway.api.auth import create_user
 
-    replicas = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        raw = gateway_config(tmp_path / name, broker.port)
-        raw["database"] = {"url": f"sqlite:///{tmp_path / 'shared.db'}"}
-        raw["mqtt"] = {**raw["mqtt"], "client_id": f"gw-{name}-{tmp_path.name}"}
-        raw["mqtt"]["shared_group"] = f"gw{tmp_path.name[-12:]}".replace("_", "")
-        gw = build_gateway(GatewayConfig.model_validate(raw))
-        gw.start(wait_broker_s=10)
-        assert gw.ingest.wait_ready(10)
-        replicas.append(gw)
+    replicas = _replicas(broker, tmp_path)
     pub = Publisher(broker.port, client_id="replica-pub")
     try:
         with replicas[0].services.sessions.begin() as s:

@@ -58,17 +58,7 @@ def _roll_call(services: ServicesDep, building: str) -> RollCallOut:
                 PresenceRow.building == building, PresenceRow.inside.is_(True)
             )
         )
-        presences = [
-            Presence(
-                person_id=r.person_id,
-                building=r.building,
-                inside=r.inside,
-                since=r.since,
-                gate_id=r.gate_id,
-                irregular=r.irregular,
-            )
-            for r in rows
-        ]
+        presences = [Presence.of(r) for r in rows]
         ids = [p.person_id for p in presences]
         names = dict(
             session.execute(
