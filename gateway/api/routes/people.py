@@ -309,5 +309,8 @@ def _published(out: PersonOut, services: ServicesDep, user: CurrentUser, reason:
         log.exception("publishing galleries after '%s' failed", reason)
         return out
     return out.model_copy(
-        update={"gallery_version": publication.version, "gallery_pending": publication.pending}
+        update={
+            "gallery_version": publication.version,
+            "gallery_pending": list(publication.pending),
+        }
     )
