@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from contracts.models import AlertNotice, utc_now
 from contracts.topics import GatewayChannel, gateway_topic
@@ -124,8 +125,33 @@ class Gateway:
         self.services.engine.dispose()
 
     def process(self, batch: Sequence[Inbound]) -> BatchOutcome:
-        """One ingest batch: store, then the side effects that need the commit first."""
-        out = self.pipeline.process(batch)
+        """One ingest batch: store, then the side effects that need the commit first.
+
+        A batch the database refuses for a reason that retrying cannot cure (a constraint, bad
+        data) is split in halves until the one message at fault is found; it becomes a dead
+        letter with the database's reason and the rest is stored. Transient failures (database
+        locked or unreachable, disk full) propagate: the ingest retries the whole batch.
+        """
+        try:
+            out = self.pipeline.process(batch)
+        except (OperationalError, InterfaceError):
+            raise
+        except (SQLAlchemyError, ValueError, TypeError) as exc:
+            if len(batch) == 1:
+                self.pipeline.dead_letter(batch[0], f"could not be stored: {exc}"[:2000])
+                self.services.counters.add("dead_letters")
+                self.services.counters.add("received")
+                return BatchOutcome(dead_letters=1)
+            log.warning(
+                "a batch of %d failed (%s); isolating the message at fault", len(batch), exc
+            )
+            middle = len(batch) // 2
+            first, second = self.process(batch[:middle]), self.process(batch[middle:])
+            return _merge(first, second)
+        self._after_commit(batch, out)
+        return out
+
+    def _after_commit(self, batch: Sequence[Inbound], out: BatchOutcome) -> None:
         s = self.services
         s.counters.add("received", len(batch))
         s.counters.add("stored", out.stored)
@@ -143,7 +169,6 @@ class Gateway:
         for notice in out.notices:
             if notice.replica != self.services.config.client_id:
                 s.alerts.bus.publish({"type": "alert", "alert": notice.alert})
-        return out
 
     def _maintain(self) -> None:
         """Time-driven work: rule windows, escalation, welfare, pending galleries, pruning."""
@@ -203,6 +228,16 @@ def _alert_series(writer: TimeSeriesWriter, clock: Clock) -> Callable[[list[Aler
             writer.write(points)
 
     return write
+
+
+def _merge(a: BatchOutcome, b: BatchOutcome) -> BatchOutcome:
+    """Two halves' outcomes as one (their side effects are already done)."""
+    return BatchOutcome(
+        stored=a.stored + b.stored,
+        duplicates=a.duplicates + b.duplicates,
+        dead_letters=a.dead_letters + b.dead_letters,
+        alerts_raised=a.alerts_raised + b.alerts_raised,
+    )
 
 
 def _alert_notices(services: Services) -> Callable[[list[AlertView]], None]:

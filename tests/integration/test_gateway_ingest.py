@@ -389,3 +389,59 @@ def test_a_console_on_one_replica_sees_alerts_raised_by_the_other(
             gw.stop()
     assert seen == set(gates)
     assert min(handled) > 0, f"one replica handled every event, test proves nothing: {handled}"
+
+
+def test_two_states_of_a_new_appliance_in_one_batch_are_both_stored(gateway: Gateway) -> None:
+    from contracts.models import DeviceState
+    from contracts.topics import DeviceAddress, DeviceChannel, device_topic
+    from gateway.db.schema import Device, DeviceStateRecord
+    from gateway.pipeline import Inbound
+
+    topic = device_topic(DeviceAddress("campus", BUILDING, "laundry", "w9"), DeviceChannel.STATE)
+    states = [
+        DeviceState(
+            producer="bridge:campus/hall",
+            site="campus",
+            building=BUILDING,
+            room="laundry",
+            device_id="w9",
+            kind="washer",
+            status=status,  # type: ignore[arg-type]
+        )
+        for status in ("idle", "running")
+    ]
+    out = gateway.process([Inbound(topic, s.to_bytes()) for s in states])
+    assert out.stored == 2 and out.dead_letters == 0
+    with gateway.services.sessions() as s:
+        device = s.get(Device, f"campus/{BUILDING}/laundry/w9")
+        assert device is not None and device.status == "running"
+    assert _count(gateway, DeviceStateRecord) == 2
+
+
+def test_a_message_the_database_refuses_is_isolated_and_the_rest_stored(
+    gateway: Gateway,
+) -> None:
+    """A poison message (here a door event id already stored after its dedup entry was pruned)
+    becomes a dead letter with the database's reason; the batch around it is stored."""
+    from sqlalchemy import text
+
+    from gateway.pipeline import Inbound
+
+    poison = door_event("opened")
+    with gateway.services.engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO door_events (event_id, ts, site, building, gate_id, kind) "
+                "VALUES (:id, '2026-11-01 00:00:00.000000', 'campus', :b, :g, 'opened')"
+            ),
+            {"id": poison.event_id, "b": BUILDING, "g": GATE},
+        )
+    batch = [Inbound(event_topic(), access_event(i).to_bytes()) for i in range(1, 4)]
+    batch.insert(2, Inbound(event_topic(channel=GateChannel.DOOR), poison.to_bytes()))
+    out = gateway.process(batch)
+    assert (out.stored, out.dead_letters) == (3, 1)
+    assert _count(gateway, AccessRecord) == 3
+    with gateway.services.sessions() as s:
+        letter = s.scalars(select(DeadLetter)).one()
+    assert "could not be stored" in letter.reason and "UNIQUE" in letter.reason
+    assert verify_chain(gateway.services.engine).ok
