@@ -8,7 +8,9 @@
    sends 1,000 events/s for ALERT_SECONDS, one in ten a door ``forced_open`` of a new gate (each
    raises a new alert). ``alert_p99_ms`` is publish -> the alert arriving on the WebSocket.
 
-Prints, last, one JSON line: events_per_s, bare_per_s, ratio, alert_p50_ms, alert_p99_ms.
+The gateway runs with `ingest_worker: true` (storing in a child process beside the MQTT client);
+the in-process figure is printed too. Prints, last, one JSON line: events_per_s, bare_per_s,
+ratio, in_process_per_s, in_process_ratio, alert_p50_ms, alert_p99_ms.
 """
 
 from __future__ import annotations
@@ -111,9 +113,9 @@ def bare_drain(port: int) -> float:
     return received / elapsed
 
 
-def gateway_drain(port: int, workdir: Path) -> float:
+def gateway_drain(port: int, workdir: Path, *, worker: bool) -> float:
     """The gateway's drain rate of N queued events into its stores (events/s)."""
-    config = GatewayConfig.model_validate(gateway_config(workdir, port))
+    config = GatewayConfig.model_validate(gateway_config(workdir, port, ingest_worker=worker))
     first = build_gateway(config)
     first.start(wait_broker_s=10)  # creates the persistent session and its subscriptions
     first.stop()
@@ -129,7 +131,7 @@ def gateway_drain(port: int, workdir: Path) -> float:
     return stored / elapsed
 
 
-def alert_latency(port: int, workdir: Path) -> tuple[float, float, int]:
+def alert_latency(port: int, workdir: Path, *, worker: bool) -> tuple[float, float, int]:
     """p50 and p99 ms from publishing an alert-raising event to the WebSocket, and the count."""
     import uvicorn
     import websockets
@@ -138,7 +140,9 @@ def alert_latency(port: int, workdir: Path) -> tuple[float, float, int]:
     from gateway.api.auth import create_user
 
     api_port = free_port()
-    config = GatewayConfig.model_validate(gateway_config(workdir, port, api_port=api_port))
+    config = GatewayConfig.model_validate(
+        gateway_config(workdir, port, api_port=api_port, ingest_worker=worker)
+    )
     gw: Gateway = build_gateway(config)
     gw.start(wait_broker_s=10)
     with gw.services.sessions.begin() as s:
@@ -223,10 +227,13 @@ def main() -> None:
             bare = bare_drain(broker.port)
             print(f"bare paho subscriber: {bare:,.0f} events/s", flush=True)
             (root / "gw").mkdir()
-            events = gateway_drain(broker.port, root / "gw")
-            print(f"gateway ingest: {events:,.0f} events/s into the stores", flush=True)
+            in_process = gateway_drain(broker.port, root / "gw", worker=False)
+            print(f"gateway, in-process ingest: {in_process:,.0f} events/s", flush=True)
+            (root / "gw-w").mkdir()
+            events = gateway_drain(broker.port, root / "gw-w", worker=True)
+            print(f"gateway, ingest worker process: {events:,.0f} events/s", flush=True)
             (root / "gw2").mkdir()
-            p50, p99, count = alert_latency(broker.port, root / "gw2")
+            p50, p99, count = alert_latency(broker.port, root / "gw2", worker=True)
             print(f"alert publish -> WebSocket: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({count})")
         finally:
             broker.stop()
@@ -236,6 +243,8 @@ def main() -> None:
                 "events_per_s": round(events),
                 "bare_per_s": round(bare),
                 "ratio": round(events / bare, 3),
+                "in_process_per_s": round(in_process),
+                "in_process_ratio": round(in_process / bare, 3),
                 "alert_p50_ms": round(p50, 1),
                 "alert_p99_ms": round(p99, 1),
                 "alerts_measured": count,

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from contracts.models import AlertNotice, utc_now
 from contracts.topics import GatewayChannel, gateway_topic
@@ -31,6 +30,7 @@ from gateway.pipeline import (
     Pipeline,
     dedup_horizon,
     gate_key,
+    process_resilient,
     prune_seen,
 )
 from gateway.services import Clock, Services
@@ -44,6 +44,7 @@ from gateway.timeseries.mapping import (
     alert_points,
 )
 from gateway.timeseries.sqlite_store import SqliteSeriesStore
+from gateway.worker import PipelineWorker
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +93,16 @@ class Gateway:
     rules: AlertRules
     _stop: threading.Event
     _maintenance: threading.Thread | None = None
+    worker: PipelineWorker | None = None
 
     def start(self, *, wait_broker_s: float = 0.0) -> None:
-        """Migrate, seed gates, start stores, ingest and maintenance."""
+        """Migrate, seed gates, start stores, the worker, ingest and maintenance."""
         migrate(self.services.engine)
         seed_gates(self.services)
-        with self.services.sessions() as session:
-            for gate in session.scalars(select(Gate).where(Gate.last_seq.is_not(None))):
-                assert gate.last_seq is not None
-                self.rules.restore_seq(
-                    gate_originator(gate.site, gate.building, gate.gate_id), gate.last_seq
-                )
+        if self.worker is not None:
+            self.worker.start()  # its own rules, seeded from the database
+        else:
+            restore_sequences(self.rules, self.services)
         self.services.series_writer.start()
         if self.services.enrolment is not None:
             self.services.enrolment.start()
@@ -120,34 +120,19 @@ class Gateway:
         self.ingest.stop()
         if self._maintenance is not None:
             self._maintenance.join(10)
+        if self.worker is not None:
+            self.worker.stop()
         self.services.series_writer.flush(5.0)
         self.services.series_writer.close()
         self.services.engine.dispose()
 
     def process(self, batch: Sequence[Inbound]) -> BatchOutcome:
-        """One ingest batch: store, then the side effects that need the commit first.
-
-        A batch the database refuses for a reason that retrying cannot cure (a constraint, bad
-        data) is split in halves until the one message at fault is found; it becomes a dead
-        letter with the database's reason and the rest is stored. Transient failures (database
-        locked or unreachable, disk full) propagate: the ingest retries the whole batch.
-        """
-        try:
-            out = self.pipeline.process(batch)
-        except (OperationalError, InterfaceError):
-            raise
-        except (SQLAlchemyError, ValueError, TypeError) as exc:
-            if len(batch) == 1:
-                self.pipeline.dead_letter(batch[0], f"could not be stored: {exc}"[:2000])
-                self.services.counters.add("dead_letters")
-                self.services.counters.add("received")
-                return BatchOutcome(dead_letters=1)
-            log.warning(
-                "a batch of %d failed (%s); isolating the message at fault", len(batch), exc
-            )
-            middle = len(batch) // 2
-            first, second = self.process(batch[:middle]), self.process(batch[middle:])
-            return _merge(first, second)
+        """One ingest batch: store it (here or in the worker process), then the side effects
+        that need the commit first. Transient database failures raise: the ingest retries."""
+        if self.worker is not None:
+            out = self.worker.process(batch)
+        else:
+            out = process_resilient(self.pipeline, batch)
         self._after_commit(batch, out)
         return out
 
@@ -158,6 +143,8 @@ class Gateway:
         s.counters.add("duplicates", out.duplicates)
         s.counters.add("dead_letters", out.dead_letters)
         s.counters.add("alerts_raised", out.alerts_raised)
+        if out.views:
+            s.alerts.broadcast(out.views)
         if out.points:
             s.series_writer.write(out.points)
         if s.enrolment is not None:
@@ -178,7 +165,11 @@ class Gateway:
             tick += 1.0
             try:
                 now = self.services.clock()
-                signals = list(self.rules.tick(now))
+                if self.worker is not None:
+                    self.services.alerts.broadcast(self.worker.tick(now))
+                    signals: list[Signal] = []
+                else:
+                    signals = list(self.rules.tick(now))
                 if tick - last_welfare >= self.services.config.welfare_interval_s:
                     last_welfare = tick
                     signals += self.welfare_signals(now)
@@ -230,16 +221,6 @@ def _alert_series(writer: TimeSeriesWriter, clock: Clock) -> Callable[[list[Aler
     return write
 
 
-def _merge(a: BatchOutcome, b: BatchOutcome) -> BatchOutcome:
-    """Two halves' outcomes as one (their side effects are already done)."""
-    return BatchOutcome(
-        stored=a.stored + b.stored,
-        duplicates=a.duplicates + b.duplicates,
-        dead_letters=a.dead_letters + b.dead_letters,
-        alerts_raised=a.alerts_raised + b.alerts_raised,
-    )
-
-
 def _alert_notices(services: Services) -> Callable[[list[AlertView]], None]:
     """A listener telling the other replicas about alert changes (their live consoles)."""
     config = services.config
@@ -261,6 +242,16 @@ def _alert_notices(services: Services) -> Callable[[list[AlertView]], None]:
                 return  # the stored alert is what counts; other consoles refetch on reconnect
 
     return tell
+
+
+def restore_sequences(rules: AlertRules, services: Services) -> None:
+    """Seed gap detection with each gate's last stored sequence number."""
+    with services.sessions() as session:
+        for gate in session.scalars(select(Gate).where(Gate.last_seq.is_not(None))):
+            assert gate.last_seq is not None
+            rules.restore_seq(
+                gate_originator(gate.site, gate.building, gate.gate_id), gate.last_seq
+            )
 
 
 def seed_gates(services: Services) -> None:
@@ -354,6 +345,8 @@ def build_gateway(
     gw.ingest = MqttIngest(
         config.mqtt, config.site, config.client_id, gw.process, password=password
     )
+    if config.ingest_worker:
+        gw.worker = PipelineWorker(config, db_password)
     services.publisher = gw.ingest
     services.ingest_connected = gw.ingest.connected
     services.commands = CommandService(sessions, now_fn, gw.ingest)

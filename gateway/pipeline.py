@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, delete, insert, select
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from contracts.models import (
@@ -34,6 +35,7 @@ from contracts.models import (
 )
 from contracts.registry import PayloadError, parse_message
 from contracts.topics import ParsedTopic, parse_topic
+from gateway.alerting import AlertView
 from gateway.audit import chain_hash, chain_head, lock_chain
 from gateway.db.schema import (
     AccessRecord,
@@ -84,6 +86,47 @@ class BatchOutcome:
     command_results: list[tuple[str, CommandResult]] = field(default_factory=list)
     alerts_raised: int = 0
     notices: list[AlertNotice] = field(default_factory=list)
+    views: list[AlertView] = field(default_factory=list)  # alerts changed: broadcast them
+
+
+def merge_outcomes(a: BatchOutcome, b: BatchOutcome) -> BatchOutcome:
+    """Two halves' outcomes as one."""
+    return BatchOutcome(
+        stored=a.stored + b.stored,
+        duplicates=a.duplicates + b.duplicates,
+        dead_letters=a.dead_letters + b.dead_letters,
+        signals=a.signals + b.signals,
+        points=a.points + b.points,
+        gallery_acks=a.gallery_acks + b.gallery_acks,
+        command_results=a.command_results + b.command_results,
+        alerts_raised=a.alerts_raised + b.alerts_raised,
+        notices=a.notices + b.notices,
+        views=a.views + b.views,
+    )
+
+
+def process_resilient(pipeline: Pipeline, batch: Sequence[Inbound]) -> BatchOutcome:
+    """Store a batch; isolate a message the database refuses instead of stalling on it.
+
+    A batch refused for a reason that retrying cannot cure (a constraint, bad data) is split in
+    halves until the one message at fault is found; it becomes a dead letter with the database's
+    reason and the rest is stored. Transient failures (database locked or unreachable, disk
+    full: OperationalError, InterfaceError) propagate, and the ingest retries the whole batch.
+    """
+    try:
+        return pipeline.process(batch)
+    except (OperationalError, InterfaceError):
+        raise
+    except (SQLAlchemyError, ValueError, TypeError) as exc:
+        if len(batch) == 1:
+            pipeline.dead_letter(batch[0], f"could not be stored: {exc}"[:2000])
+            return BatchOutcome(dead_letters=1)
+        log.warning("a batch of %d failed (%s); isolating the culprit", len(batch), exc)
+        middle = len(batch) // 2
+        return merge_outcomes(
+            process_resilient(pipeline, batch[:middle]),
+            process_resilient(pipeline, batch[middle:]),
+        )
 
 
 def gate_key(site: str, building: str, gate_id: str) -> str:
@@ -143,10 +186,8 @@ class Pipeline:
                 self._dead_letter(session, msg, reason, now)
             out.dead_letters = len(dead)
             work.write()
-            views = alerts.apply_in(session, out.signals) if out.signals else []
-            out.alerts_raised = sum(1 for v in views if v.count == 1 and v.state == "active")
-        if views:
-            alerts.broadcast(views)
+            out.views = alerts.apply_in(session, out.signals) if out.signals else []
+            out.alerts_raised = sum(1 for v in out.views if v.count == 1 and v.state == "active")
         for msg, reason in dead:
             log.warning("dead letter on %s: %s", msg.topic, reason)
         return out

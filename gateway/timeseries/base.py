@@ -54,6 +54,13 @@ class Point:
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
         object.__setattr__(self, "ts", self.ts.astimezone(UTC))
 
+    def __reduce__(self) -> tuple[type[Point], tuple[object, ...]]:
+        """Picklable (the ingest worker process hands points back): plain dicts on the wire."""
+        return (
+            Point,
+            (self.measurement, dict(self.tags), dict(self.fields), self.ts, self.series_key),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class WriterStats:

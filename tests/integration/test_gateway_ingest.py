@@ -39,9 +39,11 @@ from tests.gatewayproc import (
 )
 
 
-@pytest.fixture
-def gateway(broker: Broker, tmp_path: Path) -> Iterator[Gateway]:
-    config = GatewayConfig.model_validate(gateway_config(tmp_path, broker.port))
+@pytest.fixture(params=[False, True], ids=["in-process", "worker-process"])
+def gateway(broker: Broker, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Gateway]:
+    """A started gateway, storing batches in-process or in its ingest worker process."""
+    raw = gateway_config(tmp_path, broker.port, ingest_worker=request.param)
+    config = GatewayConfig.model_validate(raw)
     gw = build_gateway(config)
     gw.start(wait_broker_s=10)
     assert gw.ingest.wait_ready(10), "gateway did not subscribe"
@@ -153,9 +155,13 @@ def test_door_forced_open_raises_a_critical_alert(gateway: Gateway, publisher: P
 
 
 @pytest.mark.slow
-def test_kill_9_under_load_loses_no_acknowledged_event(broker: Broker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("worker", [False, True], ids=["in-process", "worker-process"])
+def test_kill_9_under_load_loses_no_acknowledged_event(
+    broker: Broker, tmp_path: Path, worker: bool
+) -> None:
     """Events acknowledged by the broker all end up stored exactly once, across a kill -9."""
-    config = write_config(tmp_path / "gateway.yaml", gateway_config(tmp_path, broker.port))
+    raw = gateway_config(tmp_path, broker.port, ingest_worker=worker)
+    config = write_config(tmp_path / "gateway.yaml", raw)
     log = tmp_path / "gateway.log"
     db = tmp_path / "gateway.db"
 
