@@ -88,7 +88,7 @@ class MqttIngest:
         process: Callable[[Sequence[Inbound]], BatchOutcome],
         *,
         password: str | None = None,
-        batch_max: int = 500,
+        batch_max: int = 2000,
         batch_wait_s: float = 0.0,
     ) -> None:
         self._settings = settings

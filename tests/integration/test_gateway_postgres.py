@@ -41,7 +41,7 @@ def postgres() -> Iterator[Postgres]:
 
 
 def _gateway(tmp_path: Path, postgres: Postgres, name: str = "a") -> Gateway:
-    raw = gateway_config(tmp_path / name, 1)
+    raw = gateway_config(tmp_path / name, 1, ingest_worker=False)  # the pipeline, in-process
     raw["database"] = {"url": postgres.url}
     (tmp_path / name).mkdir(exist_ok=True)
     gw = build_gateway(GatewayConfig.model_validate(raw))
