@@ -50,6 +50,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/gate_latency.py
 	$(BIN)/python bench/bridge_throughput.py
+	$(BIN)/python bench/gateway_ingest.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
