@@ -347,6 +347,10 @@ def build_gateway(
     )
     if config.ingest_worker:
         gw.worker = PipelineWorker(config, db_password)
+    if config.api.metrics_token is not None:
+        services.metrics_token = _secret(
+            config, config.api.metrics_token.read(env), "api.metrics_token"
+        )
     services.publisher = gw.ingest
     services.ingest_connected = gw.ingest.connected
     services.commands = CommandService(sessions, now_fn, gw.ingest)

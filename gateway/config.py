@@ -94,6 +94,11 @@ class ApiSettings(StrictModel):
     host: str = Field(default="127.0.0.1", description="listen address")
     port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
     token_ttl_s: int = Field(default=12 * 3600, ge=60, description="login token lifetime")
+    metrics_token: Secret | None = Field(
+        default=None,
+        description="a long-lived bearer token Prometheus may scrape /metrics with (and nothing "
+        "else); without it /metrics needs an admin or auditor login",
+    )
     login_max_failures: int = Field(
         default=10, ge=1, description="failed logins per user per 15 min before a lockout"
     )

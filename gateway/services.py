@@ -68,3 +68,4 @@ class Services:
     commands: CommandService | None = None
     counters: Counters = field(default_factory=Counters)
     ingest_connected: Callable[[], bool] = lambda: False
+    metrics_token: str | None = None  # Prometheus' scrape token (api.metrics_token)

@@ -5,6 +5,7 @@ Every route declares who may call it with ``require(Role.X, ...)``; admin may ca
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -75,18 +76,50 @@ def current_user(
     return user
 
 
+def _admitted(user: CurrentUser, allowed: frozenset[Role]) -> CurrentUser:
+    """The user when their role is allowed; 403 naming the roles allowed otherwise."""
+    if user.role not in allowed:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"role {user.role.value!r} may not do this; allowed: "
+            + ", ".join(sorted(r.value for r in allowed)),
+        )
+    return user
+
+
 def require(*roles: Role) -> Any:
     """A dependency admitting the given roles (and admin); 403 names the roles allowed."""
     allowed = frozenset((*roles, Role.ADMIN))
 
     def check(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
-        if user.role not in allowed:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"role {user.role.value!r} may not do this; allowed: "
-                + ", ".join(sorted(r.value for r in allowed)),
-            )
-        return user
+        return _admitted(user, allowed)
+
+    check.allowed_roles = allowed  # type: ignore[attr-defined]  # read by the role-matrix test
+    return Depends(check)
+
+
+def require_or_scrape_token(*roles: Role) -> Any:
+    """As ``require``, but the site's scrape token (``api.metrics_token``) is accepted too.
+
+    Prometheus scrapes unattended: a user's login token would expire. The scrape token opens
+    only the routes that declare this dependency (/metrics).
+    """
+    allowed = frozenset((*roles, Role.ADMIN))
+
+    def check(
+        services: ServicesDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> CurrentUser:
+        expected = services.metrics_token
+        if (
+            expected
+            and credentials is not None
+            and credentials.scheme.lower() == "bearer"
+            and hmac.compare_digest(credentials.credentials.encode(), expected.encode())
+        ):
+            return CurrentUser(0, "metrics-scraper", Role.AUDITOR)
+        user = current_user(services, credentials)
+        return _admitted(user, allowed)
 
     check.allowed_roles = allowed  # type: ignore[attr-defined]  # read by the role-matrix test
     return Depends(check)

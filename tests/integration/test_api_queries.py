@@ -551,3 +551,19 @@ def test_two_apps_in_one_process_keep_their_own_metrics(tmp_path: Path) -> None:
         text_b = client_b.get("/metrics", headers=login(client_b, Role.ADMIN)).text
         assert "dormguard_ingest_received_total 5.0" in text_a
         assert "dormguard_ingest_received_total 0.0" in text_b
+
+
+def test_prometheus_scrapes_metrics_with_the_site_scrape_token_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """api.metrics_token opens /metrics (unattended scraping) but no other route."""
+    scrape = {"Authorization": "Bearer scrape-token-0123456789"}
+    with gateway_client(tmp_path) as (client, services):
+        assert client.get("/metrics", headers=scrape).status_code == 401  # not configured yet
+        services.metrics_token = "scrape-token-0123456789"
+        response = client.get("/metrics", headers=scrape)
+        assert response.status_code == 200
+        assert "dormguard_ingest_received" in response.text
+        assert client.get("/api/alerts", headers=scrape).status_code == 401
+        wrong = {"Authorization": "Bearer scrape-token-wrong"}
+        assert client.get("/metrics", headers=wrong).status_code == 401

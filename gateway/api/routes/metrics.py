@@ -15,14 +15,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.api.deps import CurrentUser, Role, require
+from gateway.api.deps import CurrentUser, Role, require_or_scrape_token
 from gateway.services import Services
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["metrics"])
 
-Operator = Annotated[CurrentUser, require(Role.AUDITOR)]
+Operator = Annotated[CurrentUser, require_or_scrape_token(Role.AUDITOR)]
 
 
 class GatewayCollector(Collector):
