@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from contracts.models import AlertNotice, utc_now
 from contracts.topics import GatewayChannel, gateway_topic
@@ -17,7 +17,7 @@ from gateway.alerting import AlertService, AlertView
 from gateway.commands import CommandService
 from gateway.config import GatewayConfig, check_secret
 from gateway.db import migrate, open_engine, session_factory
-from gateway.db.schema import Gate, LateReturn
+from gateway.db.schema import ApiToken, Gate, LateReturn
 from gateway.db.schema import Presence as PresenceRow
 from gateway.domain.alerts import AlertRules, AlertType, Signal, gate_originator
 from gateway.domain.occupancy import Presence
@@ -187,6 +187,7 @@ class Gateway:
     def _hourly(self, now: datetime) -> None:
         with self.services.sessions.begin() as session:
             pruned = prune_seen(session, dedup_horizon(now, self.services.config.dedup_days))
+            session.execute(delete(ApiToken).where(ApiToken.expires_at < now))
         if pruned:
             log.info("forgot %d event ids older than the dedup horizon", pruned)
         if self.services.enrolment is not None:

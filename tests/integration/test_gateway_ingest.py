@@ -451,3 +451,22 @@ def test_a_message_the_database_refuses_is_isolated_and_the_rest_stored(
         letter = s.scalars(select(DeadLetter)).one()
     assert "could not be stored" in letter.reason and "UNIQUE" in letter.reason
     assert verify_chain(gateway.services.engine).ok
+
+
+def test_hourly_upkeep_forgets_old_event_ids_and_expired_tokens(gateway: Gateway) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.api.auth import create_user, login
+    from gateway.db.schema import ApiToken, SeenEvent
+
+    with gateway.services.sessions.begin() as s:
+        create_user(s, "upkeep-guard", "upkeep-guard-pw", "guard", mode="development")
+    login(gateway.services, "upkeep-guard", "upkeep-guard-pw")
+    now = datetime.now(UTC)
+    with gateway.services.sessions.begin() as s:
+        s.add(SeenEvent(event_id="old-event-000001", received_at=now - timedelta(days=30)))
+        s.add(SeenEvent(event_id="new-event-000001", received_at=now))
+    gateway._hourly(now + timedelta(days=2))  # the login token (12 h) has expired by then
+    with gateway.services.sessions() as s:
+        assert set(s.scalars(select(SeenEvent.event_id))) == {"new-event-000001"}
+        assert s.scalars(select(ApiToken)).all() == []
