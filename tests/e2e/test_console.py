@@ -177,6 +177,27 @@ def test_alerts_in_console_order_building_filter_roll_call_and_fire_alarm(
     assert [c["command"] for c in sent] == ["hold_open"]
 
 
+def test_guard_sees_the_silences_and_ends_one_from_the_screen(
+    page: Page, server: LiveServer, api: Any
+) -> None:
+    guard = api.as_role(Role.GUARD)
+    created = api.post(
+        "/api/silences",
+        headers=guard,
+        json={"originator": f"gate:{SITE}/b1", "duration_s": 3600, "reason": "door repair"},
+    )
+    assert created.status_code == 201, created.text
+    log_in(page, server.url, Role.GUARD)
+    page.click('.tabs a[data-tab="silences"]')
+    row = page.locator(f'#silence-table tr[data-silence-id="{created.json()["id"]}"]')
+    expect(row).to_contain_text("door repair")
+    expect(row).to_contain_text(f"gate:{SITE}/b1")
+    row.locator("button.end-silence").click()
+    expect(page.locator(".tab-body .message.ok")).to_be_visible()
+    expect(page.locator("#silence-table")).to_have_count(0)
+    assert api.get("/api/silences", headers=guard).json() == []
+
+
 def test_appliance_state_from_mqtt_recolours_its_tile_in_place(
     page: Page, server: LiveServer, edge: EdgePublisher
 ) -> None:

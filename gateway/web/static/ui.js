@@ -13,6 +13,7 @@ const AU = 'auditor';
 const PERMISSIONS = {
   'alerts.read': [A, G, F, C, AU],
   'alerts.act': [A, G, F, C],
+  'silences.read': [A, G, F, AU],
   'silences.write': [A, G, F],
   'access.read': [A, G, C, AU],
   'rollcall.read': [A, G, AU],

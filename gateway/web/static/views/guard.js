@@ -11,6 +11,7 @@ const TABS = [
   { id: 'rollcall', permission: 'rollcall.read', label: 'guard.tab.rollcall' },
   { id: 'access', permission: 'access.read', label: 'guard.tab.access' },
   { id: 'handover', permission: 'alerts.read', label: 'guard.tab.handover' },
+  { id: 'silences', permission: 'silences.read', label: 'guard.tab.silences' },
 ];
 
 const SILENCE_DURATIONS = [1800, 3600, 4 * 3600, 24 * 3600];
@@ -31,6 +32,7 @@ export function mount(root, args, ctx) {
   if (active.id === 'rollcall') return mountRollCall(body, args.slice(1), ctx);
   if (active.id === 'access') return mountAccess(body, ctx);
   if (active.id === 'handover') return mountHandover(body, ctx);
+  if (active.id === 'silences') return mountSilences(body, ctx);
   return mountAlerts(body, ctx);
 }
 
@@ -433,3 +435,34 @@ function mountHandover(root, ctx) {
   return () => { alive = false; };
 }
 
+
+/** Current and upcoming silences (maintenance windows), each with an "end now" button. */
+function mountSilences(root, ctx) {
+  const message = messageLine();
+  const out = h('section', { id: 'silences' });
+  const writer = can(ctx.user, 'silences.write');
+  let alive = true;
+
+  async function end(button, silence) {
+    const done = await busy(button, () => api(`/api/silences/${silence.id}`, { method: 'DELETE' }), message);
+    if (done) { await load(); showMessage(message, t('silences.ended'), 'ok'); }
+  }
+
+  async function load() {
+    const silences = await busy(null, () => api('/api/silences'), message);
+    if (!silences || !alive) return;
+    if (!silences.length) { fill(out, h('p', { class: 'muted' }, t('common.none'))); return; }
+    const headers = [t('silences.source'), t('silences.types'), t('silences.from'), t('silences.until'), t('silences.reason'), t('silences.by'), ''];
+    const rows = silences.map((x) => h('tr', { 'data-silence-id': String(x.id) }, [
+      x.originator,
+      x.types.length ? x.types.map((type) => label('alert.type', type)).join(', ') : t('silences.all_types'),
+      fmtTime(x.starts_at), fmtTime(x.ends_at), x.reason, x.created_by,
+      writer ? h('button', { type: 'button', class: 'end-silence', onclick: (e) => end(e.currentTarget, x) }, t('silences.end')) : '',
+    ].map((cell) => h('td', null, cell))));
+    fill(out, table(headers, rows, { class: 'grid', id: 'silence-table' }));
+  }
+
+  fill(root, message, out);
+  load();
+  return () => { alive = false; };
+}
