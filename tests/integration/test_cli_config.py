@@ -190,7 +190,7 @@ def test_gateway_refuses_a_placeholder_influx_token_in_production(tmp_path: Path
     config = GatewayConfig.model_validate(
         {
             "site": "campus",
-            "database": {"url": f"sqlite:///{tmp_path / 'g.db'}"},
+            "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
             "timeseries": {
                 "sqlite": {"path": str(tmp_path / "s.db")},
                 "influx": {
@@ -204,3 +204,54 @@ def test_gateway_refuses_a_placeholder_influx_token_in_production(tmp_path: Path
     )
     with pytest.raises(ValueError, match="placeholder"):
         build_gateway(config)
+
+
+def test_user_create_makes_the_first_admin_who_can_log_in(tmp_path: Path) -> None:
+    """`dormguard user create` (password from a file) makes an admin; weak passwords refused."""
+    import os
+
+    import yaml
+    from fastapi.testclient import TestClient
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"site": "campus", "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"}}
+        )
+    )
+    secret = tmp_path / "admin-password"
+    secret.write_text("correct horse battery staple\n")
+    base = [sys.executable, "-m", "edge.cli", "user", "create", "--config", str(config)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    made = subprocess.run(
+        [*base, "--username", "admin", "--role", "admin", "--password-file", str(secret)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    weak = tmp_path / "weak"
+    weak.write_text("changeme\n")
+    refused = subprocess.run(
+        [*base, "--username", "guard", "--role", "guard", "--password-file", str(weak)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "password" in refused.stderr.lower() and "Traceback" not in refused.stderr
+
+    from gateway.api import create_app
+    from tests.gatewaykit import make_services
+
+    services = make_services(tmp_path)  # over the same tmp_path/gateway.db
+    with TestClient(create_app(services)) as client:
+        answer = client.post(
+            "/api/auth/login",
+            json={"username": "admin", "password": "correct horse battery staple"},
+        )
+    assert answer.status_code == 200 and answer.json()["role"] == "admin"
