@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +64,8 @@ def subscriptions(site: str, group: str | None) -> list[tuple[str, int]]:
     subs.append((device_filter(site, DeviceChannel.AVAILABILITY), 1))
     subs.append((bridge_filter(site, BridgeChannel.AVAILABILITY), 1))
     subs.append((maybe_shared(bridge_filter(site, BridgeChannel.HEALTH)), 0))
-    subs.append((gateway_topic(site, GatewayChannel.ALERTS), 0))  # every replica: not shared
+    if group:  # replicas tell each other about alert changes: every replica, not shared
+        subs.append((gateway_topic(site, GatewayChannel.ALERTS), 0))
     return subs
 
 
@@ -89,7 +89,6 @@ class MqttIngest:
         *,
         password: str | None = None,
         batch_max: int = 2000,
-        batch_wait_s: float = 0.0,
     ) -> None:
         self._settings = settings
         self._site = site
@@ -97,7 +96,6 @@ class MqttIngest:
         self._process = process
         self._password = password
         self._batch_max = batch_max
-        self._batch_wait_s = batch_wait_s
         self._queue: queue.Queue[_Delivery | None] = queue.Queue()
         self._client: paho.Client | None = None
         self._worker: threading.Thread | None = None
@@ -234,19 +232,14 @@ class MqttIngest:
     # --- processing thread ----------------------------------------------------------------
 
     def _next_batch(self) -> list[_Delivery] | None:
+        """Wait for a message, then take whatever else has arrived (up to batch_max)."""
         first = self._queue.get()
         if first is None:
             return None
         batch = [first]
-        deadline = time.monotonic() + self._batch_wait_s
         while len(batch) < self._batch_max:
-            remaining = deadline - time.monotonic()
             try:
-                item = (
-                    self._queue.get(timeout=max(remaining, 0))
-                    if remaining > 0
-                    else (self._queue.get_nowait())
-                )
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is None:
@@ -260,23 +253,25 @@ class MqttIngest:
             batch = self._next_batch()
             if batch is None:
                 return
-            self._process_until_done(batch)
+            if not self._process_until_done(batch):
+                return  # stopping with the batch unstored: unacknowledged, so redelivered
             self._ack(batch)
 
-    def _process_until_done(self, batch: list[_Delivery]) -> None:
-        """Retry a failing batch (database down) with backoff: never ack what is not stored."""
+    def _process_until_done(self, batch: list[_Delivery]) -> bool:
+        """Retry a failing batch (database down) with backoff; False if we stop before it is
+        stored. Never ack what is not stored."""
         delay = 0.5
         while True:
             try:
                 self._process([d.inbound for d in batch])
                 self.batches += 1
-                return
+                return True
             except Exception as exc:  # database outage, disk full: keep the batch, retry
                 self.failures += 1
                 self.last_error = f"storing a batch failed: {type(exc).__name__}: {exc}"[:500]
                 log.exception("storing a batch of %d failed; retrying in %.1fs", len(batch), delay)
                 if self._stopping.wait(delay):
-                    return  # unacknowledged: the broker redelivers after restart
+                    return False
                 delay = min(delay * 2, 15.0)
 
     def _ack(self, batch: list[_Delivery]) -> None:

@@ -470,3 +470,44 @@ def test_hourly_upkeep_forgets_old_event_ids_and_expired_tokens(gateway: Gateway
     with gateway.services.sessions() as s:
         assert set(s.scalars(select(SeenEvent.event_id))) == {"new-event-000001"}
         assert s.scalars(select(ApiToken)).all() == []
+
+
+def test_a_batch_not_stored_when_ingest_stops_is_not_acknowledged(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Stopping during a database outage leaves the batch with the broker, which redelivers it."""
+    from gateway.config import GatewayMqttSettings
+    from gateway.ingest import MqttIngest
+    from gateway.pipeline import BatchOutcome, Inbound
+
+    settings = GatewayMqttSettings(port=broker.port)
+    client_id = f"gw-outage-{tmp_path.name[-10:]}"
+    attempts: list[str] = []
+
+    def database_down(batch: object) -> BatchOutcome:
+        attempts.append("tried")
+        raise RuntimeError("database is down")
+
+    first = MqttIngest(settings, "campus", client_id, database_down)
+    first.start()
+    assert first.wait_ready(10)
+    pub = Publisher(broker.port, client_id="outage-pub")
+    event = access_event(1)
+    pub.publish(event_topic(), event.to_bytes())
+    wait_until(lambda: bool(attempts), 10, "a storing attempt")
+    first.stop()
+
+    stored: list[Inbound] = []
+
+    def database_up(batch: list[Inbound]) -> BatchOutcome:
+        stored.extend(batch)
+        return BatchOutcome(stored=len(batch))
+
+    second = MqttIngest(settings, "campus", client_id, database_up)
+    second.start()
+    try:
+        wait_until(lambda: bool(stored), 10, "the redelivered event")
+    finally:
+        second.stop()
+        pub.stop()
+    assert event.event_id.encode() in stored[0].payload
