@@ -19,7 +19,7 @@ from gateway.config import GatewayConfig, check_secret
 from gateway.db import migrate, open_engine, session_factory
 from gateway.db.schema import ApiToken, Gate, LateReturn
 from gateway.db.schema import Presence as PresenceRow
-from gateway.domain.alerts import AlertRules, AlertType, Signal, gate_originator
+from gateway.domain.alerts import AlertRules, AlertType, Signal
 from gateway.domain.occupancy import Presence
 from gateway.domain.welfare import evaluate_welfare, reconcile_welfare
 from gateway.enrolment import EnrolmentService
@@ -27,10 +27,9 @@ from gateway.ingest import MqttIngest
 from gateway.pipeline import (
     BatchOutcome,
     Inbound,
-    Pipeline,
+    LocalPipeline,
     dedup_horizon,
     gate_key,
-    process_resilient,
     prune_seen,
 )
 from gateway.services import Clock, Services
@@ -88,21 +87,17 @@ EMBEDDED_MEASUREMENTS = frozenset({APPLIANCE, APPLIANCE_STATE, EDGE_HEALTH, BRID
 @dataclass
 class Gateway:
     services: Services
-    pipeline: Pipeline
     ingest: MqttIngest
-    rules: AlertRules
+    # Stores batches and runs the rules: here (LocalPipeline) or in a child process.
+    store: LocalPipeline | PipelineWorker
     _stop: threading.Event
     _maintenance: threading.Thread | None = None
-    worker: PipelineWorker | None = None
 
     def start(self, *, wait_broker_s: float = 0.0) -> None:
-        """Migrate, seed gates, start stores, the worker, ingest and maintenance."""
+        """Migrate, seed gates, start stores, the pipeline, ingest and maintenance."""
         migrate(self.services.engine)
         seed_gates(self.services)
-        if self.worker is not None:
-            self.worker.start()  # its own rules, seeded from the database
-        else:
-            restore_sequences(self.rules, self.services)
+        self.store.start()
         self.services.series_writer.start()
         if self.services.enrolment is not None:
             self.services.enrolment.start()
@@ -120,8 +115,7 @@ class Gateway:
         self.ingest.stop()
         if self._maintenance is not None:
             self._maintenance.join(10)
-        if self.worker is not None:
-            self.worker.stop()
+        self.store.stop()
         self.services.series_writer.flush(5.0)
         self.services.series_writer.close()
         self.services.engine.dispose()
@@ -129,10 +123,7 @@ class Gateway:
     def process(self, batch: Sequence[Inbound]) -> BatchOutcome:
         """One ingest batch: store it (here or in the worker process), then the side effects
         that need the commit first. Transient database failures raise: the ingest retries."""
-        if self.worker is not None:
-            out = self.worker.process(batch)
-        else:
-            out = process_resilient(self.pipeline, batch)
+        out = self.store.process(batch)
         self._after_commit(batch, out)
         return out
 
@@ -165,16 +156,10 @@ class Gateway:
             tick += 1.0
             try:
                 now = self.services.clock()
-                if self.worker is not None:
-                    self.services.alerts.broadcast(self.worker.tick(now))
-                    signals: list[Signal] = []
-                else:
-                    signals = list(self.rules.tick(now))
+                self.services.alerts.broadcast(self.store.tick(now))
                 if tick - last_welfare >= self.services.config.welfare_interval_s:
                     last_welfare = tick
-                    signals += self.welfare_signals(now)
-                if signals:
-                    self.services.alerts.apply(signals)
+                    self.services.alerts.apply(self.welfare_signals(now))
                 self.services.alerts.escalate_due()
                 if self.services.enrolment is not None:
                     self.services.enrolment.retry_pending()
@@ -243,16 +228,6 @@ def _alert_notices(services: Services) -> Callable[[list[AlertView]], None]:
                 return  # the stored alert is what counts; other consoles refetch on reconnect
 
     return tell
-
-
-def restore_sequences(rules: AlertRules, services: Services) -> None:
-    """Seed gap detection with each gate's last stored sequence number."""
-    with services.sessions() as session:
-        for gate in session.scalars(select(Gate).where(Gate.last_seq.is_not(None))):
-            assert gate.last_seq is not None
-            rules.restore_seq(
-                gate_originator(gate.site, gate.building, gate.gate_id), gate.last_seq
-            )
 
 
 def seed_gates(services: Services) -> None:
@@ -328,9 +303,13 @@ def build_gateway(
         series_reader=sqlite_store,
     )
     alerts.listeners.append(_alert_series(services.series_writer, now_fn))
-    alerts.listeners.append(_alert_notices(services))
-    rules = AlertRules(config.rules)
-    pipeline = Pipeline(services, rules, series_for_events=config.timeseries.influx is not None)
+    if config.mqtt.shared_group is not None:  # only replicas need each other's alert changes
+        alerts.listeners.append(_alert_notices(services))
+    store: LocalPipeline | PipelineWorker = (
+        PipelineWorker(config, db_password)
+        if config.ingest_worker
+        else LocalPipeline(services, AlertRules(config.rules))
+    )
     password = (
         _secret(config, config.mqtt.password.read(env), "mqtt.password")
         if config.mqtt.password
@@ -338,16 +317,13 @@ def build_gateway(
     )
     gw = Gateway(
         services=services,
-        pipeline=pipeline,
-        ingest=None,  # type: ignore[arg-type]
-        rules=rules,
+        ingest=None,  # type: ignore[arg-type]  # set below: it calls back into the gateway
+        store=store,
         _stop=threading.Event(),
     )
     gw.ingest = MqttIngest(
         config.mqtt, config.site, config.client_id, gw.process, password=password
     )
-    if config.ingest_worker:
-        gw.worker = PipelineWorker(config, db_password)
     if config.api.metrics_token is not None:
         services.metrics_token = _secret(
             config, config.api.metrics_token.read(env), "api.metrics_token"

@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,7 +58,7 @@ from gateway.domain.alerts import (
 )
 from gateway.services import Services
 from gateway.timeseries.base import Point
-from gateway.timeseries.mapping import points_for
+from gateway.timeseries.mapping import device_series_key, points_for
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +90,8 @@ class BatchOutcome:
 
 
 def merge_outcomes(a: BatchOutcome, b: BatchOutcome) -> BatchOutcome:
-    """Two halves' outcomes as one."""
-    return BatchOutcome(
-        stored=a.stored + b.stored,
-        duplicates=a.duplicates + b.duplicates,
-        dead_letters=a.dead_letters + b.dead_letters,
-        signals=a.signals + b.signals,
-        points=a.points + b.points,
-        gallery_acks=a.gallery_acks + b.gallery_acks,
-        command_results=a.command_results + b.command_results,
-        alerts_raised=a.alerts_raised + b.alerts_raised,
-        notices=a.notices + b.notices,
-        views=a.views + b.views,
-    )
+    """Two halves' outcomes as one (every field is a count or a list)."""
+    return BatchOutcome(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(a)})
 
 
 def process_resilient(pipeline: Pipeline, batch: Sequence[Inbound]) -> BatchOutcome:
@@ -134,9 +123,51 @@ def gate_key(site: str, building: str, gate_id: str) -> str:
     return f"{site}/{building}/{gate_id}"
 
 
-def device_key(site: str, building: str, room: str, device_id: str) -> str:
-    """The devices table key of one appliance."""
-    return f"{site}/{building}/{room}/{device_id}"
+# The devices table is keyed by the appliance's series key, so the console asks the series store
+# for a device's history with the row's own key.
+device_key = device_series_key
+
+
+def restore_sequences(rules: AlertRules, services: Services) -> None:
+    """Seed gap detection with each gate's last stored sequence number."""
+    with services.sessions() as session:
+        for gate in session.scalars(select(Gate).where(Gate.last_seq.is_not(None))):
+            assert gate.last_seq is not None
+            originator = gate_originator(gate.site, gate.building, gate.gate_id)
+            rules.restore_seq(originator, gate.last_seq)
+
+
+class LocalPipeline:
+    """The pipeline and its rules in this process: the interface of gateway.worker's worker.
+
+    ``process`` stores a batch; ``tick`` lets the rules expire their windows. Both return what
+    changed and leave broadcasting to the caller, after the commit.
+    """
+
+    def __init__(self, services: Services, rules: AlertRules) -> None:
+        self._services = services
+        self._rules = rules
+        series_for_events = services.config.timeseries.influx is not None
+        self._pipeline = Pipeline(services, rules, series_for_events=series_for_events)
+
+    def start(self) -> None:
+        """Seed the rules from the database."""
+        restore_sequences(self._rules, self._services)
+
+    def process(self, batch: Sequence[Inbound]) -> BatchOutcome:
+        """Store one batch (isolating a message the database refuses)."""
+        return process_resilient(self._pipeline, batch)
+
+    def tick(self, now: datetime) -> list[AlertView]:
+        """Apply the alerts the rules' time-driven checks raise or clear; the changed ones."""
+        signals = self._rules.tick(now)
+        if not signals:
+            return []
+        with self._services.sessions.begin() as session:
+            return self._services.alerts.apply_in(session, signals)
+
+    def stop(self) -> None:
+        """Nothing to release: the engine belongs to the gateway."""
 
 
 class Pipeline:
@@ -397,7 +428,7 @@ class _Work:
         self.seen: list[dict[str, Any]] = []
         self.access: list[dict[str, Any]] = []
         self.late: list[dict[str, Any]] = []
-        self.presence: dict[tuple[str, str], occupancy.Presence | None] = {}
+        self.presence: dict[tuple[str, str], occupancy.Presence] = {}
         self.moved: set[tuple[str, str]] = set()
         self.gates: dict[str, Gate] = {}
         # Rows added in this batch: with autoflush off, session.get would not see them.
@@ -412,8 +443,9 @@ class _Work:
             for m in models
             if isinstance(m, AccessEvent) and m.decision == "granted" and m.person_id
         }
-        for start in range(0, len(people), 500):
-            chunk = sorted(people)[start : start + 500]
+        ordered = sorted(people)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
             columns = select(
                 PresenceRow.person_id,
                 PresenceRow.building,
@@ -474,20 +506,7 @@ class _Work:
             _bulk_insert(session, _table(AccessRecord), self.access)
         if self.late:
             _upsert(session, LateReturn, self.late, ["event_id"], [])
-        rows = []
-        for key in self.moved:
-            p = self.presence[key]
-            assert p is not None
-            rows.append(
-                {
-                    "person_id": p.person_id,
-                    "building": p.building,
-                    "inside": p.inside,
-                    "since": p.since,
-                    "gate_id": p.gate_id,
-                    "irregular": p.irregular,
-                }
-            )
+        rows = [asdict(self.presence[key]) for key in self.moved]
         if rows:
             _upsert(
                 session,

@@ -124,10 +124,10 @@ def _worker_main(config: GatewayConfig, db_password: str | None, conn: Connectio
 
     from contracts.models import utc_now
     from gateway.alerting import AlertService
-    from gateway.app import FanOutWriter, restore_sequences
+    from gateway.app import FanOutWriter
     from gateway.db import open_engine, session_factory
     from gateway.domain.alerts import AlertRules
-    from gateway.pipeline import Pipeline, process_resilient
+    from gateway.pipeline import LocalPipeline
     from gateway.services import Services
 
     logging.basicConfig(
@@ -136,19 +136,17 @@ def _worker_main(config: GatewayConfig, db_password: str | None, conn: Connectio
     try:
         engine = open_engine(config.database.url, password=db_password)
         sessions = session_factory(engine)
-        alerts = AlertService(sessions, utc_now, config.escalation)
         services = Services(
             config=config,
             engine=engine,
             sessions=sessions,
             clock=utc_now,
-            alerts=alerts,
+            alerts=AlertService(sessions, utc_now, config.escalation),
             series_writer=FanOutWriter([]),
             series_reader=None,  # type: ignore[arg-type]  # the worker answers no queries
         )
-        rules = AlertRules(config.rules)
-        restore_sequences(rules, services)
-        pipeline = Pipeline(services, rules, series_for_events=config.timeseries.influx is not None)
+        store = LocalPipeline(services, AlertRules(config.rules))
+        store.start()
     except Exception as exc:  # report why, then exit
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -166,12 +164,11 @@ def _worker_main(config: GatewayConfig, db_password: str | None, conn: Connectio
         try:
             if kind == "batch":
                 batch = [Inbound(topic, payload, retain) for topic, payload, retain in body]
-                out = process_resilient(pipeline, batch)
+                out = store.process(batch)
                 out.signals = []  # not needed by the gateway: keep the reply small
                 conn.send(("ok", out))
             elif kind == "tick":
-                signals = list(rules.tick(body))
-                conn.send(("ok", alerts.apply(signals) if signals else []))
+                conn.send(("ok", store.tick(body)))
             else:
                 conn.send(("error", f"unknown request {kind!r}"))
         except (OperationalError, InterfaceError) as exc:
