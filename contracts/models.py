@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+# 2: commands and gallery updates carry a signature; gates report SecurityEvents.
+SCHEMA_VERSION = 2
 
 
 def _utc(value: datetime) -> datetime:
@@ -131,12 +132,29 @@ class Heartbeat(Event):
     rejected_messages: int = Field(default=0, ge=0, description="invalid inputs skipped so far")
 
 
+class Signature(BaseModel):
+    """The gateway's Ed25519 signature over the topic and the rest of the payload.
+
+    ``contracts/signing.py`` says exactly what is covered; the gate refuses a command or gallery
+    update without a signature by a key it trusts.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: str = Field(min_length=1, max_length=64, description="16 hex digits naming the key")
+    nonce: str = Field(min_length=16, max_length=64, description="random, never used twice")
+    value: str = Field(max_length=128, description="the Ed25519 signature, base64")
+
+
 class GalleryUpdate(Event):
-    """A new gallery version for a gate: the encrypted bundle, base64 (AES-256-GCM)."""
+    """A new gallery version for a gate: the encrypted bundle, base64 (AES-256-GCM), signed."""
 
     version: int = Field(ge=1)
     correlation_id: str = Field(min_length=1, max_length=64)
     blob_b64: str = Field(min_length=1)
+    signature: Signature | None = Field(
+        default=None, description="required by gates; optional here so a gate can report it"
+    )
 
 
 class GalleryAck(Event):
@@ -156,6 +174,9 @@ class Command(Event):
     command: Literal["unlock", "lock", "hold_open", "release", "ping"]
     duration_s: float | None = Field(default=None, gt=0, le=24 * 3600)
     reason: str = ""
+    signature: Signature | None = Field(
+        default=None, description="required by gates; optional here so a gate can report it"
+    )
 
 
 class CommandResult(Event):
@@ -164,6 +185,19 @@ class CommandResult(Event):
     correlation_id: str
     ok: bool
     detail: str = ""
+
+
+class SecurityEvent(Event):
+    """A gate refused a command or gallery update as forged or replayed (raises an alert)."""
+
+    site: str
+    building: str
+    gate_id: str
+    kind: Literal["unsigned", "unknown_key", "bad_signature", "replayed", "future_dated"]
+    target: Literal["command", "gallery"]
+    detail: str = Field(default="", max_length=500)
+    command: str | None = Field(default=None, max_length=32, description="what it asked for")
+    seq: int | None = Field(default=None, ge=1, description="as AccessEvent.seq")
 
 
 class CardSwipe(Event):

@@ -21,6 +21,7 @@ from contracts.models import (
     GalleryAck,
     GalleryUpdate,
     Heartbeat,
+    SecurityEvent,
     WireModel,
 )
 from contracts.topics import BridgeChannel, DeviceChannel, GateChannel, GatewayChannel, parse_topic
@@ -35,6 +36,7 @@ GATE_MODELS: dict[GateChannel, type[WireModel]] = {
     GateChannel.COMMAND: Command,
     GateChannel.COMMAND_RESULT: CommandResult,
     GateChannel.CARD: CardSwipe,
+    GateChannel.SECURITY: SecurityEvent,
 }
 
 

@@ -30,6 +30,7 @@ class GateChannel(StrEnum):
     GALLERY_ACK = "gallery/ack"  # gate -> gateway
     COMMAND = "command"  # gateway -> gate, QoS 1
     COMMAND_RESULT = "command/result"  # gate -> gateway, QoS 1
+    SECURITY = "security"  # forged/replayed commands the gate refused, gate -> gateway, QoS 1
     CARD = "card"  # card reader / keypad -> gate, QoS 1
     CONTACT = "contact"  # door contact sensor -> gate
 

@@ -127,18 +127,49 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_gallery_keygen(args: argparse.Namespace) -> int:
-    from edge.gate.gallery import generate_key
-
-    out = Path(args.out)
-    if out.exists() and not args.force:
+def _write_secret(out: Path, text: str, force: bool) -> bool:
+    """Write a key file readable by its owner only; False (and a message) if it exists."""
+    if out.exists() and not force:
         print(f"{out} exists; use --force to replace it", file=sys.stderr)
-        return 2
+        return False
     out.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(generate_key() + "\n")
-    print(f"wrote a new gallery key to {out} (mode 600)")
+        fh.write(text + "\n")
+    return True
+
+
+def _cmd_gallery_keygen(args: argparse.Namespace) -> int:
+    from edge.gate.gallery import generate_key
+
+    if not _write_secret(Path(args.out), generate_key(), args.force):
+        return 2
+    print(f"wrote a new gallery key to {args.out} (mode 600)")
+    return 0
+
+
+def _cmd_keys_generate(args: argparse.Namespace) -> int:
+    from contracts.signing import MessageSigner, generate_private_key_text, parse_private_key
+
+    text = generate_private_key_text()
+    if not _write_secret(Path(args.out), text, args.force):
+        return 2
+    signer = MessageSigner(parse_private_key(text))
+    print(f"wrote a new command signing key to {args.out} (mode 600), key id {signer.key_id}")
+    print("gateway: command_signing.private_key.file: " + args.out)
+    print(f"gates:   command_auth.trusted_keys: [{signer.public_key}]")
+    return 0
+
+
+def _cmd_keys_public(args: argparse.Namespace) -> int:
+    from contracts.signing import MessageSigner, parse_private_key
+
+    try:
+        signer = MessageSigner(parse_private_key(Path(args.key).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        print(f"{args.key}: {exc}", file=sys.stderr)
+        return 2
+    print(signer.public_key)
     return 0
 
 
@@ -183,7 +214,12 @@ def _cmd_simulate_devices(args: argparse.Namespace) -> int:
         faults = parse_fault_args(args.fault or [])
         settings = MqttSettings(host=args.host, port=args.port, protocol="3.1.1")
         return run_simulation(
-            settings, args.rooms, speed=args.speed, duration_s=args.duration, faults=faults
+            settings,
+            args.rooms,
+            speed=args.speed,
+            duration_s=args.duration,
+            faults=faults,
+            credentials=Path(args.credentials) if args.credentials else None,
         )
     except ValueError as exc:
         print(f"dormguard simulate devices: {exc}", file=sys.stderr)
@@ -217,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rooms", type=int, default=1)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1883)
+    p.add_argument(
+        "--credentials",
+        help="folder of <device id>.password files (deploy/mosquitto/issue-credentials.py "
+        "clients/): each device logs in with its own account",
+    )
     p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
     p.add_argument("--duration", type=float, help="stop after this many real seconds")
     p.add_argument(
@@ -247,6 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--version", type=int, default=1)
     p.set_defaults(func=_cmd_gallery_build)
+
+    keys = sub.add_parser("keys", help="the gateway's command signing key (Ed25519)")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    p = ksub.add_parser("generate", help="create a signing key; prints the gates' trusted key")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=_cmd_keys_generate)
+    p = ksub.add_parser("public", help="print the public key of a signing key file")
+    p.add_argument("--key", required=True)
+    p.set_defaults(func=_cmd_keys_public)
 
     from gateway.cli import add_commands
 

@@ -30,6 +30,7 @@ import yaml
 
 from contracts.models import Availability, CardSwipe, DeviceState
 from contracts.registry import PayloadError, parse_message
+from contracts.signing import MessageSigner, generate_private_key_text, parse_private_key
 from contracts.topics import (
     BridgeChannel,
     DeviceChannel,
@@ -56,6 +57,10 @@ from edge.samples import gate_frame, noise_frame, sample_photos_dir
 from edge.settings import MqttSettings
 
 log = logging.getLogger(__name__)
+
+CREDENTIALS_SCRIPT = (
+    Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "issue-credentials.py"
+)
 
 SITE, BUILDING, GATE = "demo-campus", "b1", "east-entrance"
 STUDENT, CARD_USER = "s2024001", "s2024002"
@@ -113,18 +118,110 @@ def _prepare(workdir: Path) -> Path:
     return workdir / "gallery.bin"
 
 
-def _config(workdir: Path, port: int) -> Path:
+class _Accounts:
+    """The demo's broker accounts, issued as production issues them (deploy/mosquitto).
+
+    Every run makes a fresh inventory, CA, passwords and ACL with issue-credentials.py, and the
+    demo's broker refuses anonymous clients: each part logs in with its own account and may
+    touch only its own topics. The console printout reads like a gateway replica does.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.clients = workdir / "clients"
+        self.gateway = f"gateway-{SITE}-gw1"
+        self.console = f"gateway-{SITE}-console"
+        self.gate = f"gate-{SITE}-{BUILDING}-{GATE}"
+        self.reader = f"reader-{SITE}-{BUILDING}-{GATE}"
+        self.bridge = f"bridge-{SITE}-{BRIDGE}"
+
+    @property
+    def password_file(self) -> Path:
+        return self.workdir / "broker" / "passwd"
+
+    @property
+    def acl_file(self) -> Path:
+        return self.workdir / "broker" / "acl"
+
+    def issue(self) -> None:
+        """Run issue-credentials.py on the demo's site; RuntimeError with its output on failure."""
+        if not CREDENTIALS_SCRIPT.exists():
+            raise RuntimeError(f"{CREDENTIALS_SCRIPT} is missing: run the demo from a checkout")
+        devices = plan_rooms(1, building=BUILDING, faults=ROOM_FAULTS)
+        inventory = {
+            "site": SITE,
+            "broker": {"hostnames": ["localhost"], "ips": ["127.0.0.1"]},
+            "gateways": [{"replica": "gw1"}, {"replica": "console"}],
+            "gates": [{"building": BUILDING, "gate_id": GATE, "card_reader": True}],
+            "bridges": [
+                {
+                    "bridge_id": BRIDGE,
+                    "devices": [
+                        {"id": d.device_id, "firmware": d.firmware.value, "topic": d.topic}
+                        for d in devices
+                    ],
+                }
+            ],
+        }
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / "site.json"
+        path.write_text(json.dumps(inventory, indent=2))
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(CREDENTIALS_SCRIPT),
+                "--inventory",
+                str(path),
+                "--out",
+                str(self.workdir),
+                "--broker-owner",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"issuing the demo's broker credentials failed: {done.stderr}")
+
+    def settings(self, user: str, port: int) -> dict[str, Any]:
+        """The `mqtt:` section of a daemon logging in as ``user``."""
+        return {
+            "host": "127.0.0.1",
+            "port": port,
+            "username": user,
+            "password": {"file": str(self.clients / f"{user}.password")},
+        }
+
+    def link(self, user: str, port: int) -> MqttLink:
+        """An MQTT link of the demo process itself, logged in as ``user``."""
+        settings = MqttSettings.model_validate(self.settings(user, port))
+        assert settings.password is not None
+        return MqttLink(settings, client_id=f"demo-{user}", password=settings.password.read())
+
+
+def _signing_key(workdir: Path) -> tuple[Path, str]:
+    """A fresh command signing key for this run: its file and the public key gates trust."""
+    path = workdir / "signing.key"
+    text = generate_private_key_text()
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path, MessageSigner(parse_private_key(text)).public_key
+
+
+def _config(workdir: Path, port: int, accounts: _Accounts, trusted_key: str) -> Path:
     config: dict[str, Any] = {
         "site": SITE,
         "building": BUILDING,
         "gate": {"id": GATE, "direction": "in"},
-        "mqtt": {"host": "127.0.0.1", "port": port},
+        "mqtt": accounts.settings(accounts.gate, port),
         "source": {"kind": "folder", "target": str(workdir / "camera"), "fps": 10},
         "gallery": {
             "path": str(workdir / "gallery.bin"),
             "key": {"file": str(workdir / "gallery.key")},
         },
         "outbox": {"path": str(workdir / "outbox.db")},
+        "command_auth": {"trusted_keys": [trusted_key]},
         "door": {"kind": "simulated", "open_time_s": 2.0},
         "heartbeat_s": 5.0,
     }
@@ -148,12 +245,12 @@ def _scaled_thresholds(speed: float) -> dict[str, dict[str, float]]:
     return types
 
 
-def _bridge_config(workdir: Path, port: int) -> Path:
+def _bridge_config(workdir: Path, port: int, accounts: _Accounts) -> Path:
     """The service room's bridge config (the same room `dormguard simulate devices` plans)."""
     config: dict[str, Any] = {
         "site": SITE,
         "bridge_id": BRIDGE,
-        "mqtt": {"host": "127.0.0.1", "port": port},
+        "mqtt": accounts.settings(accounts.bridge, port),
         "devices": bridge_device_entries(plan_rooms(1, building=BUILDING, faults=ROOM_FAULTS)),
         "types": _scaled_thresholds(SIM_SPEED),
         "tick_s": 0.2,
@@ -172,15 +269,16 @@ class _ServiceRoom:
     quiet pause past the compressed stop hold.
     """
 
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path, port: int, accounts: _Accounts) -> None:
         self.workdir = workdir
         self.port = port
+        self.accounts = accounts
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._reported: set[str] = set()
 
     def start_bridge(self) -> None:
         """Start `dormguard devices` on the room's bridge config."""
-        config = _bridge_config(self.workdir, self.port)
+        config = _bridge_config(self.workdir, self.port, self.accounts)
         self._spawn("device bridge", "devices", "--config", str(config))
 
     def start_simulator(self) -> None:
@@ -194,6 +292,8 @@ class _ServiceRoom:
             "1",
             "--port",
             str(self.port),
+            "--credentials",
+            str(self.accounts.clients),
             "--speed",
             str(SIM_SPEED),
             *faults,
@@ -296,28 +396,42 @@ def run_demo(duration: float | None) -> int:
     stop_on_signals(stop.set)
     with tempfile.TemporaryDirectory(prefix="dormguard-demo-") as tmp:
         workdir = Path(tmp)
-        broker = LocalBroker(workdir / "mosquitto")
+        accounts = _Accounts(workdir / "credentials")
+        accounts.issue()
+        signing_key, trusted_key = _signing_key(workdir)
+        broker = LocalBroker(
+            workdir / "mosquitto",
+            password_file=accounts.password_file,
+            acl_file=accounts.acl_file,
+        )
         broker.start()
         monitor = _Monitor()
-        watcher = MqttLink(MqttSettings(port=broker.port), client_id="demo-console")
+        watcher = accounts.link(accounts.console, broker.port)
+        reader = accounts.link(accounts.reader, broker.port)
         for channel in (GateChannel.EVENT, GateChannel.DOOR, GateChannel.HEARTBEAT):
             watcher.subscribe(gate_filter(SITE, channel), monitor)
         watcher.subscribe(device_filter(SITE, DeviceChannel.STATE), monitor)
         watcher.subscribe(bridge_topic(SITE, BRIDGE, BridgeChannel.AVAILABILITY), monitor)
         watcher.start()
-        room = _ServiceRoom(workdir, broker.port)
+        reader.start()
+        room = _ServiceRoom(workdir, broker.port, accounts)
         daemon = None
         runner = None
         gateway = None
         try:
-            from gateway.demo import DEMO_USERS, start_demo_gateway
+            from gateway.demo import start_demo_gateway
 
             (workdir / "gateway").mkdir()
             gateway = start_demo_gateway(
-                workdir / "gateway", broker.port, site=SITE, building=BUILDING, gate_id=GATE
+                workdir / "gateway",
+                accounts.settings(accounts.gateway, broker.port),
+                signing_key,
+                site=SITE,
+                building=BUILDING,
+                gate_id=GATE,
             )
             print(f"console: {gateway.url}  (logins: ", end="")
-            print(", ".join(f"{user} / {password}" for user, password, _ in DEMO_USERS) + ")")
+            print(", ".join(f"{x.username} / {x.password}" for x in gateway.logins) + ")")
             # The room first: it runs while the gate's gallery and camera frames are prepared.
             room.start_bridge()
             if not monitor.bridge_online.wait(30):
@@ -330,13 +444,18 @@ def run_demo(duration: float | None) -> int:
             )
             print("dormguard demo: preparing sample gallery and camera frames ...")
             _prepare(workdir)
-            config = load_yaml_model(_config(workdir, broker.port), GateConfig)
+            config = load_yaml_model(
+                _config(workdir, broker.port, accounts, trusted_key), GateConfig
+            )
             daemon = build_gate(config)
             daemon.engine.start()  # type: ignore[attr-defined]
             daemon.start()
             runner = threading.Thread(target=daemon.run, name="gate", daemon=True)
             runner.start()
-            print(f"broker: mqtt://127.0.0.1:{broker.port}  gate: {SITE}/{BUILDING}/{GATE}")
+            print(
+                f"broker: mqtt://127.0.0.1:{broker.port} (no anonymous access; accounts in "
+                f"{accounts.clients})  gate: {SITE}/{BUILDING}/{GATE}"
+            )
             print("camera: a looping sequence (student walks up, leaves, a stranger walks up)")
             print("press Ctrl-C to stop" if duration is None else f"running for {duration:.0f} s")
             card_topic = gate_topic(GateAddress(SITE, BUILDING, GATE), GateChannel.CARD)
@@ -348,7 +467,7 @@ def run_demo(duration: float | None) -> int:
                     break
                 if now >= next_swipe:
                     swipe = CardSwipe(producer="demo-reader", card_uid=CARD_UID)
-                    watcher.publish(card_topic, swipe.to_bytes(), qos=1)
+                    reader.publish(card_topic, swipe.to_bytes(), qos=1)
                     next_swipe = now + 15.0
                 room.check()
                 stop.wait(0.2)
@@ -366,6 +485,7 @@ def run_demo(duration: float | None) -> int:
                 stored = {**gateway.counts(), "alert_types": gateway.alert_types()}
                 gateway.stop()
             watcher.stop(announce_offline=False)
+            reader.stop(announce_offline=False)
             broker.stop()
     report = {**monitor.report(), **stored}
     if duration is not None:

@@ -1,4 +1,7 @@
-"""A private mosquitto for the demo and tests: generated config, free loopback port."""
+"""A private mosquitto for the demo and tests: generated config, free loopback port.
+
+The demo runs it with per-client passwords and the production ACL; most tests run it open.
+"""
 
 from __future__ import annotations
 
@@ -30,10 +33,20 @@ def mosquitto_binary() -> str:
 class LocalBroker:
     """mosquitto on 127.0.0.1:<port> with its persistence and log in `workdir`."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        extra_conf: str = "",
+        *,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.extra_conf = extra_conf
+        self.password_file = password_file
+        self.acl_file = acl_file
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
@@ -41,9 +54,15 @@ class LocalBroker:
         binary = mosquitto_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
+        # With a password file the broker runs as production does: no anonymous clients, each
+        # with its own account, the ACL limiting each to its own topics (deploy/mosquitto).
+        secured = self.password_file is not None
         lines = [
+            "per_listener_settings false",
+            f"allow_anonymous {'false' if secured else 'true'}",
+            *([f"password_file {self.password_file}"] if secured else []),
+            *([f"acl_file {self.acl_file}"] if self.acl_file is not None else []),
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
             "persistence true",
             f"persistence_location {self.workdir}/",
             f"log_dest file {self.workdir}/mosquitto.log",

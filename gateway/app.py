@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 
 from contracts.models import AlertNotice, utc_now
+from contracts.signing import MessageSigner, parse_private_key
 from contracts.topics import GatewayChannel, gateway_topic
 from gateway.alerting import AlertService, AlertView
 from gateway.commands import CommandService
@@ -330,14 +331,29 @@ def build_gateway(
         )
     services.publisher = gw.ingest
     services.ingest_connected = gw.ingest.connected
-    services.commands = CommandService(sessions, now_fn, gw.ingest)
+    signer = _signer(config, env)
+    services.commands = CommandService(sessions, now_fn, gw.ingest, signer)
     if config.enrolment is not None:
-        services.enrolment = _build_enrolment(config, services, env)
+        services.enrolment = _build_enrolment(config, services, env, signer)
     return gw
 
 
+def _signer(config: GatewayConfig, env: dict[str, str]) -> MessageSigner | None:
+    """The key that signs commands and galleries; ValueError names the setting, not the key."""
+    if config.command_signing is None:
+        log.warning("no command_signing key: gates will refuse this gateway's commands")
+        return None
+    text = config.command_signing.private_key.read(env)
+    try:
+        signer = MessageSigner(parse_private_key(text))
+    except ValueError as exc:
+        raise ValueError(f"command_signing.private_key: {exc}") from None
+    log.info("commands and galleries signed with key %s", signer.key_id)
+    return signer
+
+
 def _build_enrolment(
-    config: GatewayConfig, services: Services, env: dict[str, str]
+    config: GatewayConfig, services: Services, env: dict[str, str], signer: MessageSigner | None
 ) -> EnrolmentService:
     from edge.gate.faces import DlibFaceEngine
     from edge.gate.gallery import load_key
@@ -361,6 +377,7 @@ def _build_enrolment(
         services.publisher,
         gallery_key,
         template_key,
+        signer=signer,
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.models import Command, CommandResult
+from contracts.signing import MessageSigner
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from gateway.db.schema import Gate, GateCommand
 from gateway.services import Clock, Publisher
@@ -37,7 +38,7 @@ class UnknownGateError(LookupError):
 
 
 class BrokerUnavailableError(ConnectionError):
-    """The command could not be handed to the MQTT broker now."""
+    """The command cannot be sent now: no broker link, the broker refused it, or no signing key."""
 
 
 class CommandView(BaseModel):
@@ -87,11 +88,16 @@ class CommandService:
     """Publishes gate commands through the gateway's MQTT link and records them."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], clock: Clock, publisher: Publisher | None
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        publisher: Publisher | None,
+        signer: MessageSigner | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._publisher = publisher
+        self._signer = signer
 
     def issue(
         self,
@@ -182,6 +188,10 @@ class CommandService:
     # --- internals ------------------------------------------------------------------------
 
     def _require_publisher(self) -> Publisher:
+        if self._signer is None:
+            raise BrokerUnavailableError(
+                "no command_signing key is configured: gates refuse unsigned commands"
+            )
         if self._publisher is None:
             raise BrokerUnavailableError(
                 "no MQTT connection to the gates: the gateway runs without a broker link"
@@ -224,8 +234,9 @@ class CommandService:
             )
             session.add(row)
         topic = gate_topic(target.address, GateChannel.COMMAND)
+        assert self._signer is not None  # checked by _require_publisher
         try:
-            publisher.publish(topic, message.to_bytes(), qos=1, retain=False)
+            publisher.publish(topic, self._signer.sign(topic, message), qos=1, retain=False)
         except ConnectionError as exc:
             with self._sessions.begin() as session:
                 failed = session.get(GateCommand, message.correlation_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 
 from contracts.topics import check_segment
 from edge.settings import MqttSettings, Secret, StrictModel
@@ -100,7 +100,29 @@ class ApiSettings(StrictModel):
         "else); without it /metrics needs an admin or auditor login",
     )
     login_max_failures: int = Field(
-        default=10, ge=1, description="failed logins per user per 15 min before a lockout"
+        default=5,
+        ge=1,
+        description="failed logins from one address (and for one account from one address) that "
+        "cost no wait; each further one doubles the wait before the next try, from 1 s up to 5 "
+        "min (an account from everywhere: up to 30 s); see docs/decisions/0007",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="reverse proxies (addresses or networks) whose X-Forwarded-For names the "
+        "client for login throttling; empty: the connection's own address, X-Forwarded-For "
+        "ignored",
+    )
+    ws_auth_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="how long a new live-alert WebSocket may take to send its first message "
+        '{"type": "auth", "token": ...} before it is closed with 4401',
+    )
+    ws_token_in_url: bool = Field(
+        default=False,
+        description="also accept the login token as ?token= on the live-alert WebSocket, for "
+        "old clients only: proxies and access logs record URLs, so tokens leak",
     )
 
 
@@ -140,6 +162,14 @@ class EnrolmentSettings(StrictModel):
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
 
+class SigningSettings(StrictModel):
+    private_key: Secret = Field(
+        description="the gateway's Ed25519 key that signs gate commands and galleries: base64 "
+        "of the 32-byte seed or a PKCS#8 PEM (dormguard keys generate); gates trust its "
+        "public half (command_auth.trusted_keys)"
+    )
+
+
 class GatewayConfig(StrictModel):
     site: str
     mode: Literal["production", "development"] = Field(
@@ -155,6 +185,11 @@ class GatewayConfig(StrictModel):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
     welfare: WelfareConfig = Field(default_factory=WelfareConfig)
+    command_signing: SigningSettings | None = Field(
+        default=None,
+        description="signs commands and gallery updates; without it no gate obeys this gateway "
+        "(required in production)",
+    )
     enrolment: EnrolmentSettings | None = Field(
         default=None, description="needed to enrol faces and push galleries to gates"
     )
@@ -174,6 +209,15 @@ class GatewayConfig(StrictModel):
     @classmethod
     def _site(cls, v: str) -> str:
         return check_segment(v, "site")
+
+    @model_validator(mode="after")
+    def _signing_in_production(self) -> Self:
+        if self.mode == "production" and self.command_signing is None:
+            raise ValueError(
+                "command_signing is required in production: gates refuse unsigned commands and "
+                "galleries (create a key with: dormguard keys generate --out FILE)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _known_buildings(self) -> Self:

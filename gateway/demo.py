@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -14,12 +17,22 @@ from gateway.app import Gateway, build_gateway
 from gateway.config import GatewayConfig
 from gateway.db.schema import AccessRecord, AlertRow, Device
 
-# Development mode only: fixed, printed logins for the people trying the demo.
-DEMO_USERS = (
-    ("admin", "admin-demo-2024", "admin"),
-    ("guard", "guard-demo-2024", "guard"),
-    ("facilities", "facilities-demo-2024", "facilities"),
-)
+DEMO_ROLES = ("admin", "guard", "facilities")
+"""The demo's logins, one per role and named after it; passwords are new on every run."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoLogin:
+    username: str
+    password: str
+    role: str
+
+
+def new_demo_logins(
+    password: Callable[[], str] = lambda: secrets.token_urlsafe(12),
+) -> tuple[DemoLogin, ...]:
+    """One login per demo role, each with a fresh random password (16 URL-safe characters)."""
+    return tuple(DemoLogin(role, password(), role) for role in DEMO_ROLES)
 
 
 def _api_port(preferred: int = 8080) -> int:
@@ -38,6 +51,7 @@ def _api_port(preferred: int = 8080) -> int:
 class DemoGateway:
     gateway: Gateway
     url: str
+    logins: tuple[DemoLogin, ...]
     _server: object
     _thread: threading.Thread
 
@@ -65,9 +79,22 @@ class DemoGateway:
 
 
 def start_demo_gateway(
-    workdir: Path, broker_port: int, *, site: str, building: str, gate_id: str
+    workdir: Path,
+    mqtt: dict[str, Any],
+    signing_key: Path,
+    *,
+    site: str,
+    building: str,
+    gate_id: str,
 ) -> DemoGateway:
-    """Start a development-mode gateway on SQLite files in ``workdir`` with its API and console."""
+    """Start a development-mode gateway on SQLite files in ``workdir`` with its API and console.
+
+    ``mqtt`` is its broker section (its own account), ``signing_key`` the key file its commands
+    and galleries are signed with.
+
+    The logins (``DemoGateway.logins``) get new random passwords on every call: a demo left
+    running on a shared machine cannot be opened with a password published anywhere.
+    """
     import uvicorn
 
     from gateway.api import create_app
@@ -78,7 +105,8 @@ def start_demo_gateway(
         {
             "site": site,
             "mode": "development",
-            "mqtt": {"host": "127.0.0.1", "port": broker_port, "client_id": "demo-gateway"},
+            "mqtt": {**mqtt, "client_id": "demo-gateway"},
+            "command_signing": {"private_key": {"file": str(signing_key)}},
             "database": {"url": f"sqlite:///{workdir / 'gateway.db'}"},
             "timeseries": {"sqlite": {"path": str(workdir / "series.db")}},
             "api": {"host": "127.0.0.1", "port": port},
@@ -90,9 +118,10 @@ def start_demo_gateway(
     )
     gw = build_gateway(config)
     gw.start(wait_broker_s=10)
+    logins = new_demo_logins()
     with gw.services.sessions.begin() as session:
-        for username, password, role in DEMO_USERS:
-            create_user(session, username, password, role, mode="development")
+        for login in logins:
+            create_user(session, login.username, login.password, login.role, mode="development")
     server = uvicorn.Server(
         uvicorn.Config(create_app(gw.services), host="127.0.0.1", port=port, log_level="warning")
     )
@@ -104,4 +133,4 @@ def start_demo_gateway(
     if not server.started:
         gw.stop()
         raise RuntimeError(f"the demo's API did not start on port {port}")
-    return DemoGateway(gw, f"http://127.0.0.1:{port}/", server, thread)
+    return DemoGateway(gw, f"http://127.0.0.1:{port}/", logins, server, thread)

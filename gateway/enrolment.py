@@ -53,6 +53,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.models import GalleryAck, GalleryUpdate
+from contracts.signing import MessageSigner
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.credentials import normalize_card_uid
 from edge.gate.enrol import measure_photo, quality_problem
@@ -445,8 +446,10 @@ class EnrolmentService:
         retry_after_s: float = 10.0,
         resend_unacked_after_s: float = 300.0,
         producer: str | None = None,
+        signer: MessageSigner | None = None,
     ) -> None:
         self._sessions = sessions
+        self._signer = signer
         self._clock = clock
         self._settings = settings
         self._site = site
@@ -857,12 +860,13 @@ class EnrolmentService:
             correlation_id=delivery.correlation_id,
             blob_b64=base64.b64encode(blob).decode("ascii"),
         )
+        if self._signer is None:
+            return "no command_signing key is configured: gates refuse unsigned galleries"
+        topic = gate_topic(address, GateChannel.GALLERY)
         try:
             if self._publisher is None:
                 raise ConnectionError("no MQTT publisher configured")
-            self._publisher.publish(
-                gate_topic(address, GateChannel.GALLERY), update.to_bytes(), qos=1, retain=True
-            )
+            self._publisher.publish(topic, self._signer.sign(topic, update), qos=1, retain=True)
         except OSError as exc:  # ConnectionError and socket errors: the broker cannot take it now
             log.warning(
                 "gallery version %s for gate %s kept for retry: %s",

@@ -48,6 +48,7 @@ _SHARED_GATE = (
     GateChannel.HEARTBEAT,
     GateChannel.GALLERY_ACK,
     GateChannel.COMMAND_RESULT,
+    GateChannel.SECURITY,
 )
 
 

@@ -31,6 +31,7 @@ from contracts.models import (
     DoorEvent,
     GalleryAck,
     Heartbeat,
+    SecurityEvent,
     WireModel,
 )
 from contracts.registry import PayloadError, parse_message
@@ -294,6 +295,11 @@ class Pipeline:
             out.signals += self._sequence(
                 work, model.site, model.building, model.gate_id, model.seq
             )
+        elif isinstance(model, SecurityEvent):
+            out.signals += rules.on_security(model, now)
+            out.signals += self._sequence(
+                work, model.site, model.building, model.gate_id, model.seq
+            )
         elif isinstance(model, Availability):
             out.signals += self._availability(work, topic, model)
         elif isinstance(model, Heartbeat):
@@ -412,7 +418,7 @@ class Pipeline:
         )
 
 
-_DEDUPED = (AccessEvent, DoorEvent, DeviceState, GalleryAck, CommandResult)
+_DEDUPED = (AccessEvent, DoorEvent, DeviceState, GalleryAck, CommandResult, SecurityEvent)
 
 
 class _Work:
@@ -570,7 +576,7 @@ def check_source(topic: ParsedTopic, model: WireModel) -> None:
     """A producer may only report as itself: the payload must name the gate or device of its
     topic (the broker's ACL ties each account to its own topics). ValueError says what differs.
     """
-    if isinstance(model, AccessEvent | DoorEvent):
+    if isinstance(model, AccessEvent | DoorEvent | SecurityEvent):
         named = (model.site, model.building, model.gate_id)
         if (topic.site, topic.building, topic.gate_id) != named:
             raise ValueError(

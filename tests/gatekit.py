@@ -12,6 +12,7 @@ import yaml
 
 from edge.gate.gallery import Gallery, GalleryStore, generate_key, load_key
 from edge.gate.model import Person, PersonKind
+from tests.keys import command_auth
 from tests.photos import sample_photos_dir
 
 ENROLLED = "s-obama"  # enrolled from obama.jpg; other photos of him are the probes
@@ -86,6 +87,7 @@ def gate_config(
         "source": source,
         "gallery": {"path": str(gallery_path), "key": {"file": str(key_file)}},
         "outbox": {"path": str(tmp / "outbox.db"), "min_free_mb": 1},
+        "command_auth": command_auth(),
         "heartbeat_s": 0.5,
         "door": {"kind": "simulated", "open_time_s": 1.0},
     }

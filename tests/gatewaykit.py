@@ -42,6 +42,7 @@ from gateway.db.schema import (
 from gateway.domain.alerts import AlertType, Severity, Signal
 from gateway.services import Publisher, Services
 from gateway.timeseries.sqlite_store import SqliteSeriesStore
+from tests.keys import TEST_SIGNER, signing_config
 
 SITE = "campus"
 PASSWORD = "Tr0ub4dor&3-horse-staple"  # long enough and no placeholder, in every mode
@@ -73,6 +74,7 @@ def make_config(mode: str = "development", **overrides: Any) -> GatewayConfig:
             {"building": "b1", "id": "west", "direction": "out"},
             {"building": "b2", "id": "main", "direction": "in"},
         ],
+        "command_signing": signing_config(),
     }
     data.update(overrides)
     return GatewayConfig.model_validate(data)
@@ -108,7 +110,7 @@ def make_services(
         series_reader=store,
         publisher=publisher,
     )
-    services.commands = CommandService(sessions, clock, publisher)
+    services.commands = CommandService(sessions, clock, publisher, TEST_SIGNER)
     with sessions.begin() as session:
         for gate in config.gates:
             session.add(

@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from contracts.models import AccessEvent, DoorEvent
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from tests.gatekit import dormguard_env
+from tests.keys import signing_config
 
 SITE = "campus"
 BUILDING = "b1"
@@ -36,6 +37,7 @@ def gateway_config(tmp: Path, port: int, *, api_port: int = 0, **overrides: Any)
         "api": {"host": "127.0.0.1", "port": api_port},
         "buildings": [{"id": BUILDING}],
         "gates": [{"building": BUILDING, "id": GATE, "direction": "in"}],
+        "command_signing": signing_config(),
     }
     config.update(overrides)
     return config

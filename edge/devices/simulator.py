@@ -34,13 +34,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
 from contracts.models import utc_now
 from edge.devices.model import ApplianceType, Firmware
 from edge.mqtt import MqttLink, Will
-from edge.settings import MqttSettings
+from edge.settings import MqttSettings, Secret
 
 log = logging.getLogger(__name__)
 
@@ -1011,6 +1012,7 @@ class DeviceSimulator:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
         password: str | None = None,
+        credentials: Path | None = None,
         connect_timeout_s: float = 10.0,
     ) -> None:
         if speed <= 0 or period_s <= 0:
@@ -1023,6 +1025,7 @@ class DeviceSimulator:
         self.clock = clock
         self.wall = wall
         self.password = password
+        self.credentials = credentials
         self.connect_timeout_s = connect_timeout_s
         self.counters = SimCounters()
         self._runs: dict[str, _Running] = {}
@@ -1131,8 +1134,14 @@ class DeviceSimulator:
     def _connect(self, run: _Running) -> MqttLink:
         # Tasmota, ESPHome and Shelly firmware all speak MQTT 3.1.1.
         settings = self.settings.model_copy(update={"protocol": "3.1.1"})
+        password = self.password
+        if self.credentials is not None:
+            # Each device logs in as itself, as real firmware does (deploy/mosquitto).
+            device_id = run.device.device_id
+            settings = settings.model_copy(update={"username": device_id})
+            password = Secret(file=self.credentials / f"{device_id}.password").read()
         link = MqttLink(
-            settings, client_id=client_id_for(run.device), will=run.will, password=self.password
+            settings, client_id=client_id_for(run.device), will=run.will, password=password
         )
         link.on_connection_change = run.connection_changed
         link.start()
@@ -1232,6 +1241,7 @@ def run_simulation(
     period_s: float = 10.0,
     seed: int = 1,
     out: TextIO | None = None,
+    credentials: Path | None = None,
 ) -> int:
     """`dormguard simulate devices`: run until SIGINT/SIGTERM or duration_s real seconds.
 
@@ -1243,7 +1253,13 @@ def run_simulation(
     for device in devices:
         print(describe(device), file=stream)
     simulator = DeviceSimulator(
-        devices, settings, speed=speed, period_s=period_s, seed=seed, password=password
+        devices,
+        settings,
+        speed=speed,
+        period_s=period_s,
+        seed=seed,
+        password=password,
+        credentials=credentials,
     )
     done = threading.Event()
 

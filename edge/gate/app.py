@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 
+from contracts.signing import MessageVerifier
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.config import GateConfig
 from edge.gate.credentials import KeyboardWedgeReader
@@ -14,6 +15,7 @@ from edge.gate.door import DoorActuator, GpioContact, GpioDoor, MqttRelayDoor, S
 from edge.gate.faces import DlibFaceEngine, FaceEngine
 from edge.gate.frames import FrameSource, SourceSpec, open_source
 from edge.gate.gallery import GalleryStore, load_key
+from edge.gate.replay import NonceLedger
 from edge.gate.snapshots import SnapshotStore
 from edge.mqtt import availability_link
 from edge.outbox import Outbox
@@ -99,6 +101,8 @@ def build_gate(
         gallery_store=GalleryStore(config.gallery.path, key),
         snapshots=snapshots,
         gallery_key=key,
+        verifier=MessageVerifier.from_texts(config.command_auth.trusted_keys),
+        nonces=NonceLedger(config.nonce_store),
     )
     contact = config.door.contact
     if contact.kind == "gpio" and contact.pin is not None:

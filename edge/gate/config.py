@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from contracts.signing import MessageVerifier
 from contracts.topics import check_segment
 from edge.settings import MqttSettings, Secret, StrictModel
 
@@ -157,6 +158,33 @@ class GallerySection(StrictModel):
     key: Secret = Field(description="AES-256 key (base64) from a file or environment variable")
 
 
+class CommandAuthSection(StrictModel):
+    """Who may command this gate: commands and gallery updates must be signed by the gateway."""
+
+    trusted_keys: list[str] = Field(
+        min_length=1,
+        description="the gateway's Ed25519 public keys, 'ed25519:<base64>' (dormguard keys "
+        "generate prints one); two during a key rotation. Anything signed otherwise is refused "
+        "and reported as an attack",
+    )
+    max_age_s: float = Field(
+        default=60.0, gt=0, le=3600, description="refuse commands older than this (stale unlock)"
+    )
+    max_future_s: float = Field(
+        default=30.0, ge=0, le=600, description="clock skew tolerated for commands dated ahead"
+    )
+    nonce_store: Path | None = Field(
+        default=None,
+        description="file of used command nonces (default: next to the outbox, .nonces)",
+    )
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys_parse(cls, value: list[str]) -> list[str]:
+        MessageVerifier.from_texts(value)  # ValueError names the bad key by position
+        return value
+
+
 class OutboxSection(StrictModel):
     path: Path
     min_free_mb: int = Field(default=50, ge=1)
@@ -190,6 +218,7 @@ class GateConfig(StrictModel):
     credentials: CredentialsSection = Field(default_factory=CredentialsSection)
     gallery: GallerySection
     outbox: OutboxSection
+    command_auth: CommandAuthSection
     snapshots: SnapshotSection = Field(default_factory=SnapshotSection)
     heartbeat_s: float = Field(default=10.0, gt=0)
 
@@ -210,6 +239,12 @@ class GateConfig(StrictModel):
                 f"({value.strong_distance} > {matching.tolerance})"
             )
         return value
+
+    @property
+    def nonce_store(self) -> Path:
+        """Where the used command nonces are kept."""
+        configured = self.command_auth.nonce_store
+        return configured or self.outbox.path.with_name(self.outbox.path.name + ".nonces")
 
     @property
     def producer_id(self) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import cv2
 import numpy as np
@@ -32,9 +32,11 @@ from contracts.models import (
     GalleryUpdate,
     Heartbeat,
     LatencyBreakdown,
+    SecurityEvent,
     utc_now,
 )
 from contracts.registry import PayloadError, parse_payload
+from contracts.signing import MessageVerifier, SignatureError, Verified
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.config import GateConfig
 from edge.gate.credentials import (
@@ -67,6 +69,7 @@ from edge.gate.model import (
     Reason,
 )
 from edge.gate.policy import decide_access, deny
+from edge.gate.replay import FreshnessRule, NonceLedger, freshness
 from edge.gate.snapshots import SnapshotStore
 from edge.gate.tracking import FaceTracker, Track
 from edge.gate.voting import ConfirmRule, Verdict, Vote, confirm
@@ -74,8 +77,6 @@ from edge.mqtt import MqttLink, ReceivedMessage
 from edge.publisher import ReliablePublisher
 
 log = logging.getLogger(__name__)
-
-COMMAND_MAX_AGE_S = 60.0
 
 
 def access_policy(config: GateConfig) -> AccessPolicy:
@@ -151,6 +152,8 @@ class GateDaemon:
         gallery_store: GalleryStore,
         snapshots: SnapshotStore,
         gallery_key: bytes,
+        verifier: MessageVerifier,
+        nonces: NonceLedger,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -163,6 +166,12 @@ class GateDaemon:
         self.gallery_store = gallery_store
         self.snapshots = snapshots
         self.gallery_key = gallery_key
+        self.verifier = verifier
+        self.nonces = nonces
+        self.freshness = FreshnessRule(
+            max_age_s=config.command_auth.max_age_s,
+            max_future_s=config.command_auth.max_future_s,
+        )
         self.clock = clock
         self.wall = wall
         self.addr = GateAddress(config.site, config.building, config.gate.id)
@@ -197,6 +206,7 @@ class GateDaemon:
         self.last_door_open_at: float | None = None
         self.contact_input: ContactInput | None = None
         self.rejected_messages = 0
+        self.refused_attacks = 0
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -206,6 +216,7 @@ class GateDaemon:
 
     def start(self) -> None:
         """Load the gallery, connect, start the source, door and publisher."""
+        self.nonces.open()
         self.load_gallery()
         self.door.start()
         self.publisher.start()
@@ -232,6 +243,7 @@ class GateDaemon:
         self.publisher.stop()
         self.link.stop()
         self.publisher.outbox.close()
+        self.nonces.close()
 
     def run(self) -> None:
         """Frame loop until stop() or a signal sets the stop flag."""
@@ -627,6 +639,14 @@ class GateDaemon:
                 error=f"version {update.version} is older than version {current} in use",
             )
             return
+        # Only now is the update about to change who may enter, so only now does its signature
+        # matter: the retained copy of the version in use may predate a key rotation.
+        try:
+            self.verifier.verify(msg.topic, msg.payload)
+        except SignatureError as exc:
+            self._refuse_attack("gallery", exc.problem, str(exc), None)
+            self._ack_gallery(update, applied=False, error=f"refused: {exc}")
+            return
         try:
             blob = base64.b64decode(update.blob_b64, validate=True)
         except ValueError:
@@ -684,13 +704,11 @@ class GateDaemon:
         except PayloadError as exc:
             self._reject("command", exc)
             return
-        ok, detail = True, ""
-        age_s = (self.wall() - command.ts).total_seconds()
-        if age_s > COMMAND_MAX_AGE_S:
-            # A stale unlock must never open a door long after it was meant (e.g. after an
-            # outage); the gateway re-sends if the need persists.
-            ok, detail = False, f"stale command ({age_s:.0f}s old), ignored"
-        elif command.command == "unlock":
+        refusal = self._refusal(msg, command)
+        if refusal is not None:
+            self._answer(command, ok=False, detail=refusal)
+            return
+        if command.command == "unlock":
             duration = command.duration_s or self.config.door.open_time_s
             self._unlock_for(duration)
             detail = f"unlocked for {duration:.0f}s"
@@ -704,6 +722,57 @@ class GateDaemon:
         else:
             detail = "pong"
         log.warning("command %s from gateway (%s): %s", command.command, command.reason, detail)
+        self._answer(command, ok=True, detail=detail)
+
+    def _refusal(self, msg: ReceivedMessage, command: Command) -> str | None:
+        """Why a command must not be carried out (forged, replayed, stale), or None."""
+        try:
+            verified: Verified = self.verifier.verify(msg.topic, msg.payload)
+        except SignatureError as exc:
+            self._refuse_attack("command", exc.problem, str(exc), command.command)
+            return f"refused: {exc}"
+        verdict, age_s = freshness(command.ts, self.wall(), self.freshness)
+        if verdict == "stale":
+            # A stale unlock must never open a door long after it was meant (e.g. queued during
+            # an outage); not an attack by itself, and the gateway re-sends if the need persists.
+            log.warning("command %s refused: %.0f s old", command.command, age_s)
+            return f"stale command ({age_s:.0f}s old), ignored"
+        if verdict == "future_dated":
+            detail = f"dated {-age_s:.0f} s ahead of the gate's clock"
+            self._refuse_attack("command", "future_dated", detail, command.command)
+            return f"refused: {detail}"
+        expires = command.ts.timestamp() + self.freshness.remember_s
+        if not self.nonces.claim(verified.nonce, expires, self.wall().timestamp()):
+            detail = "nonce already used: a replayed command"
+            self._refuse_attack("command", "replayed", detail, command.command)
+            return f"refused: {detail}"
+        return None
+
+    def _refuse_attack(
+        self,
+        target: Literal["command", "gallery"],
+        kind: Literal["unsigned", "unknown_key", "bad_signature", "replayed", "future_dated"],
+        detail: str,
+        command: str | None,
+    ) -> None:
+        """Log a forged or replayed message and report it to the gateway (an alert there)."""
+        self.refused_attacks += 1
+        log.warning(
+            "SECURITY: %s refused at gate %s as %s: %s", target, self.gate.gate_id, kind, detail
+        )
+        event = SecurityEvent(
+            producer=self.config.producer_id,
+            site=self.gate.site,
+            building=self.gate.building,
+            gate_id=self.gate.gate_id,
+            kind=kind,
+            target=target,
+            detail=detail[:500],
+            command=command,
+        )
+        self.publisher.send(self.topic(GateChannel.SECURITY), _numbered(event))
+
+    def _answer(self, command: Command, *, ok: bool, detail: str) -> None:
         result = CommandResult(
             producer=self.config.producer_id,
             correlation_id=command.correlation_id,
@@ -772,7 +841,7 @@ class GateDaemon:
             self.snapshots.save(jpeg.tobytes(), event_id, self.wall())
 
 
-def _numbered(event: AccessEvent | DoorEvent) -> Callable[[int | None], bytes]:
+def _numbered(event: AccessEvent | DoorEvent | SecurityEvent) -> Callable[[int | None], bytes]:
     """The event's bytes with its outbox sequence filled in when it is stored."""
     return lambda seq: event.model_copy(update={"seq": seq}).to_bytes()
 

@@ -50,7 +50,14 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from contracts.models import AccessEvent, ApplianceFault, DeviceState, DoorEvent, Heartbeat
+from contracts.models import (
+    AccessEvent,
+    ApplianceFault,
+    DeviceState,
+    DoorEvent,
+    Heartbeat,
+    SecurityEvent,
+)
 
 AFTER_CURFEW_FLAG = "after_curfew"  # edge.gate.model.Flag.AFTER_CURFEW on the wire
 
@@ -72,6 +79,7 @@ class AlertType(StrEnum):
     EDGE_ALARM = "edge_alarm"
     EVENT_GAP = "event_gap"
     WELFARE = "welfare"
+    COMMAND_ATTACK = "command_attack"
 
 
 class Severity(IntEnum):
@@ -90,6 +98,7 @@ MOMENTARY_TYPES: frozenset[AlertType] = frozenset(
         AlertType.DOOR_FORCED_OPEN,
         AlertType.TAILGATING,
         AlertType.AFTER_CURFEW,
+        AlertType.COMMAND_ATTACK,
     }
 )
 
@@ -106,6 +115,7 @@ DEFAULT_SEVERITY: dict[AlertType, Severity] = {
     AlertType.EDGE_ALARM: Severity.MAJOR,
     AlertType.EVENT_GAP: Severity.MAJOR,
     AlertType.WELFARE: Severity.WARNING,
+    AlertType.COMMAND_ATTACK: Severity.CRITICAL,
 }
 
 DEFAULT_FAULT_SEVERITY: dict[str, Severity] = {
@@ -431,6 +441,26 @@ class AlertRules:
         )
 
     # --------------------------------------------------------------------------- door
+
+    def on_security(self, ev: SecurityEvent, now: datetime) -> list[Signal]:
+        """A gate refused a forged or replayed command or gallery: an attack on the door."""
+        what = f"{ev.command} command" if ev.command else ev.target
+        return self._incident(
+            AlertType.COMMAND_ATTACK,
+            gate_originator(ev.site, ev.building, ev.gate_id),
+            ev.site,
+            ev.building,
+            f"Forged or replayed {what} refused at gate {ev.gate_id} ({ev.kind})",
+            {
+                "gate_id": ev.gate_id,
+                "event_id": ev.event_id,
+                "kind": ev.kind,
+                "target": ev.target,
+                "command": ev.command,
+                "detail": ev.detail,
+            },
+            min(ev.ts, now),
+        )
 
     def on_door(self, ev: DoorEvent, now: datetime) -> list[Signal]:
         """Held-open and forced-open doors, and the end of a door cycle (tailgating)."""

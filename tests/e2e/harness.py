@@ -37,6 +37,7 @@ from gateway.config import GatewayConfig
 from tests.gatekit import write_key
 from tests.gatewaykit import PASSWORD, ensure_user
 from tests.gatewayproc import Publisher
+from tests.keys import signing_config
 
 SITE = "campus"
 BUILDINGS = ("b1", "b2")
@@ -84,6 +85,7 @@ def start_gateway(tmp: Path, broker_port: int) -> Gateway:
             "buildings": [{"id": b} for b in BUILDINGS],
             "gates": [{"building": b, "id": g, "direction": d} for b, g, d in GATES],
             "enrolment": {"gallery_key": {"file": str(tmp / "gallery.key")}},
+            "command_signing": signing_config(),
         }
     )
     gw = build_gateway(config)

@@ -39,6 +39,7 @@ from tests.gatewaykit import (
     login,
     signal,
 )
+from tests.keys import TEST_SIGNER
 
 
 @pytest.fixture
@@ -218,7 +219,7 @@ def linked(tmp_path: Path, broker: Broker) -> Iterator[tuple[TestClient, Service
         services.publisher = ingest
         from gateway.commands import CommandService
 
-        services.commands = CommandService(services.sessions, services.clock, ingest)
+        services.commands = CommandService(services.sessions, services.clock, ingest, TEST_SIGNER)
         collector = Collector(broker.port, f"dorm/{SITE}/+/gate/+/command", client_id="rec").start()
         try:
             yield client, services, collector

@@ -57,6 +57,7 @@ from gateway.enrolment import (
 from gateway.services import Services
 from tests.broker import Broker, Collector
 from tests.gatekit import write_key
+from tests.keys import TEST_SIGNER
 
 # --- helpers shared with test_enrolment_gate.py ----------------------------------------------
 
@@ -204,6 +205,7 @@ def make_world(tmp: Path, publisher: Any, *, site: str | None = None, **settings
         gallery_key,
         template_key,
         retry_after_s=0.0,
+        signer=TEST_SIGNER,
     )
     service.start()
     return World(service, sessions, clock, site, gallery_key, template_key, db_path, enrolment)

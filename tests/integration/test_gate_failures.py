@@ -52,6 +52,7 @@ from tests.gatekit import (
     spawn_gate,
     write_key,
 )
+from tests.keys import TEST_SIGNER
 from tests.photos import gate_frame
 
 GATE = "dorm/campus1/b1/gate/g1"
@@ -253,7 +254,7 @@ def test_resending_the_current_gallery_version_repairs_a_corrupt_gallery_file(
                 encrypt_gallery(make_gallery(version=1), gallery_key)
             ).decode(),
         )
-        collector.client.publish(f"{GATE}/gallery", update.to_bytes(), qos=1)
+        collector.client.publish(f"{GATE}/gallery", _signed("gallery", update), qos=1)
         (ack,) = _wait_parsed(collector, GalleryAck, lambda a: len(a) >= 1)
         assert ack.correlation_id == "repair-1"
         assert daemon.face_error is None, (
@@ -293,7 +294,7 @@ def test_gallery_under_another_key_disables_faces_with_wrong_key_and_never_logs_
             correlation_id="other-key",
             blob_b64=base64.b64encode(encrypt_gallery(make_gallery(version=2), other_key)).decode(),
         )
-        collector.client.publish(f"{GATE}/gallery", update.to_bytes(), qos=1)
+        collector.client.publish(f"{GATE}/gallery", _signed("gallery", update), qos=1)
         (ack,) = _wait_parsed(collector, GalleryAck, lambda a: len(a) >= 1)
         assert (ack.correlation_id, ack.applied) == ("other-key", False)
         assert ack.error is not None and "wrong key" in ack.error
@@ -334,15 +335,19 @@ def test_malformed_messages_are_rejected_with_a_reason_and_the_gate_keeps_workin
     )
     other = Command(producer="gateway", correlation_id="x", command="unlock").to_bytes()
     swipe = CardSwipe(producer="reader", card_uid=CARD_UID).to_bytes()
-    undecryptable = GalleryUpdate(
-        producer="gateway",
-        version=9,
-        correlation_id="undecryptable",
-        blob_b64=base64.b64encode(b"DGG1" + os.urandom(64)).decode(),
-    ).to_bytes()
-    not_base64 = GalleryUpdate(
-        producer="gateway", version=10, correlation_id="not-base64", blob_b64="***"
-    ).to_bytes()
+    undecryptable = _signed(
+        "gallery",
+        GalleryUpdate(
+            producer="gateway",
+            version=9,
+            correlation_id="undecryptable",
+            blob_b64=base64.b64encode(b"DGG1" + os.urandom(64)).decode(),
+        ),
+    )
+    not_base64 = _signed(
+        "gallery",
+        GalleryUpdate(producer="gateway", version=10, correlation_id="not-base64", blob_b64="***"),
+    )
     garbage: dict[str, list[bytes]] = {
         "card": [
             b"\x00\xff\xfe garbage",
@@ -363,7 +368,7 @@ def test_malformed_messages_are_rejected_with_a_reason_and_the_gate_keeps_workin
         ],
         "contact": [b"\xc3\x28", b"ajar", b'{"contact": "maybe"}', swipe],
     }
-    ping = Command(producer="gateway", correlation_id="ping", command="ping").to_bytes()
+    ping = _signed("command", Command(producer="gateway", correlation_id="ping", command="ping"))
     daemon = _started_gate(config)
     try:
         for channel, payloads in garbage.items():
@@ -517,12 +522,18 @@ def test_stopping_while_the_disk_is_full_delivers_held_events_or_says_how_many_a
 
 def _gallery_update(key: bytes, *, announced: int, content: int, correlation_id: str) -> bytes:
     blob = encrypt_gallery(make_gallery(version=content), key)
-    return GalleryUpdate(
+    update = GalleryUpdate(
         producer="gateway",
         version=announced,
         correlation_id=correlation_id,
         blob_b64=base64.b64encode(blob).decode(),
-    ).to_bytes()
+    )
+    return _signed("gallery", update)
+
+
+def _signed(channel: str, message: GalleryUpdate | Command) -> bytes:
+    """The message as the gateway sends it to this gate: signed for its topic."""
+    return TEST_SIGNER.sign(f"{GATE}/{channel}", message)
 
 
 @pytest.mark.parametrize(

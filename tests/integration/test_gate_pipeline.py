@@ -32,6 +32,7 @@ from tests.gatekit import (
     save_gallery,
     write_key,
 )
+from tests.keys import TEST_SIGNER
 from tests.photos import gate_frame, noise_frame
 
 GATE_TOPICS = "dorm/campus1/b1/gate/g1/#"
@@ -161,9 +162,9 @@ def test_gallery_update_over_mqtt_is_applied_and_a_bad_one_keeps_the_last_good(
         blob_b64=base64.b64encode(b"DGG1" + b"\x00" * 64).decode(),
     )
     topic = "dorm/campus1/b1/gate/g1/gallery"
-    collector.client.publish(topic, good.to_bytes(), qos=1)
+    collector.client.publish(topic, TEST_SIGNER.sign(topic, good), qos=1)
     acks = collector.wait_for(lambda m: any(t.endswith("gallery/ack") for t, _, _ in m))
-    collector.client.publish(topic, bad.to_bytes(), qos=1)
+    collector.client.publish(topic, TEST_SIGNER.sign(topic, bad), qos=1)
     acks = collector.wait_for(lambda m: len([1 for t, _, _ in m if t.endswith("gallery/ack")]) >= 2)
     parsed = [json.loads(p) for t, p, _ in acks if t.endswith("gallery/ack")]
     assert [(a["correlation_id"], a["applied"], a["version"]) for a in parsed] == [
@@ -186,7 +187,8 @@ def test_unlock_command_opens_the_door_and_is_answered(
         duration_s=0.5,
         reason="fire alarm",
     )
-    collector.client.publish("dorm/campus1/b1/gate/g1/command", command.to_bytes(), qos=1)
+    topic = "dorm/campus1/b1/gate/g1/command"
+    collector.client.publish(topic, TEST_SIGNER.sign(topic, command), qos=1)
     msgs = collector.wait_for(lambda m: any(t.endswith("command/result") for t, _, _ in m))
     (result,) = [json.loads(p) for t, p, _ in msgs if t.endswith("command/result")]
     assert (result["correlation_id"], result["ok"]) == ("fire-1", True)

@@ -24,6 +24,8 @@ from edge.settings import MqttSettings, Secret
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gate.example.yaml"
 MARK = "# <-"
 
+TRUSTED_KEY = "ed25519:k9JGH25GcNg6Yg9cb6mZTo7+m0OYN/fqZ1fFfEYUSAY="  # a public key, no secret
+
 # The required sections of a minimal config, in file order; tests replace or add sections.
 _REQUIRED = {
     "site": "site: campus\n",
@@ -34,8 +36,9 @@ _REQUIRED = {
         "gallery:\n  path: /var/lib/dormguard/gallery.bin\n  key:\n    env: DORMGUARD_GALLERY_KEY\n"
     ),
     "outbox": "outbox:\n  path: /var/lib/dormguard/outbox.sqlite\n",
+    "command_auth": f"command_auth:\n  trusted_keys: ['{TRUSTED_KEY}']\n",
 }
-REQUIRED_FIELDS = ["site", "building", "gate", "source", "gallery", "outbox"]
+REQUIRED_FIELDS = ["site", "building", "gate", "source", "gallery", "outbox", "command_auth"]
 
 
 def gate_yaml(**sections: str) -> str:
@@ -542,8 +545,8 @@ def test_config_error_message_names_file_and_lists_every_problem(tmp_path: Path)
     header, *lines = str(excinfo.value).split("\n")
     assert header == f"{tmp_path / 'gate.yaml'}: invalid configuration:"
     assert sorted(lines) == [
-        "  line 14: colour: Extra inputs are not permitted",
-        "  line 15: heartbeat_s: Input should be greater than 0",
+        "  line 16: colour: Extra inputs are not permitted",
+        "  line 17: heartbeat_s: Input should be greater than 0",
     ]
 
 
@@ -615,3 +618,28 @@ def test_empty_secret_file_is_an_error_naming_the_file(tmp_path: Path, content: 
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=str(path)):
         Secret(file=path).read()
+
+
+@pytest.mark.parametrize(
+    ("keys", "fragment"),
+    [
+        ("[]", "at least 1 item"),
+        ("['k9JGH25GcNg6Yg9cb6mZTo7+m0OYN/fqZ1fFfEYUSAY=']", "must start with 'ed25519:'"),
+        ("['ed25519:not base64!']", "not valid base64"),
+        ("['ed25519:AAAA']", "32 bytes, this one 3"),
+    ],
+)
+def test_a_gate_without_a_usable_trusted_key_is_refused_at_start(
+    tmp_path: Path, keys: str, fragment: str
+) -> None:
+    """No trusted gateway key means no command could ever be verified: a config error."""
+    text = gate_yaml(command_auth=f"command_auth:  {MARK}\n  trusted_keys: {keys}\n")
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1, problems
+    assert "command_auth.trusted_keys" in problems[0]
+    assert fragment in problems[0]
+
+
+def test_nonce_store_defaults_next_to_the_outbox(tmp_path: Path) -> None:
+    config = load(tmp_path, gate_yaml())
+    assert config.nonce_store == Path("/var/lib/dormguard/outbox.sqlite.nonces")

@@ -23,6 +23,7 @@ from contracts.models import (
     GalleryUpdate,
     Heartbeat,
     LatencyBreakdown,
+    SecurityEvent,
     WireModel,
 )
 from contracts.registry import GATE_MODELS, PayloadError, model_for, parse_message
@@ -394,6 +395,19 @@ SAMPLES: dict[GateChannel, WireModel] = {
     ),
     GateChannel.CARD: CardSwipe(
         event_id="1" * 32, ts=TS, producer="reader:B1-main", card_uid="04A1B2C3D4", pin_entry=None
+    ),
+    GateChannel.SECURITY: SecurityEvent(
+        event_id="2" * 32,
+        ts=TS,
+        producer="gate:campus/B1/B1-main",
+        site="campus",
+        building="B1",
+        gate_id="B1-main",
+        kind="replayed",
+        target="command",
+        detail="nonce already used: a replayed command",
+        command="unlock",
+        seq=42,
     ),
 }
 CHANNELS_WITH_EVENT_TS = [c for c, m in SAMPLES.items() if "event_id" in type(m).model_fields]
