@@ -172,8 +172,9 @@ def alert_latency(port: int, workdir: Path, *, worker: bool) -> tuple[float, flo
     total = ALERT_RATE * ALERT_SECONDS // 10
 
     async def listen(ready: threading.Event) -> None:
-        url = f"ws://127.0.0.1:{api_port}/api/ws/alerts?token={token}"
+        url = f"ws://127.0.0.1:{api_port}/api/ws/alerts"
         async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token}))
             ready.set()
             while len(received) < total:
                 try:

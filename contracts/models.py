@@ -93,7 +93,9 @@ class AccessEvent(Event):
         default=None,
         ge=1,
         description="the gate's outbox sequence: strictly increasing per gate across restarts, "
-        "so a consumer can spot gaps; null when the event could not be stored (disk full)",
+        "shared by everything the gate sends through its outbox (access, door and security "
+        "events, gallery acks, command results), so a consumer can spot gaps; null when the "
+        "event could not be stored (disk full)",
     )
 
 
@@ -165,6 +167,7 @@ class GalleryAck(Event):
     applied: bool
     error: str | None = None
     erased_person_ids: list[str] = Field(default_factory=list)
+    seq: int | None = Field(default=None, ge=1, description="as AccessEvent.seq")
 
 
 class Command(Event):
@@ -185,6 +188,7 @@ class CommandResult(Event):
     correlation_id: str
     ok: bool
     detail: str = ""
+    seq: int | None = Field(default=None, ge=1, description="as AccessEvent.seq")
 
 
 class SecurityEvent(Event):

@@ -51,6 +51,12 @@ class TlsSettings(StrictModel):
     cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
     key_file: Path | None = Field(default=None, description="client private key")
 
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("mutual TLS needs both cert_file and key_file (or neither)")
+        return self
+
 
 class MqttSettings(StrictModel):
     host: str = Field(default="127.0.0.1", description="broker host")

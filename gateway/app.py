@@ -398,6 +398,9 @@ def run_gateway(config: GatewayConfig) -> int:
             log_level="warning",
             ws_ping_interval=20,
             lifespan="off",
+            # The client address is the login throttle's key: only api.trusted_proxies may
+            # name another one (gateway/api/auth.py), never uvicorn's own header handling.
+            proxy_headers=False,
         )
     )
     log.info(

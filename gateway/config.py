@@ -174,7 +174,8 @@ class GatewayConfig(StrictModel):
     site: str
     mode: Literal["production", "development"] = Field(
         default="production",
-        description="development accepts placeholder secrets and the demo's fixed logins",
+        description="development (demos only) accepts placeholder secrets and serves the "
+        "OpenAPI document; production refuses both and requires command_signing",
     )
     mqtt: GatewayMqttSettings = Field(default_factory=GatewayMqttSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -123,7 +123,13 @@ def start_demo_gateway(
         for login in logins:
             create_user(session, login.username, login.password, login.role, mode="development")
     server = uvicorn.Server(
-        uvicorn.Config(create_app(gw.services), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(gw.services),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            proxy_headers=False,  # the login throttle keys on the real client address
+        )
     )
     thread = threading.Thread(target=server.run, name="demo-api", daemon=True)
     thread.start()

@@ -311,12 +311,15 @@ class Pipeline:
         elif isinstance(model, DeviceState):
             self._store_device_state(work, model)
             out.signals += rules.on_device_state(model, now)
-        elif isinstance(model, GalleryAck):
+        elif isinstance(model, GalleryAck | CommandResult):
             key = gate_key(topic.site, topic.building, topic.gate_id or "")
-            out.gallery_acks.append((key, model))
-        elif isinstance(model, CommandResult):
-            key = gate_key(topic.site, topic.building, topic.gate_id or "")
-            out.command_results.append((key, model))
+            if isinstance(model, GalleryAck):
+                out.gallery_acks.append((key, model))
+            else:
+                out.command_results.append((key, model))
+            out.signals += self._sequence(
+                work, topic.site, topic.building, topic.gate_id or "", model.seq
+            )
         elif isinstance(model, AlertNotice):
             out.notices.append(model)
             return  # replica-to-replica chatter: not an event to count or store
@@ -329,7 +332,7 @@ class Pipeline:
     def _sequence(
         self, work: _Work, site: str, building: str, gate_id: str, seq: int | None
     ) -> list[Signal]:
-        """Track a gate's outbox sequence (access and door events share it); report gaps.
+        """Track a gate's outbox sequence (every message from its outbox carries it); report gaps.
 
         With a shared subscription each replica sees only part of a gate's stream, so gap
         detection is off there (it would report the other replicas' events as missing).

@@ -10,10 +10,16 @@ Reads a site inventory (see site.example.yaml) and writes, under --out:
     broker/acl                        per-user ACL blocks rendered from acl.template
     clients/<user>.password         one random password per client, mode 0600, for the
                                     daemons' `password: {file: ...}` setting
+    clients/<user>.crt, <user>.key  with --client-certs: a client certificate (CN = the broker
+                                    user, extendedKeyUsage clientAuth, signed by the site CA)
+                                    and its key (mode 0600), for the daemons' mqtt.tls.cert_file
+                                    and key_file when mosquitto.conf requires certificates
     clients/ca.crt                  the CA certificate clients verify the broker with
 
-Idempotent: an existing CA, server certificate and passwords are kept; the password file and the
-ACL are rebuilt from the inventory every run. --rotate replaces what it names.
+Idempotent: an existing CA, server certificate, passwords and client certificates are kept
+(certificates are renewed when they expire within 30 days or were signed by an older CA); the
+password file and the ACL are rebuilt from the inventory every run. --rotate replaces what it
+names.
 Standard library only; certificates are made with the `openssl` command and passwords hashed
 with `mosquitto_passwd -U` (or, when it is missing, the same PBKDF2-SHA512 format in Python).
 """
@@ -41,7 +47,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FIRMWARES = ("tasmota", "esphome", "shelly")
-ROTATABLE = ("passwords", "server-cert", "ca", "all")
+ROTATABLE = ("passwords", "server-cert", "client-certs", "ca", "all")
 RENEW_BEFORE_S = 30 * 24 * 3600
 
 
@@ -517,6 +523,12 @@ extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 subjectAltName = {san}
+[v3_client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 """
 
 
@@ -573,11 +585,39 @@ def _cert_is_fresh(crt: Path, ca_crt: Path) -> bool:
     return True
 
 
+def _sign_cert(
+    out: Path, crt: Path, key: Path, *, cn: str, san: str, extensions: str, key_type: str, days: int
+) -> None:
+    """A new key and a certificate for it signed by the site CA, put in place together.
+
+    Both are made next to their final names first, so a failing openssl leaves the old pair.
+    """
+    ca_crt, ca_key = out / "ca" / "ca.crt", out / "ca" / "ca.key"
+    new_crt, new_key = crt.with_name(crt.name + ".new"), key.with_name(key.name + ".new")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            conf = Path(tmp) / "openssl.cnf"
+            conf.write_text(OPENSSL_CONF.format(cn=cn, san=san))
+            csr = Path(tmp) / "request.csr"
+            _new_key(new_key, key_type)
+            _openssl("req", "-new", "-config", str(conf), "-key", str(new_key), "-out", str(csr))
+            _openssl(
+                "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+                "-set_serial", "0x" + secrets.token_hex(16), "-days", str(days), "-sha256",
+                "-extfile", str(conf), "-extensions", extensions, "-out", str(new_crt),
+            )  # fmt: skip
+        new_crt.chmod(0o644)
+        new_key.replace(key)
+        new_crt.replace(crt)
+    finally:
+        new_key.unlink(missing_ok=True)
+        new_crt.unlink(missing_ok=True)
+
+
 def ensure_server_cert(out: Path, site: Site, key_type: str, days: int, rotate: bool) -> str | None:
     """Sign the broker certificate unless a valid one with the same SANs exists; the reason."""
     broker = out / "broker"
     crt, key, san_file = broker / "server.crt", broker / "server.key", broker / "server.san"
-    ca_crt, ca_key = out / "ca" / "ca.crt", out / "ca" / "ca.key"
     san = _san(site)
     if rotate:
         reason = "rotation asked"
@@ -585,23 +625,37 @@ def ensure_server_cert(out: Path, site: Site, key_type: str, days: int, rotate: 
         reason = "new"
     elif not san_file.exists() or san_file.read_text().strip() != san:
         reason = "host names or addresses changed"
-    elif not _cert_is_fresh(crt, ca_crt):
+    elif not _cert_is_fresh(crt, out / "ca" / "ca.crt"):
         reason = "expiring or signed by an older CA"
     else:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        conf = Path(tmp) / "openssl.cnf"
-        conf.write_text(OPENSSL_CONF.format(cn=site.hostnames[0], san=san))
-        csr = Path(tmp) / "server.csr"
-        _new_key(key, key_type)
-        _openssl("req", "-new", "-config", str(conf), "-key", str(key), "-out", str(csr))
-        _openssl(
-            "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-            "-set_serial", "0x" + secrets.token_hex(16), "-days", str(days), "-sha256",
-            "-extfile", str(conf), "-extensions", "v3_server", "-out", str(crt),
-        )  # fmt: skip
-    crt.chmod(0o644)
+    _sign_cert(
+        out, crt, key, cn=site.hostnames[0], san=san, extensions="v3_server",
+        key_type=key_type, days=days,
+    )  # fmt: skip
     san_file.write_text(san + "\n")
+    return reason
+
+
+def ensure_client_cert(out: Path, user: str, key_type: str, days: int, rotate: bool) -> str | None:
+    """Sign a client certificate with CN = the broker user unless a valid one exists; the reason.
+
+    mosquitto's use_identity_as_username makes that CN the account the ACL applies to.
+    """
+    crt, key = out / "clients" / f"{user}.crt", out / "clients" / f"{user}.key"
+    if rotate:
+        reason = "rotation asked"
+    elif not (crt.exists() and key.exists()):
+        reason = "new"
+    elif not _cert_is_fresh(crt, out / "ca" / "ca.crt"):
+        reason = "expiring or signed by an older CA"
+    else:
+        return None
+    # The SAN is not used by client authentication; v3_client does not include it.
+    _sign_cert(
+        out, crt, key, cn=user, san="DNS:unused", extensions="v3_client",
+        key_type=key_type, days=days,
+    )  # fmt: skip
     return reason
 
 
@@ -640,11 +694,17 @@ def issue(args: argparse.Namespace) -> int:
     rotate = set(args.rotate or [])
     if "all" in rotate:
         rotate |= {"passwords", "server-cert", "ca"}
+        if args.client_certs:
+            rotate.add("client-certs")
     rotate_users = rotate - set(ROTATABLE)
     known = {c.user for c in clients}
     unknown = sorted(rotate_users - known)
     if unknown:
         raise InventoryError(f"--rotate: no such client {', '.join(unknown)}")
+    if "client-certs" in rotate and not args.client_certs:
+        raise InventoryError("--rotate client-certs needs --client-certs")
+    if args.client_certs and "ca" in known:
+        raise InventoryError("a client named 'ca' would overwrite clients/ca.crt; rename it")
 
     broker_owner = None
     if args.broker_owner == "auto":
@@ -667,6 +727,8 @@ def issue(args: argparse.Namespace) -> int:
     print(("created" if new_ca else "kept") + f" CA {out / 'ca' / 'ca.crt'}")
     if new_ca and "ca" in rotate:
         rotate.add("server-cert")
+        if args.client_certs:
+            rotate.add("client-certs")
     reason = ensure_server_cert(out, site, args.key_type, args.cert_days, "server-cert" in rotate)
     what = f"server certificate for {_san(site)}"
     print(f"signed {what} ({reason})" if reason else f"kept {what}")
@@ -685,7 +747,28 @@ def issue(args: argparse.Namespace) -> int:
         if client_owner is not None:
             os.chown(path, *client_owner)
         print(f"{'new ' if created else 'kept'} password  {client.kind:8} {client.user:40} {path}")
-    stale = sorted(p.name for p in (out / "clients").glob("*.password") if p.stem not in known)
+        if args.client_certs:
+            crt = out / "clients" / f"{client.user}.crt"
+            reason = ensure_client_cert(
+                out,
+                client.user,
+                args.key_type,
+                args.cert_days,
+                "client-certs" in rotate or client.user in rotate_users,
+            )
+            if client_owner is not None:
+                os.chown(crt, *client_owner)
+                os.chown(crt.with_suffix(".key"), *client_owner)
+            done = f"new  cert      {client.kind:8} {client.user:40} {crt} ({reason})"
+            print(done if reason else f"kept cert      {client.kind:8} {client.user:40} {crt}")
+    issued = [p for p in (out / "clients").glob("*.crt") if p.name != "ca.crt"]
+    if issued and not args.client_certs:
+        print("client certificates in clients/ are not renewed without --client-certs")
+    stale = sorted(
+        p.name
+        for p in (out / "clients").iterdir()
+        if p.suffix in (".password", ".crt", ".key") and p.stem not in known and p.name != "ca.crt"
+    )
     if stale:
         print("not in the inventory any more (no broker account): " + ", ".join(stale))
 
@@ -715,8 +798,15 @@ def main(argv: list[str] | None = None) -> int:
         "--rotate",
         action="append",
         metavar="WHAT",
-        help="replace: passwords, server-cert, ca (implies server-cert), all, or one client's "
-        "user name (its password only); may be repeated",
+        help="replace: passwords, server-cert, client-certs, ca (implies server-cert and, with "
+        "--client-certs, client-certs), all, or one client's user name (its password and, with "
+        "--client-certs, its certificate); may be repeated",
+    )
+    parser.add_argument(
+        "--client-certs",
+        action="store_true",
+        help="also issue a client certificate and key per account (CN = the user name) for "
+        "mutual TLS (require_certificate / use_identity_as_username in mosquitto.conf)",
     )
     parser.add_argument("--key-type", choices=("ec", "rsa"), default="ec", help="P-256 or RSA-3072")
     parser.add_argument("--ca-days", type=int, default=3650)

@@ -696,7 +696,7 @@ class GateDaemon:
             error=error,
             erased_person_ids=erased or [],
         )
-        self.publisher.send(self.topic(GateChannel.GALLERY_ACK), ack.to_bytes())
+        self.publisher.send(self.topic(GateChannel.GALLERY_ACK), _numbered(ack))
 
     def _on_command(self, msg: ReceivedMessage) -> None:
         try:
@@ -779,7 +779,7 @@ class GateDaemon:
             ok=ok,
             detail=detail,
         )
-        self.publisher.send(self.topic(GateChannel.COMMAND_RESULT), result.to_bytes())
+        self.publisher.send(self.topic(GateChannel.COMMAND_RESULT), _numbered(result))
 
     # ----------------------------------------------------------------- health
 
@@ -841,8 +841,13 @@ class GateDaemon:
             self.snapshots.save(jpeg.tobytes(), event_id, self.wall())
 
 
-def _numbered(event: AccessEvent | DoorEvent | SecurityEvent) -> Callable[[int | None], bytes]:
-    """The event's bytes with its outbox sequence filled in when it is stored."""
+def _numbered(
+    event: AccessEvent | DoorEvent | SecurityEvent | GalleryAck | CommandResult,
+) -> Callable[[int | None], bytes]:
+    """The message's bytes with its outbox sequence filled in when it is stored.
+
+    Every outbox message carries the number, so the gateway sees one gap-free sequence.
+    """
     return lambda seq: event.model_copy(update={"seq": seq}).to_bytes()
 
 

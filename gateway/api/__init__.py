@@ -25,6 +25,7 @@ from gateway.api.routes import (
     occupancy,
     people,
     silences,
+    throttles,
     users,
     ws,
 )
@@ -69,6 +70,7 @@ def create_app(services: Services, *, ws_ping_interval_s: float = 20.0) -> FastA
     for module in (
         health,
         auth,
+        throttles,
         users,
         alerts,
         silences,

@@ -1,15 +1,54 @@
-"""Small pieces the routers share: UTC times (naive ones refused), error helpers, base models."""
+"""Pieces the routers share: UTC times (naive refused), bounded ids and paging, errors, models."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
-from fastapi import HTTPException, status
+from fastapi import HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict
 
 from contracts.models import UtcDatetime
 
-__all__ = ["In", "Out", "UtcDatetime", "conflict", "not_found", "unavailable"]
+__all__ = [
+    "MAX_OFFSET",
+    "MAX_PAGE_SIZE",
+    "MAX_ROW_ID",
+    "In",
+    "Out",
+    "PageLimit",
+    "PageOffset",
+    "RowIdPath",
+    "UtcDatetime",
+    "conflict",
+    "not_found",
+    "unavailable",
+]
+
+MAX_ROW_ID = 2**63 - 1
+"""The largest id worth looking up: SQLite's INTEGER and PostgreSQL's bigint are signed 64-bit.
+
+A larger number names no row, and the SQLite driver raises OverflowError binding it: such ids
+are refused in validation (422) instead of failing in the query (500).
+"""
+MAX_PAGE_SIZE = 1000
+"""The most items one page of a list may ask for."""
+MAX_OFFSET = 1_000_000
+"""The most items an offset may skip (page further with filters or a cursor)."""
+
+RowIdPath = Annotated[
+    int, Path(ge=1, le=MAX_ROW_ID, description=f"a numeric id, 1 to {MAX_ROW_ID}")
+]
+"""A path parameter naming a row by its integer id."""
+
+PageLimit = Annotated[
+    int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"items per page, 1 to {MAX_PAGE_SIZE}")
+]
+"""How many items a list answers with (give the route's default as the parameter default)."""
+
+PageOffset = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description=f"items to skip, 0 to {MAX_OFFSET}")
+]
+"""How many matching items a list skips before the page starts."""
 
 
 class In(BaseModel):

@@ -66,8 +66,44 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
+    # The old hard lockout's columns: no longer written or read (see LoginThrottle), kept so a
+    # rollback to the previous release finds them.
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
+
+
+class LoginThrottle(Base):
+    """Failed logins counted per source address, per account and address, and per account.
+
+    One row per key; ``username`` is '' for an address key and ``address`` '' for an account key
+    (not NULL: NULLs never collide in a unique constraint). Usernames are stored lowercased
+    whether or not an account has that name, so the throttle behaves the same for both.
+    """
+
+    __tablename__ = "login_throttles"
+    __table_args__ = (UniqueConstraint("scope", "username", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # address | account_address | account
+    username: Mapped[str] = mapped_column(String(64), default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[datetime]
+    last_failure_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class AuthEvent(Base):
+    """Audit trail of account security events: login throttling started, a throttle lifted."""
+
+    __tablename__ = "auth_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    action: Mapped[str] = mapped_column(String(32))  # login_throttled | throttle_lifted
+    actor: Mapped[str | None] = mapped_column(String(64))  # the admin; None for the gateway
+    username: Mapped[str] = mapped_column(String(64), default="")  # '' unless a real account
+    address: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class ApiToken(Base):

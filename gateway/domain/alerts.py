@@ -741,7 +741,7 @@ class AlertRules:
         self._last_seq[originator] = last_seq
 
     def on_seq(self, originator: str, seq: int | None, now: datetime) -> list[Signal]:
-        """Gap detection on a gate's outbox sequence (access and door events share it)."""
+        """Gap detection on a gate's outbox sequence (every message from its outbox carries it)."""
         if seq is None:
             return []
         last = self._last_seq.get(originator)

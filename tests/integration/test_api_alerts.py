@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,16 @@ from gateway.alerting import OVERFLOW, AlertBus
 from gateway.api.deps import Role
 from gateway.domain.alerts import AlertType, Severity
 from gateway.services import Services
-from tests.gatewaykit import SITE, add_person, clock_of, gateway_client, login, signal, token
+from tests.gatewaykit import (
+    SITE,
+    add_person,
+    clock_of,
+    gateway_client,
+    login,
+    make_config,
+    signal,
+    token,
+)
 
 DOOR = f"gate:{SITE}/b1/east"
 WASHER = f"device:{SITE}/b1/r101/w1"
@@ -340,6 +352,24 @@ def _apply_later(services: Services, delay_s: float, fn: Any) -> tuple[threading
     return thread, stamps
 
 
+FEED = "/api/ws/alerts"
+
+
+@contextmanager
+def _feed(client: TestClient, value: str) -> Iterator[Any]:
+    """The live feed, authenticated as the console does it: the token is the first message."""
+    with client.websocket_connect(FEED) as ws:
+        ws.send_text(json.dumps({"type": "auth", "token": value}))
+        yield ws
+
+
+def _closed(ws: Any) -> WebSocketDisconnect:
+    """How the server closed the socket (the next receive raises)."""
+    with pytest.raises(WebSocketDisconnect) as closed:
+        ws.receive_json()
+    return closed.value
+
+
 def _next_alert(ws: Any) -> dict[str, Any]:
     while True:
         message = ws.receive_json()
@@ -353,8 +383,7 @@ def test_websocket_gets_a_snapshot_then_a_new_alert_from_another_thread_within_1
 ) -> None:
     client, services = app
     existing = _raise_door(services)
-    url = f"/api/ws/alerts?token={token(client, Role.GUARD)}"
-    with client.websocket_connect(url) as ws:
+    with _feed(client, token(client, Role.GUARD)) as ws:
         snapshot = ws.receive_json()
         assert snapshot["type"] == "snapshot"
         assert [a["id"] for a in snapshot["alerts"]] == [existing]
@@ -371,8 +400,7 @@ def test_websocket_sends_only_what_the_role_may_see_and_pings(
     app: tuple[TestClient, Services],
 ) -> None:
     client, services = app
-    url = f"/api/ws/alerts?token={token(client, Role.FACILITIES)}"
-    with client.websocket_connect(url) as ws:
+    with _feed(client, token(client, Role.FACILITIES)) as ws:
         assert ws.receive_json() == {"type": "snapshot", "alerts": []}
         _raise_door(services)
         _washer_fault(services)
@@ -395,10 +423,8 @@ def test_websocket_rejects_a_role_that_may_not_read_alerts_with_4403(
 
     client, _ = app
     monkeypatch.setattr(ws_module, "READ_ROLES", frozenset({Role.ADMIN, Role.GUARD}))
-    url = f"/api/ws/alerts?token={token(client, Role.AUDITOR)}"
-    with client.websocket_connect(url) as ws, pytest.raises(WebSocketDisconnect) as closed:
-        ws.receive_json()
-    assert closed.value.code == 4403
+    with _feed(client, token(client, Role.AUDITOR)) as ws:
+        assert _closed(ws).code == 4403
 
 
 @pytest.mark.timeout(30)
@@ -406,12 +432,122 @@ def test_websocket_expired_token_closes_4401(app: tuple[TestClient, Services]) -
     client, services = app
     value = token(client, Role.GUARD)
     clock_of(services).advance(services.config.api.token_ttl_s + 1)
-    with (
-        client.websocket_connect(f"/api/ws/alerts?token={value}") as ws,
-        pytest.raises(WebSocketDisconnect) as closed,
-    ):
-        ws.receive_json()
-    assert closed.value.code == 4401
+    with _feed(client, value) as ws:
+        assert _closed(ws).code == 4401
+
+
+@pytest.mark.timeout(30)
+def test_websocket_token_in_the_first_message_opens_the_feed_and_is_never_logged(
+    app: tuple[TestClient, Services], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, services = app
+    existing = _raise_door(services)
+    value = token(client, Role.GUARD)
+    caplog.set_level(logging.DEBUG)
+    with _feed(client, value) as ws:
+        snapshot = ws.receive_json()
+        assert snapshot["type"] == "snapshot"
+        assert [a["id"] for a in snapshot["alerts"]] == [existing]
+    assert "alert feed opened for guard-user" in caplog.text
+    assert value not in caplog.text
+
+
+@pytest.mark.timeout(30)
+def test_websocket_bearer_header_still_authenticates_without_an_auth_message(
+    app: tuple[TestClient, Services],
+) -> None:
+    """Non-browser clients can set headers: no auth message is needed then."""
+    client, _ = app
+    headers = {"Authorization": f"Bearer {token(client, Role.GUARD)}"}
+    with client.websocket_connect(FEED, headers=headers) as ws:
+        assert ws.receive_json()["type"] == "snapshot"
+
+
+@pytest.mark.timeout(30)
+def test_websocket_token_in_the_url_is_refused_by_default_with_a_reason(
+    app: tuple[TestClient, Services], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, _ = app
+    value = token(client, Role.GUARD)
+    caplog.set_level(logging.DEBUG)
+    with client.websocket_connect(f"{FEED}?token={value}") as ws:
+        closed = _closed(ws)
+    assert closed.code == 4401
+    assert "token in the URL refused" in closed.reason
+    assert '{"type": "auth"' in closed.reason
+    assert value not in closed.reason
+    assert "alert feed refused: token in the URL" in caplog.text
+    assert value not in caplog.text
+
+
+@pytest.mark.timeout(30)
+def test_websocket_token_in_the_url_is_accepted_when_ws_token_in_url_is_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config(api={"ws_token_in_url": True})
+    with gateway_client(tmp_path, config=config) as (client, _):
+        value = token(client, Role.GUARD)
+        caplog.set_level(logging.DEBUG)
+        with client.websocket_connect(f"{FEED}?token={value}") as ws:
+            assert ws.receive_json()["type"] == "snapshot"
+        with client.websocket_connect(f"{FEED}?token=not-a-token") as ws:
+            assert _closed(ws).code == 4401
+    assert value not in caplog.text
+
+
+@pytest.mark.timeout(30)
+def test_websocket_without_an_auth_message_closes_4401_after_ws_auth_timeout_s(
+    tmp_path: Path,
+) -> None:
+    config = make_config(api={"ws_auth_timeout_s": 0.3})
+    with gateway_client(tmp_path, config=config) as (client, _):
+        token(client, Role.GUARD)
+        started = time.monotonic()
+        with client.websocket_connect(FEED) as ws:
+            closed = _closed(ws)
+        waited = time.monotonic() - started
+    assert closed.code == 4401
+    assert "no auth message within 0.3 s" in closed.reason
+    assert 0.3 <= waited < 5
+
+
+@pytest.mark.timeout(30)
+def test_websocket_wrong_token_in_the_auth_message_closes_4401(
+    app: tuple[TestClient, Services],
+) -> None:
+    client, _ = app
+    with _feed(client, "not-a-token") as ws:
+        closed = _closed(ws)
+    assert closed.code == 4401
+    assert "invalid or expired token" in closed.reason
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "first",
+    [
+        "not json",
+        json.dumps({"type": "pong"}),
+        json.dumps({"type": "auth"}),
+        json.dumps({"type": "auth", "token": 42}),
+        json.dumps({"type": "auth", "token": ""}),
+        json.dumps(["auth", "token"]),
+        b'{"type": "auth", "token": "x"}',
+    ],
+    ids=["not-json", "other-type", "no-token", "number", "empty", "array", "binary"],
+)
+def test_websocket_first_message_that_is_not_an_auth_message_closes_4401(
+    app: tuple[TestClient, Services], first: str | bytes
+) -> None:
+    client, _ = app
+    with client.websocket_connect(FEED) as ws:
+        if isinstance(first, bytes):
+            ws.send_bytes(first)
+        else:
+            ws.send_text(first)
+        closed = _closed(ws)
+    assert closed.code == 4401
+    assert '{"type": "auth"' in closed.reason
 
 
 def test_bus_drops_a_subscriber_that_falls_behind_without_blocking_the_publisher() -> None:

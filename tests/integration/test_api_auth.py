@@ -1,19 +1,25 @@
-"""Login, tokens and accounts through the real API over a real SQLite file."""
+"""Login, throttling, tokens and accounts through the real API over a real SQLite file."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
+import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from gateway.api.auth import create_user, login
+from gateway.api import create_app
+from gateway.api.auth import create_user
+from gateway.api.auth import login as login_directly
 from gateway.api.deps import Role
-from gateway.db.schema import ApiToken, User
+from gateway.db import open_engine, session_factory
+from gateway.db.schema import ApiToken, AuthEvent, User
 from gateway.services import Services
 from tests.gatewaykit import (
     PASSWORD,
@@ -21,14 +27,19 @@ from tests.gatewaykit import (
     close_services,
     ensure_user,
     gateway_client,
+    login,
+    make_config,
     make_services,
     token,
 )
 
+FREE_FAILURES = 2  # api.login_max_failures here: fewer argon2 checks per test
+
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[tuple[TestClient, Services]]:
-    with gateway_client(tmp_path) as pair:
+    config = make_config(api={"login_max_failures": FREE_FAILURES})
+    with gateway_client(tmp_path, config=config) as pair:
         yield pair
 
 
@@ -67,46 +78,251 @@ def test_wrong_password_and_unknown_user_get_the_same_401(
     assert wrong.json() == unknown.json() == {"detail": "invalid username or password"}
 
 
-def test_lockout_after_max_failures_within_15_minutes_then_unlocks(
+ATTACKER = "203.0.113.66"
+OWNER_DESK = "198.51.100.5"
+
+
+def _from(client: TestClient, address: str) -> TestClient:
+    """A client of the same app whose requests come from ``address``."""
+    return TestClient(client.app, client=(address, 50000))
+
+
+def _fail_past_throttles(
+    client: TestClient, services: Services, username: str, failures: int
+) -> list[int]:
+    """Fail ``failures`` logins, waiting out each 429 on the app's clock; the Retry-Afters seen."""
+    waits: list[int] = []
+    done = 0
+    while done < failures:
+        response = client.post(
+            "/api/auth/login", json={"username": username, "password": "wrong-password-1"}
+        )
+        if response.status_code == 429:
+            waits.append(int(response.headers["Retry-After"]))
+            clock_of(services).advance(waits[-1])
+        else:
+            assert response.status_code == 401, response.text
+            done += 1
+    return waits
+
+
+def test_repeated_failures_from_one_address_get_a_growing_delay_and_429_with_retry_after(
     app: tuple[TestClient, Services],
 ) -> None:
     client, services = app
     ensure_user(services, Role.GUARD, "alice")
-    limit = services.config.api.login_max_failures
-    for _ in range(limit - 1):
-        assert _login(client, "alice", "wrong-password-1")[0] == 401
-    status, body = _login(client, "alice", "wrong-password-1")
-    assert status == 429 and "too many failed logins" in body["detail"]
-    # Locked: even the right password is refused, with a Retry-After.
-    response = client.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+    attacker = _from(client, ATTACKER)
+    free = services.config.api.login_max_failures
+    for _ in range(free + 1):  # the free ones, then one that starts the wait
+        assert _login(attacker, "alice", "wrong-password-1")[0] == 401
+    waits = _fail_past_throttles(attacker, services, "alice", 4)
+    assert waits == [1, 2, 4, 8]
+    # Throttled: not even the right password is checked.
+    response = attacker.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
     assert response.status_code == 429
-    assert 0 < int(response.headers["Retry-After"]) <= 15 * 60 + 1
-    clock_of(services).advance(15 * 60 + 1)
-    assert _login(client, "alice", PASSWORD)[0] == 200
+    assert response.headers["Retry-After"] == "16"
+    assert response.json() == {"detail": "too many failed logins; try again in 16 s"}
+    clock_of(services).advance(15)
+    assert _login(attacker, "alice", PASSWORD)[0] == 429
+    clock_of(services).advance(1)
+    assert _login(attacker, "alice", PASSWORD)[0] == 200
 
 
-def test_failures_spread_over_more_than_15_minutes_do_not_lock(
+def test_the_owner_from_another_address_logs_in_while_an_attacker_hammers_the_account(
+    app: tuple[TestClient, Services],
+) -> None:
+    """The denial of service that was the bug: failures from one address kept the owner out."""
+    client, services = app
+    ensure_user(services, Role.GUARD, "alice")
+    attacker, owner = _from(client, ATTACKER), _from(client, OWNER_DESK)
+    _fail_past_throttles(attacker, services, "alice", FREE_FAILURES + 8)
+    assert _login(attacker, "alice", PASSWORD)[0] == 429
+    status, body = _login(owner, "alice", PASSWORD)
+    assert status == 200 and body["username"] == "alice"
+    # The success reset the account's count; once the attacker has run it up again, a typo
+    # costs the owner the account's short cap (30 s), not the attacker's five minutes.
+    _fail_past_throttles(attacker, services, "alice", FREE_FAILURES + 5)
+    assert _login(owner, "alice", "wrong-password-1")[0] == 401
+    response = owner.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "30"
+    clock_of(services).advance(30)
+    assert _login(attacker, "alice", "wrong-password-1")[0] == 429  # still waiting its 5 min
+    assert _login(owner, "alice", PASSWORD)[0] == 200
+
+
+def test_unknown_and_known_user_names_are_throttled_alike(
     app: tuple[TestClient, Services],
 ) -> None:
     client, services = app
     ensure_user(services, Role.GUARD, "alice")
-    limit = services.config.api.login_max_failures
-    for _ in range(limit - 1):
-        assert _login(client, "alice", "wrong-password-1")[0] == 401
-    clock_of(services).advance(16 * 60)
-    assert _login(client, "alice", "wrong-password-1")[0] == 401  # a new window starts
-    assert _login(client, "alice", PASSWORD)[0] == 200
+    answers = []
+    for address, name in (("203.0.113.1", "alice"), ("203.0.113.2", "no-such-user")):
+        other = _from(client, address)
+        waits = _fail_past_throttles(
+            other, services, name, services.config.api.login_max_failures + 3
+        )
+        response = other.post("/api/auth/login", json={"username": name, "password": PASSWORD})
+        answers.append(
+            (waits, response.status_code, response.headers["Retry-After"], response.json())
+        )
+    assert answers[0] == answers[1]
 
 
-def test_success_resets_the_failure_count(app: tuple[TestClient, Services]) -> None:
+def test_parallel_attempts_cannot_all_use_the_same_free_turn(
+    app: tuple[TestClient, Services],
+) -> None:
+    """Each attempt is counted before its password check, so a burst gets the free turns only."""
+    client, _ = app
+    burst = _from(client, ATTACKER)
+    statuses: list[int] = []
+
+    def attempt() -> None:
+        statuses.append(_login(burst, "alice", "wrong-password-1")[0])
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [401] * (FREE_FAILURES + 1) + [429] * (7 - FREE_FAILURES)
+
+
+def test_a_success_resets_the_count_of_that_address_and_account(
+    app: tuple[TestClient, Services],
+) -> None:
     client, services = app
     ensure_user(services, Role.GUARD, "alice")
-    limit = services.config.api.login_max_failures
-    for _ in range(limit - 1):
-        _login(client, "alice", "wrong-password-1")
-    assert _login(client, "alice", PASSWORD)[0] == 200
-    for _ in range(limit - 1):
-        assert _login(client, "alice", "wrong-password-1")[0] == 401
+    desk = _from(client, OWNER_DESK)
+    free = services.config.api.login_max_failures
+    for _ in range(free):
+        assert _login(desk, "alice", "wrong-password-1")[0] == 401
+    assert _login(desk, "alice", PASSWORD)[0] == 200
+    for _ in range(free + 1):
+        assert _login(desk, "alice", "wrong-password-1")[0] == 401
+    assert _login(desk, "alice", PASSWORD)[0] == 429
+
+
+def test_counts_are_forgotten_after_an_hour_without_failures(
+    app: tuple[TestClient, Services],
+) -> None:
+    client, services = app
+    attacker = _from(client, ATTACKER)
+    _fail_past_throttles(attacker, services, "alice", FREE_FAILURES + 2)
+    assert _login(attacker, "alice", "wrong-password-1")[0] == 429
+    clock_of(services).advance(3600)
+    for _ in range(services.config.api.login_max_failures + 1):
+        assert _login(attacker, "alice", "wrong-password-1")[0] == 401
+
+
+def test_throttles_are_kept_in_the_database_for_every_replica(
+    app: tuple[TestClient, Services], tmp_path: Path
+) -> None:
+    """A second gateway on the same database (its own engine) sees the same throttle."""
+    client, services = app
+    _fail_past_throttles(_from(client, ATTACKER), services, "alice", FREE_FAILURES + 2)
+    engine = open_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    try:
+        replica = dataclasses.replace(services, engine=engine, sessions=session_factory(engine))
+        other = TestClient(create_app(replica), client=(ATTACKER, 50000))
+        assert _login(other, "alice", PASSWORD)[0] == 429
+    finally:
+        engine.dispose()
+
+
+def test_x_forwarded_for_names_the_client_only_behind_a_trusted_proxy(tmp_path: Path) -> None:
+    config = make_config(
+        api={"trusted_proxies": ["127.0.0.1"], "login_max_failures": FREE_FAILURES}
+    )
+    with gateway_client(tmp_path, config=config) as (client, _):
+        proxy = _from(client, "127.0.0.1")
+        forger = _from(client, "203.0.113.99")
+
+        def attempt(via: TestClient, username: str, forwarded: str) -> int:
+            response = via.post(
+                "/api/auth/login",
+                json={"username": username, "password": "wrong-password-1"},
+                headers={"X-Forwarded-For": forwarded},
+            )
+            return response.status_code
+
+        tries = range(FREE_FAILURES + 2)
+        statuses = [attempt(proxy, "alice", f"192.0.2.1, {ATTACKER}") for _ in tries]
+        assert statuses == [401, 401, 401, 429]  # counted under the address the proxy saw ...
+        assert attempt(proxy, "alice", OWNER_DESK) == 401  # ... others behind it may still try
+        # From a peer that is no trusted proxy the header is ignored: rotating it gains nothing.
+        statuses = [attempt(forger, "bob", f"192.0.2.{i}") for i in tries]
+        assert statuses == [401, 401, 401, 429]
+
+
+def test_admin_sees_and_lifts_a_throttle_and_both_are_audited(
+    app: tuple[TestClient, Services],
+) -> None:
+    client, services = app
+    ensure_user(services, Role.GUARD, "alice")
+    admin = login(client, Role.ADMIN)
+    attacker = _from(client, ATTACKER)
+    free = services.config.api.login_max_failures
+    _fail_past_throttles(attacker, services, "alice", free + 3)
+    listed = client.get("/api/login-throttles", headers=admin)
+    assert listed.status_code == 200
+    rows = {(r["scope"], r["username"], r["address"]): r for r in listed.json()}
+    assert set(rows) == {
+        ("address", None, ATTACKER),
+        ("account_address", "alice", ATTACKER),
+        ("account", "alice", None),
+    }
+    by_address = rows[("address", None, ATTACKER)]
+    assert by_address["failures"] == free + 3 and by_address["delay_s"] == 4
+    assert by_address["active"] is True
+    until = datetime.fromisoformat(by_address["until"])
+    assert until == clock_of(services).now + timedelta(seconds=4)
+    only_alice = client.get("/api/login-throttles", headers=admin, params={"username": "ALICE"})
+    assert {r["scope"] for r in only_alice.json()} == {"account_address", "account"}
+    assert _login(attacker, "alice", PASSWORD)[0] == 429
+    for key in (("address", None, ATTACKER), ("account_address", "alice", ATTACKER)):
+        lifted = client.delete(f"/api/login-throttles/{rows[key]['id']}", headers=admin)
+        assert lifted.status_code == 204
+    assert _login(attacker, "alice", PASSWORD)[0] == 200
+    gone = client.delete(f"/api/login-throttles/{by_address['id']}", headers=admin)
+    assert gone.status_code == 404
+    with services.sessions() as session:
+        events = list(session.scalars(select(AuthEvent).order_by(AuthEvent.id)))
+    started = [
+        (e.detail["scope"], e.username, e.address) for e in events if e.action == "login_throttled"
+    ]
+    assert sorted(started) == [
+        ("account", "alice", ATTACKER),
+        ("account_address", "alice", ATTACKER),
+        ("address", "alice", ATTACKER),
+    ]
+    lifted_events = [e for e in events if e.action == "throttle_lifted"]
+    assert [(e.actor, e.detail["scope"], e.address) for e in lifted_events] == [
+        ("admin-user", "address", ATTACKER),
+        ("admin-user", "account_address", ATTACKER),
+    ]
+
+
+def test_throttle_audit_names_no_account_that_does_not_exist(
+    app: tuple[TestClient, Services],
+) -> None:
+    """A user name that is no account may be a password typed into the wrong field."""
+    client, services = app
+    _fail_past_throttles(_from(client, ATTACKER), services, "Tr0ub4dor-typed-here", 4)
+    with services.sessions() as session:
+        events = list(session.scalars(select(AuthEvent)))
+    assert events and all(e.username == "" for e in events)
+
+
+@pytest.mark.parametrize("role", [Role.GUARD, Role.AUDITOR])
+def test_only_admins_may_see_or_lift_throttles(
+    app: tuple[TestClient, Services], role: Role
+) -> None:
+    client, _ = app
+    headers = login(client, role)
+    assert client.get("/api/login-throttles", headers=headers).status_code == 403
+    assert client.delete("/api/login-throttles/1", headers=headers).status_code == 403
+    assert client.get("/api/login-throttles").status_code == 401
 
 
 def test_expired_token_is_refused(app: tuple[TestClient, Services]) -> None:
@@ -268,7 +484,7 @@ def test_passwords_and_tokens_never_reach_the_logs(
     _, body = _login(client, "alice", PASSWORD)
     _login(client, "alice", "wrong-password-1")
     client.get("/api/me", headers={"Authorization": f"Bearer {body['token']}"})
-    result = login(services, "alice", PASSWORD)
+    result = login_directly(services, "alice", PASSWORD)
     text = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     for secret in (PASSWORD, "wrong-password-1", body["token"], result.token):
         assert secret not in text

@@ -7,6 +7,7 @@ static files) must be public paths and serve nothing but files.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -39,6 +40,9 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("PATCH", "/api/users/{user_id}"): frozenset({A}),
     ("POST", "/api/users/{user_id}/deactivate"): frozenset({A}),
     ("POST", "/api/users/{user_id}/password"): frozenset({A}),
+    # login throttles
+    ("GET", "/api/login-throttles"): frozenset({A}),
+    ("DELETE", "/api/login-throttles/{throttle_id}"): frozenset({A}),
     # alerts: read by all four, acted on by all but auditors (each within their scope)
     ("GET", "/api/alerts"): frozenset({A, G, F, C, AU}),
     ("GET", "/api/alerts/handover"): frozenset({A, G, F, C, AU}),
@@ -85,6 +89,7 @@ PATH_VALUES = {
     "user_id": "999999",
     "alert_id": "999999",
     "silence_id": "999999",
+    "throttle_id": "999999",
     "building": "zz-nowhere",
     "device_key": "campus/zz/r0/none",
     "gate_key": "campus/zz/none",
@@ -187,16 +192,26 @@ def test_websocket_without_or_with_a_bad_token_closes_4401(
     app: tuple[TestClient, Services],
 ) -> None:
     client, _ = app
-    for url in ("/api/ws/alerts", "/api/ws/alerts?token=not-a-token"):
-        with client.websocket_connect(url) as ws, pytest.raises(WebSocketDisconnect) as closed:
-            ws.receive_json()
-        assert closed.value.code == 4401
+    first_messages = ('{"type": "hello"}', '{"type": "auth", "token": "not-a-token"}')
+    for first in first_messages:
+        with client.websocket_connect("/api/ws/alerts") as ws:
+            ws.send_text(first)
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+        assert closed.value.code == 4401, first
+    with (
+        client.websocket_connect("/api/ws/alerts?token=not-a-token") as ws,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        ws.receive_json()
+    assert closed.value.code == 4401
 
 
 def test_websocket_admits_every_alert_reader(app: tuple[TestClient, Services]) -> None:
     client, _ = app
     for role in WEBSOCKETS["/api/ws/alerts"]:
-        with client.websocket_connect(f"/api/ws/alerts?token={token(client, role)}") as ws:
+        with client.websocket_connect("/api/ws/alerts") as ws:
+            ws.send_text(json.dumps({"type": "auth", "token": token(client, role)}))
             assert ws.receive_json()["type"] == "snapshot"
 
 

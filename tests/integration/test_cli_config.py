@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.keys import signing_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "gate.example.yaml"
@@ -190,6 +193,7 @@ def test_gateway_refuses_a_placeholder_influx_token_in_production(tmp_path: Path
     config = GatewayConfig.model_validate(
         {
             "site": "campus",
+            "command_signing": signing_config(),
             "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
             "timeseries": {
                 "sqlite": {"path": str(tmp_path / "s.db")},
@@ -216,7 +220,11 @@ def test_user_create_makes_the_first_admin_who_can_log_in(tmp_path: Path) -> Non
     config = tmp_path / "gateway.yaml"
     config.write_text(
         yaml.safe_dump(
-            {"site": "campus", "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"}}
+            {
+                "site": "campus",
+                "command_signing": signing_config(),
+                "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
+            }
         )
     )
     secret = tmp_path / "admin-password"
@@ -255,3 +263,49 @@ def test_user_create_makes_the_first_admin_who_can_log_in(tmp_path: Path) -> Non
             json={"username": "admin", "password": "correct horse battery staple"},
         )
     assert answer.status_code == 200 and answer.json()["role"] == "admin"
+
+
+def test_a_production_gateway_without_a_signing_key_is_refused_at_validation(
+    tmp_path: Path,
+) -> None:
+    """Gates obey only signed commands: a production gateway without the key is a config error
+    that names the fix, not a gateway whose commands silently fail."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text("site: campus\nmode: production\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "validate-config", "--kind", "gateway", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "command_signing is required in production" in done.stdout + done.stderr
+    assert "dormguard keys generate" in done.stdout + done.stderr
+
+
+def test_keys_generate_writes_a_private_key_and_prints_the_gates_trusted_key(
+    tmp_path: Path,
+) -> None:
+    from contracts.signing import MessageSigner, parse_private_key
+
+    out = tmp_path / "signing.key"
+    base = [sys.executable, "-m", "edge.cli", "keys"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    made = subprocess.run(
+        [*base, "generate", "--out", str(out)], capture_output=True, text=True, env=env, check=False
+    )
+    assert made.returncode == 0, made.stderr
+    assert out.stat().st_mode & 0o077 == 0, "the signing key is readable by others"
+    public = MessageSigner(parse_private_key(out.read_text())).public_key
+    assert f"trusted_keys: [{public}]" in made.stdout
+    assert out.read_text().strip() not in made.stdout, "the private key was printed"
+    again = subprocess.run(
+        [*base, "generate", "--out", str(out)], capture_output=True, text=True, env=env, check=False
+    )
+    assert again.returncode == 2 and "exists" in again.stderr
+    shown = subprocess.run(
+        [*base, "public", "--key", str(out)], capture_output=True, text=True, env=env, check=False
+    )
+    assert shown.stdout.strip() == public

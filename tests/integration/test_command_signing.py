@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from contracts.models import (
+    CardSwipe,
     Command,
     CommandResult,
     GalleryAck,
@@ -373,3 +374,36 @@ def test_a_gallery_forged_with_the_right_gallery_key_is_refused(site: Site) -> N
     refused = [a for a in acks if a.correlation_id == "forged-gallery"]
     assert len(refused) == 2 and not any(a.applied for a in refused)
     assert all(a.version != 99 for a in refused), "the forged version was installed"
+
+
+def test_command_results_between_access_events_leave_no_gap_at_the_gateway(site: Site) -> None:
+    """Access events, command results and gallery acks share the gate's outbox sequence: the
+    gateway must see one gap-free stream (it raised a false event_gap for every command)."""
+    before = len(site.collector.snapshot())
+    card = gate_topic(ADDRESS, GateChannel.CARD)
+    site.send(CardSwipe(producer="reader", card_uid="DEADBEEF01").to_bytes(), card)
+    ping = Command(producer="gateway", correlation_id="gap-ping", command="ping")
+    site.send(TEST_SIGNER.sign(COMMAND_TOPIC, ping))
+    assert site.result("gap-ping") is not None
+    site.send(CardSwipe(producer="reader", card_uid="DEADBEEF02").to_bytes(), card)
+    wait_until(
+        lambda: (
+            sum(1 for t, _, _ in site.collector.snapshot()[before:] if t.endswith("/event")) >= 2
+        ),
+        15,
+        "two access events",
+    )
+    seqs = [
+        json.loads(p)["seq"]
+        for t, p, _ in site.collector.snapshot()[before:]
+        if t.endswith(("/event", "/command/result"))
+    ]
+    assert sorted(seqs) == list(range(min(seqs), min(seqs) + 3)), seqs
+    time.sleep(1.0)  # the gateway's batch
+    engine = create_engine(f"sqlite:///{site.gateway_db}")
+    try:
+        with Session(engine) as session:
+            gaps = session.scalars(select(AlertRow).where(AlertRow.type == "event_gap")).all()
+    finally:
+        engine.dispose()
+    assert [g.detail for g in gaps] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -53,4 +54,18 @@ def test_headless_demo_runs_the_gate_and_a_service_room_and_prints_counts() -> N
     assert {"unknown_face", "appliance_fault"} <= set(report["alert_types"])
     assert report["devices_known"] == 5
     assert "console: http://127.0.0.1:" in proc.stdout
-    assert "guard / guard-demo-2024" in proc.stdout
+    logins = _printed_logins(proc.stdout)
+    assert set(logins) == {"admin", "guard", "facilities"}, proc.stdout[:2000]
+    # Fresh random passwords, one per login (never the fixed ones of earlier versions).
+    assert len(set(logins.values())) == 3
+    assert all(len(password) >= 12 for password in logins.values())
+    assert "guard-demo-2024" not in logins.values()
+
+
+def _printed_logins(stdout: str) -> dict[str, str]:
+    """The logins the demo printed: ``console: URL  (logins: user / password, ...)``."""
+    line = next(line for line in stdout.splitlines() if line.startswith("console: "))
+    listed = re.search(r"\(logins: (.*)\)$", line)
+    assert listed is not None, line
+    pairs = (entry.split(" / ", 1) for entry in listed.group(1).split(", "))
+    return {user: password for user, password in pairs}

@@ -2,10 +2,17 @@
 
 deploy/mosquitto/issue-credentials.py issues a CA, a server certificate, passwords and the ACL
 for deploy/mosquitto/site.example.yaml; mosquitto runs deploy/mosquitto/mosquitto.conf with only
-its paths and ports rewritten. Rules checked: only named accounts with the right password get
-in; TLS works with the site CA and fails without it; every client publishes only on its own
-topics (MQTT 5 gets PUBACK 0x87, MQTT 3.1.1 a silent drop) and receives only its own topics;
-the gateway's shared subscriptions pass the ACL.
+its paths and ports rewritten, plus a test-only plain loopback listener (production has none) so
+that most ACL tests skip the TLS handshakes. Rules checked: only named accounts with the right
+password get in; TLS works with the site CA and fails without it; every client publishes only on
+its own topics (MQTT 5 gets PUBACK 0x87, MQTT 3.1.1 a silent drop) and receives only its own
+topics; the gateway's shared subscriptions pass the ACL.
+
+Mutual TLS (a second broker: the same file with its two commented lines switched on, client
+certificates from --client-certs): a client without a certificate of the site CA is refused in
+the TLS handshake, whatever password it has; the certificate's CN is the account the ACL applies
+to, and the user name and password in CONNECT are not checked at all; a dormguard MqttLink
+connects with mqtt.tls.cert_file / key_file.
 
 Found on mosquitto 2.0: the acl_file does not check SUBSCRIBE at all (every SUBACK is a grant);
 "read" is enforced per delivered message, against the message's topic, so `$share/<group>/`
@@ -43,6 +50,8 @@ from contracts.topics import (
     shared,
 )
 from edge.localbroker import free_port, mosquitto_binary
+from edge.mqtt import MqttLink
+from edge.settings import MqttSettings, TlsSettings
 from gateway.ingest import subscriptions
 
 pytestmark = [pytest.mark.broker]
@@ -60,6 +69,16 @@ NOT_AUTHORIZED = 0x87
 REFUSED = (0x86, NOT_AUTHORIZED)
 # PUBACK: 0x00 success, or 0x10 "no matching subscribers" (mosquitto says so to MQTT 5 clients).
 ACCEPTED = (0x00, 0x10)
+# Everything a gate publishes (acl.template, #@ gate: its "topic write" lines).
+GATE_PUBLISHES = (
+    GateChannel.EVENT,
+    GateChannel.DOOR,
+    GateChannel.AVAILABILITY,
+    GateChannel.HEARTBEAT,
+    GateChannel.GALLERY_ACK,
+    GateChannel.COMMAND_RESULT,
+    GateChannel.SECURITY,
+)
 
 
 def user_of(addr: GateAddress) -> str:
@@ -69,27 +88,70 @@ def user_of(addr: GateAddress) -> str:
 @dataclass
 class SiteBroker:
     issued: Path
-    plain_port: int
+    plain_port: int | None  # test-only plain listener; None on the mutual-TLS broker
     tls_port: int
     proc: subprocess.Popen[bytes]
 
     def password(self, user: str) -> str:
         return (self.issued / "clients" / f"{user}.password").read_text().strip()
 
+    @property
+    def ca(self) -> Path:
+        return self.issued / "clients" / "ca.crt"
 
-def production_conf(issued: Path, data: Path, log: Path, plain_port: int, tls_port: int) -> str:
-    """deploy/mosquitto/mosquitto.conf with paths and ports moved into the test's folder."""
-    text = (DEPLOY / "mosquitto.conf").read_text()
-    replacements = {
-        "/etc/mosquitto/dormguard/": f"{issued / 'broker'}/",
-        "persistence_location /var/lib/mosquitto/": f"persistence_location {data}/",
-        "listener 8883\n": f"listener {tls_port} 127.0.0.1\n",
-        "listener 1883 127.0.0.1\n": f"listener {plain_port} 127.0.0.1\n",
-        "log_dest stdout\n": f"log_dest file {log}\n",
-    }
+    def cert(self, user: str) -> tuple[Path, Path]:
+        """The client certificate and key --client-certs issued for `user`."""
+        return self.issued / "clients" / f"{user}.crt", self.issued / "clients" / f"{user}.key"
+
+
+def rewrite(text: str, replacements: dict[str, str]) -> str:
+    """Each replacement applied; fails when the conf no longer has what the test rewrites."""
     for old, new in replacements.items():
         assert old in text, f"mosquitto.conf no longer contains {old!r}: update this test"
         text = text.replace(old, new)
+    return text
+
+
+def production_conf(
+    issued: Path,
+    data: Path,
+    log: Path,
+    *,
+    tls_port: int,
+    plain_port: int | None = None,
+    mutual_tls: bool = False,
+) -> str:
+    """deploy/mosquitto/mosquitto.conf with paths and ports moved into the test's folder.
+
+    mutual_tls switches on the two commented lines that make the TLS listener require a client
+    certificate of the site CA and use its CN as the user name.
+    """
+    text = rewrite(
+        (DEPLOY / "mosquitto.conf").read_text(),
+        {
+            "/etc/mosquitto/dormguard/": f"{issued / 'broker'}/",
+            "persistence_location /var/lib/mosquitto/": f"persistence_location {data}/",
+            "listener 8883\n": f"listener {tls_port} 127.0.0.1\n",
+            "log_dest stdout\n": f"log_dest file {log}\n",
+        },
+    )
+    if mutual_tls:
+        switch_on = {
+            "\nrequire_certificate false\n": "\n",
+            "\n#require_certificate true\n": "\nrequire_certificate true\n",
+            "\n#use_identity_as_username true\n": "\nuse_identity_as_username true\n",
+        }
+        for old in switch_on:
+            assert text.count(old) == 1, f"mosquitto.conf: {old.strip()!r} not exactly once"
+        text = rewrite(text, switch_on)
+    if plain_port is not None:
+        # Test only: production has no plain listener. per_listener_settings false makes this
+        # one use the same password file and ACL as the TLS listener, so the ACL tests that
+        # connect here see the production rules without paying for TLS handshakes.
+        assert "\nper_listener_settings false\n" in text
+        text += (
+            f"\n# test only: production has no plain listener\nlistener {plain_port} 127.0.0.1\n"
+        )
     if os.geteuid() == 0:
         text += "user root\n"  # mosquitto drops root to 'mosquitto', which cannot read tmp
     return text
@@ -109,37 +171,51 @@ def wait_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
     raise RuntimeError(f"mosquitto did not listen on {port}")
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteBroker]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    binary = mosquitto_binary()
-    root = tmp_path_factory.mktemp("site")
-    issued = root / "issued"
+def issue_credentials(out: Path, *extra: str, inventory: Path | None = None) -> str:
+    """Run deploy/mosquitto/issue-credentials.py into `out`; its output."""
     run = subprocess.run(
         [
             sys.executable,
             str(DEPLOY / "issue-credentials.py"),
             "--inventory",
-            str(DEPLOY / "site.example.yaml"),
+            str(inventory or DEPLOY / "site.example.yaml"),
             "--out",
-            str(issued),
+            str(out),
             "--broker-owner",
             "none",
+            *extra,
         ],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert run.returncode == 0, run.stderr
-    plain_port, tls_port = free_port(), free_port()
+    return run.stdout
+
+
+def run_site_broker(
+    root: Path, *, with_plain_listener: bool, mutual_tls: bool, issue_args: tuple[str, ...] = ()
+) -> Iterator[SiteBroker]:
+    """Issue the example site's credentials under `root` and run the production config."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    binary = mosquitto_binary()
+    issued = root / "issued"
+    issue_credentials(issued, *issue_args)
+    tls_port = free_port()
+    plain_port = free_port() if with_plain_listener else None
     data, log = root / "data", root / "mosquitto.log"
     data.mkdir()
     conf = root / "mosquitto.conf"
-    conf.write_text(production_conf(issued, data, log, plain_port, tls_port))
+    conf.write_text(
+        production_conf(
+            issued, data, log, tls_port=tls_port, plain_port=plain_port, mutual_tls=mutual_tls
+        )
+    )
     proc = subprocess.Popen([binary, "-c", str(conf)])
     try:
-        wait_port(proc, plain_port, log)
+        if plain_port is not None:
+            wait_port(proc, plain_port, log)
         wait_port(proc, tls_port, log)
         yield SiteBroker(issued, plain_port, tls_port, proc)
     finally:
@@ -149,6 +225,25 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteBroker]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteBroker]:
+    """The production config as it is (TLS only, passwords), plus the test's plain listener."""
+    yield from run_site_broker(
+        tmp_path_factory.mktemp("site"), with_plain_listener=True, mutual_tls=False
+    )
+
+
+@pytest.fixture(scope="module")
+def mtls_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteBroker]:
+    """The production config with mutual TLS switched on; client certificates issued."""
+    yield from run_site_broker(
+        tmp_path_factory.mktemp("mtls-site"),
+        with_plain_listener=False,
+        mutual_tls=True,
+        issue_args=("--client-certs",),
+    )
 
 
 class Client:
@@ -162,6 +257,7 @@ class Client:
         *,
         protocol: int = 5,
         tls_ca: Path | bool | None = False,
+        cert: tuple[Path, Path] | None = None,
         client_id: str | None = None,
         session_expiry_s: int | None = None,
     ) -> None:
@@ -178,9 +274,12 @@ class Client:
         self.tls = tls_ca is not False
         if self.tls:
             context = ssl.create_default_context(cafile=str(tls_ca) if tls_ca else None)
+            if cert is not None:
+                context.load_cert_chain(*cert)
             self.client.tls_set_context(context)
         self.connack: int | None = None
         self.connected = threading.Event()
+        self.dropped = threading.Event()
         self.subacks: dict[int, list[int]] = {}
         self.pubacks: dict[int, int] = {}
         self.messages: list[tuple[str, bytes, bool]] = []
@@ -189,10 +288,14 @@ class Client:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
 
     def _on_connect(self, client, userdata, flags, reason, properties):  # type: ignore[no-untyped-def]
         self.connack = reason.value
         self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties):  # type: ignore[no-untyped-def]
+        self.dropped.set()
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties):  # type: ignore[no-untyped-def]
         with self._lock:
@@ -209,6 +312,7 @@ class Client:
     def connect(self) -> int:
         """Connect and return the CONNACK reason code (0 = accepted)."""
         port = self.site.tls_port if self.tls else self.site.plain_port
+        assert port is not None, "this broker has no plain listener"
         if self.session_expiry_s is None:
             self.client.connect("127.0.0.1", port, keepalive=30)
         else:  # a persistent session, as the gateway keeps
@@ -223,6 +327,23 @@ class Client:
         if self.connack != 0:
             self.client.loop_stop()
         return self.connack
+
+    def connect_fails_before_connack(self) -> bool:
+        """True when the connection ends, in or just after the TLS handshake, with no CONNACK.
+
+        With TLS 1.3 the client finishes its side of the handshake before the broker checks the
+        client certificate: the refusal then arrives as an alert on the first read, and paho
+        reports a disconnect. With TLS 1.2 the handshake itself raises.
+        """
+        try:
+            self.client.connect("127.0.0.1", self.site.tls_port, keepalive=30)
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            return self.connack is None
+        # Driven here rather than by loop_start(): no background reconnects, no 1 s teardown.
+        deadline = time.monotonic() + 5
+        while self.connack is None and not self.dropped.is_set() and time.monotonic() < deadline:
+            self.client.loop(timeout=0.05)
+        return self.dropped.is_set() and self.connack is None
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> list[int]:
         """Subscribe and return the SUBACK reason codes."""
@@ -468,26 +589,21 @@ def test_tls_below_1_2_is_refused_by_the_broker(site: SiteBroker) -> None:
 def test_issuing_again_keeps_ca_and_passwords(site: SiteBroker) -> None:
     before = {p.name: p.read_bytes() for p in (site.issued / "clients").iterdir()}
     ca_key = (site.issued / "ca" / "ca.key").read_bytes()
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(DEPLOY / "issue-credentials.py"),
-            "--inventory",
-            str(DEPLOY / "site.example.yaml"),
-            "--out",
-            str(site.issued),
-            "--broker-owner",
-            "none",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 0, run.stderr
+    issue_credentials(site.issued)
     assert {p.name: p.read_bytes() for p in (site.issued / "clients").iterdir()} == before
     assert (site.issued / "ca" / "ca.key").read_bytes() == ca_key
     for path in (site.issued / "clients").glob("*.password"):
         assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+def test_gate_publishes_every_gate_channel_for_itself_and_none_for_another_gate(
+    clients: dict[str, Client],
+) -> None:
+    """Each topic a gate writes (security included) is open to it for its own address only."""
+    gate_a = clients["gate_a"]
+    for channel in GATE_PUBLISHES:
+        assert gate_a.publish(gate_topic(GATE_A, channel), b"{}") in ACCEPTED, channel
+        assert gate_a.publish(gate_topic(GATE_B, channel), b"{}") == NOT_AUTHORIZED, channel
 
 
 def test_monitor_reads_health_but_no_access_events(
@@ -545,3 +661,189 @@ def test_shared_subscription_keeps_an_offline_replicas_share_in_its_session(
     finally:
         first.stop()
         second.stop()
+
+
+# ----------------------------------------------------------------------------- mutual TLS
+
+
+def tls_alert(site: SiteBroker, cert: tuple[Path, Path] | None) -> str:
+    """The broker's TLS refusal of a client presenting `cert` (or none), as the client sees it."""
+    context = ssl.create_default_context(cafile=str(site.ca))
+    if cert is not None:
+        context.load_cert_chain(*cert)
+    with (
+        socket.create_connection(("127.0.0.1", site.tls_port), timeout=5) as raw,
+        pytest.raises(ssl.SSLError) as refused,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        # TLS 1.3: the verdict on the client certificate comes after the client's handshake
+        # (TLS 1.2: wrap_socket raises). A broker that accepted would time out here instead.
+        tls.recv(1)
+    return str(refused.value)
+
+
+@pytest.fixture
+def foreign_cert(tmp_path: Path) -> tuple[Path, Path]:
+    """Gate A's certificate (same CN) from another site CA, made by the same script."""
+    inventory = tmp_path / "other-site.json"
+    inventory.write_text(
+        '{"site": "campus", "broker": {"hostnames": ["localhost"]},'
+        ' "gates": [{"building": "B1", "gate_id": "B1-main"}]}'
+    )
+    issue_credentials(tmp_path / "other", "--client-certs", inventory=inventory)
+    clients_dir = tmp_path / "other" / "clients"
+    return clients_dir / f"{user_of(GATE_A)}.crt", clients_dir / f"{user_of(GATE_A)}.key"
+
+
+def test_mtls_client_without_a_certificate_is_refused_in_the_tls_handshake(
+    mtls_site: SiteBroker,
+) -> None:
+    """No client certificate: the broker ends the handshake with an alert, no MQTT at all."""
+    alert = tls_alert(mtls_site, None)
+    # TLS 1.3 names the missing certificate; TLS 1.2 sends a plain handshake failure.
+    assert "CERTIFICATE_REQUIRED" in alert or "HANDSHAKE_FAILURE" in alert, alert
+    assert Client(mtls_site, None, tls_ca=mtls_site.ca).connect_fails_before_connack()
+
+
+def test_mtls_correct_password_without_a_certificate_is_refused(mtls_site: SiteBroker) -> None:
+    """A stolen password alone gets no CONNACK."""
+    user = user_of(GATE_A)
+    client = Client(mtls_site, user, mtls_site.password(user), tls_ca=mtls_site.ca)
+    assert client.connect_fails_before_connack()
+
+
+def test_mtls_certificate_from_another_ca_is_refused_even_with_the_right_cn_and_password(
+    mtls_site: SiteBroker, foreign_cert: tuple[Path, Path]
+) -> None:
+    assert "UNKNOWN_CA" in tls_alert(mtls_site, foreign_cert)
+    user = user_of(GATE_A)
+    client = Client(
+        mtls_site, user, mtls_site.password(user), tls_ca=mtls_site.ca, cert=foreign_cert
+    )
+    assert client.connect_fails_before_connack()
+
+
+def test_mtls_gate_with_its_certificate_publishes_its_own_event_but_not_another_gates(
+    mtls_site: SiteBroker,
+) -> None:
+    """No user name or password sent: the certificate's CN is the account the ACL applies to."""
+    gateway = Client(mtls_site, None, tls_ca=mtls_site.ca, cert=mtls_site.cert(GATEWAY_USER))
+    gate_a = Client(mtls_site, None, tls_ca=mtls_site.ca, cert=mtls_site.cert(user_of(GATE_A)))
+    assert gateway.connect() == 0
+    try:
+        assert gate_a.connect() == 0
+        try:
+            assert gateway.subscribe(gate_filter(SITE, GateChannel.EVENT)) == [1]
+            own, forged = unique("mtls-own-event"), unique("mtls-forged-event")
+            assert gate_a.publish(gate_topic(GATE_A, GateChannel.EVENT), own) in ACCEPTED
+            assert gate_a.publish(gate_topic(GATE_B, GateChannel.EVENT), forged) == NOT_AUTHORIZED
+            wait_until(lambda: gateway.received(own))
+            assert not gateway.received(forged)
+        finally:
+            gate_a.stop()
+    finally:
+        gateway.stop()
+
+
+def test_mtls_user_name_and_password_are_not_checked_the_certificate_is_the_credential(
+    mtls_site: SiteBroker,
+) -> None:
+    """use_identity_as_username: mosquitto ignores CONNECT's user name and password. Gate A's
+    certificate with gate B's user name and a wrong password connects, as gate A: a stolen key
+    is enough on its own, and a rotated password does not lock it out."""
+    client = Client(
+        mtls_site,
+        user_of(GATE_B),
+        "not-the-password",
+        tls_ca=mtls_site.ca,
+        cert=mtls_site.cert(user_of(GATE_A)),
+    )
+    assert client.connect() == 0
+    try:
+        assert client.publish(gate_topic(GATE_A, GateChannel.EVENT), b"{}") in ACCEPTED
+        assert client.publish(gate_topic(GATE_B, GateChannel.EVENT), b"{}") == NOT_AUTHORIZED
+    finally:
+        client.stop()
+
+
+def test_mtls_dormguard_mqtt_link_connects_with_cert_file_and_key_file(
+    mtls_site: SiteBroker,
+) -> None:
+    """A daemon's MqttLink with mqtt.tls.cert_file / key_file (and no password) is let in as
+    its gate; its own event is acknowledged, another gate's is rejected with a reason."""
+    crt, key = mtls_site.cert(user_of(GATE_A))
+    settings = MqttSettings(
+        host="127.0.0.1",
+        port=mtls_site.tls_port,
+        username=user_of(GATE_A),
+        tls=TlsSettings(ca_file=mtls_site.ca, cert_file=crt, key_file=key),
+    )
+    link = MqttLink(settings, client_id=f"test-link-{time.monotonic_ns()}")
+    acks: dict[int, str | None] = {}
+    link.on_ack = lambda mid, error: acks.__setitem__(mid, error)
+    link.start()
+    try:
+        assert link.wait_connected(5), link.last_error
+        own = link.publish(gate_topic(GATE_A, GateChannel.EVENT), unique("link-event"))
+        forged = link.publish(gate_topic(GATE_B, GateChannel.EVENT), unique("link-forged"))
+        wait_until(lambda: own in acks and forged in acks)
+        assert acks[own] is None
+        refusal = acks[forged]
+        assert refusal is not None and "authorized" in refusal.lower(), refusal
+    finally:
+        link.stop()
+
+
+def cert_details(crt: Path, ca: Path) -> str:
+    """openssl's subject and extended key usage of `crt`, after checking it against `ca`."""
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(ca), str(crt)], capture_output=True, text=True
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    shown = subprocess.run(
+        ["openssl", "x509", "-noout", "-subject", "-ext", "extendedKeyUsage", "-in", str(crt)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return shown.stdout
+
+
+def test_client_certificates_are_kept_between_runs_and_renewed_by_rotate(
+    mtls_site: SiteBroker, tmp_path: Path
+) -> None:
+    """--client-certs: one certificate per account (CN = user, clientAuth, key 0600), kept by a
+    second run; --rotate client-certs renews all of them, --rotate <user> that user's only."""
+    issued = tmp_path / "issued"
+    shutil.copytree(mtls_site.issued, issued)
+    clients_dir = issued / "clients"
+
+    def snapshot() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted(clients_dir.iterdir())}
+
+    users = sorted(p.stem for p in clients_dir.glob("*.password"))
+    assert users
+    for user in users:
+        details = cert_details(clients_dir / f"{user}.crt", clients_dir / "ca.crt")
+        assert f"CN = {user}\n" in details, details
+        assert "TLS Web Client Authentication" in details, details
+        assert (clients_dir / f"{user}.key").stat().st_mode & 0o777 == 0o600, user
+
+    before = snapshot()
+    server = (issued / "broker" / "server.crt").read_bytes()
+    issue_credentials(issued, "--client-certs")
+    assert snapshot() == before
+
+    issue_credentials(issued, "--client-certs", "--rotate", "client-certs")
+    after = snapshot()
+    for user in users:
+        assert after[f"{user}.password"] == before[f"{user}.password"], user
+        for suffix in (".crt", ".key"):
+            assert after[user + suffix] != before[user + suffix], user + suffix
+        cert_details(clients_dir / f"{user}.crt", clients_dir / "ca.crt")
+    assert (issued / "broker" / "server.crt").read_bytes() == server
+
+    stolen = user_of(GATE_A)
+    issue_credentials(issued, "--client-certs", "--rotate", stolen)
+    renewed = {name for name, data in snapshot().items() if after[name] != data}
+    assert renewed == {f"{stolen}.password", f"{stolen}.crt", f"{stolen}.key"}

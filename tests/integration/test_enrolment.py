@@ -31,7 +31,7 @@ from edge.settings import Secret
 from gateway.api import create_app
 from gateway.api.deps import CurrentUser, Role, current_user
 from gateway.api.routes.enrolment import router
-from gateway.config import EnrolmentSettings, GatewayConfig
+from gateway.config import EnrolmentSettings, GatewayConfig, SigningSettings
 from gateway.db import migrate, open_engine, session_factory
 from gateway.db.schema import (
     Consent,
@@ -57,7 +57,7 @@ from gateway.enrolment import (
 from gateway.services import Services
 from tests.broker import Broker, Collector
 from tests.gatekit import write_key
-from tests.keys import TEST_SIGNER
+from tests.keys import TEST_SIGNER, signing_config
 
 # --- helpers shared with test_enrolment_gate.py ----------------------------------------------
 
@@ -776,6 +776,7 @@ def _services(world: World | None, tmp: Path) -> Services:
         config=GatewayConfig(
             site=world.site if world else "campus1",
             enrolment=world.settings if world else None,
+            command_signing=SigningSettings.model_validate(signing_config()),
         ),
         engine=engine,
         sessions=world.sessions if world else session_factory(engine),

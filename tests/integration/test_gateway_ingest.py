@@ -76,6 +76,11 @@ def _replicas(broker: Broker, tmp_path: Path) -> list[Gateway]:
     return replicas
 
 
+def _bearer(token: str) -> dict[str, str]:
+    """Headers authenticating the live-alert WebSocket (as a non-browser client does)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def _count(gw: Gateway, model: type) -> int:
     with gw.services.sessions() as s:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
@@ -261,7 +266,7 @@ def test_an_mqtt_event_reaches_a_guards_websocket(gateway: Gateway, publisher: P
             "/api/auth/login", json={"username": "night-guard", "password": "night-guard-pw-1"}
         )
         token = login.json()["token"]
-        with client.websocket_connect(f"/api/ws/alerts?token={token}") as ws:
+        with client.websocket_connect("/api/ws/alerts", headers=_bearer(token)) as ws:
             assert ws.receive_json()["type"] == "snapshot"
             started = time.monotonic()
             publisher.publish(
@@ -375,7 +380,7 @@ def test_a_console_on_one_replica_sees_alerts_raised_by_the_other(
             token = client.post(
                 "/api/auth/login", json={"username": "guard-a", "password": "guard-a-password"}
             ).json()["token"]
-            with client.websocket_connect(f"/api/ws/alerts?token={token}") as ws:
+            with client.websocket_connect("/api/ws/alerts", headers=_bearer(token)) as ws:
                 assert ws.receive_json()["type"] == "snapshot"
                 gates = [f"x{i}" for i in range(6)]
                 for gate in gates:

@@ -643,3 +643,13 @@ def test_a_gate_without_a_usable_trusted_key_is_refused_at_start(
 def test_nonce_store_defaults_next_to_the_outbox(tmp_path: Path) -> None:
     config = load(tmp_path, gate_yaml())
     assert config.nonce_store == Path("/var/lib/dormguard/outbox.sqlite.nonces")
+
+
+@pytest.mark.parametrize("given", ["cert_file", "key_file"])
+def test_mutual_tls_needs_both_certificate_and_key(tmp_path: Path, given: str) -> None:
+    """paho silently ignores a lone key file: a half-configured client certificate is an error."""
+    text = gate_yaml(
+        mqtt=f"mqtt:\n  tls:  {MARK}\n    ca_file: /etc/dormguard/ca.crt\n    {given}: /x\n"
+    )
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1 and "both cert_file and key_file" in problems[0], problems

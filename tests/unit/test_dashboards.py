@@ -36,6 +36,7 @@ from contracts.models import (
     GalleryUpdate,
     Heartbeat,
     LatencyBreakdown,
+    SecurityEvent,
     WireModel,
 )
 from contracts.registry import BRIDGE_MODELS, DEVICE_MODELS, GATE_MODELS
@@ -153,6 +154,15 @@ def sample_messages() -> dict[type[WireModel], WireModel]:
         Command(producer="gateway", correlation_id="corr-2", command="unlock"),
         CommandResult(producer="gate:north/b7/main-door", correlation_id="corr-2", ok=True),
         CardSwipe(producer="reader-1", card_uid="04A1B2C3"),
+        SecurityEvent(
+            producer="gate:north/b7/main-door",
+            site="north",
+            building="b7",
+            gate_id="main-door",
+            kind="unsigned",
+            target="command",
+            command="unlock",
+        ),
         DeviceState(
             ts=TS,
             producer="bridge:north/bridge-1",

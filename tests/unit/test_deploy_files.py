@@ -4,8 +4,8 @@ Rules checked: the compose file parses, every file it mounts from the repository
 generated secret it mounts is one issue-credentials.py makes for the example inventory; the
 compose example configs validate against GatewayConfig, GateConfig and DevicesConfig and use the
 broker accounts the inventory creates; the systemd units have the keys a hardened daemon needs;
-the production mosquitto.conf keeps its security settings; the credentials script's inventory
-reader, ACL rendering and password hashing behave.
+the production mosquitto.conf keeps its security settings and has no plain listener; the
+credentials script's inventory reader, ACL rendering and password hashing behave.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def test_every_mounted_repository_file_exists_and_every_secret_is_one_the_script
                     assert inside in (
                         ("broker",),
                         ("clients", "ca.crt"),
-                        ("gallery.key",),
+                        ("gallery.key",),  # dormguard gallery keygen (compose header)
+                        ("command-signing.key",),  # dormguard keys generate (compose header)
                     ), (name, source)
             else:
                 assert path.exists(), f"{name}: {source} -> {target} does not exist"
@@ -219,7 +220,9 @@ def test_systemd_unit_parses_and_is_hardened(daemon: str) -> None:
 # ----------------------------------------------------------------------------- mosquitto
 
 
-def test_production_mosquitto_conf_keeps_its_security_settings() -> None:
+def test_production_mosquitto_conf_keeps_its_security_settings_and_has_no_plain_listener() -> None:
+    """Anonymous off, one account set for every listener, and a single listener, 8883 with TLS:
+    no plain listener, not even on loopback (operators use TLS on the broker host too)."""
     lines = [
         line.strip()
         for line in (MOSQUITTO_DIR / "mosquitto.conf").read_text().splitlines()
@@ -232,7 +235,7 @@ def test_production_mosquitto_conf_keeps_its_security_settings() -> None:
     assert options["allow_anonymous"] == ["false"]
     assert options["per_listener_settings"] == ["false"]
     assert options["password_file"] and options["acl_file"]
-    assert options["listener"] == ["8883", "1883 127.0.0.1"]  # plain only on loopback
+    assert options["listener"] == ["8883"]  # the TLS listener only: no plain one
     assert options["tls_version"] == ["tlsv1.2"]
     assert {"cafile", "certfile", "keyfile"} <= set(options)
     assert options["persistence"] == ["true"]

@@ -11,15 +11,13 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import Field
 from sqlalchemy import and_, or_, select
 
-from gateway.api.common import Out, UtcDatetime
+from gateway.api.common import MAX_ROW_ID, Out, PageLimit, PageOffset, UtcDatetime
 from gateway.api.deps import CurrentUser, Role, SessionDep, require
 from gateway.db.schema import AccessRecord, Person
 
 router = APIRouter(prefix="/api/access", tags=["access log"])
 
 Reader = Annotated[CurrentUser, require(Role.GUARD, Role.AUDITOR, Role.COUNSELLOR)]
-
-MAX_LIMIT = 1000
 
 
 class AccessOut(Out):
@@ -64,7 +62,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         row_id = int(id_text)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValueError("cursor is not valid: use the next_cursor of a previous page") from exc
-    if ts.tzinfo is None:
+    # Also refused: an id no row can have (the driver could not bind it; that would be a 500).
+    if ts.tzinfo is None or not 1 <= row_id <= MAX_ROW_ID:
         raise ValueError("cursor is not valid: use the next_cursor of a previous page")
     return ts, row_id
 
@@ -80,9 +79,9 @@ def search_access(
     method: Literal["face", "card", "pin"] | None = None,
     since: Annotated[UtcDatetime | None, Query(description="inclusive, with UTC offset")] = None,
     until: Annotated[UtcDatetime | None, Query(description="exclusive, with UTC offset")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    limit: PageLimit = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    offset: PageOffset = 0,
 ) -> AccessPage:
     """Access records matching every filter given, newest first.
 

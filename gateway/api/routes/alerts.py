@@ -23,7 +23,7 @@ from gateway.alerting import (
     InvalidTransition,
     NotFoundError,
 )
-from gateway.api.common import In, UtcDatetime, conflict, not_found
+from gateway.api.common import In, PageLimit, RowIdPath, UtcDatetime, conflict, not_found
 from gateway.api.deps import CurrentUser, Role, ServicesDep, require
 from gateway.db.schema import User
 from gateway.domain.alerts import AlertType, SeverityValue
@@ -67,7 +67,7 @@ def list_alerts(
         SeverityValue | None, Query(description="info, warning, major, critical or 1-4")
     ] = None,
     since: Annotated[UtcDatetime | None, Query(description="changed at or after this time")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    limit: PageLimit = 200,
 ) -> list[AlertView]:
     """Alerts in console order: unacknowledged first, then most severe, then most recent."""
     return services.alerts.list(
@@ -95,7 +95,7 @@ def handover(
 
 
 @router.get("/{alert_id}", response_model=AlertDetailView)
-def get_alert(alert_id: int, user: Reader, services: ServicesDep) -> AlertDetailView:
+def get_alert(alert_id: RowIdPath, user: Reader, services: ServicesDep) -> AlertDetailView:
     """One alert with its history and comments."""
     try:
         return services.alerts.get(alert_id, scope=scope_for(user))
@@ -104,7 +104,7 @@ def get_alert(alert_id: int, user: Reader, services: ServicesDep) -> AlertDetail
 
 
 @router.post("/{alert_id}/ack", response_model=AlertView)
-def acknowledge(alert_id: int, user: Actor, services: ServicesDep) -> AlertView:
+def acknowledge(alert_id: RowIdPath, user: Actor, services: ServicesDep) -> AlertView:
     """Acknowledge an active alert (or review one that cleared before anyone saw it)."""
     try:
         return services.alerts.acknowledge(alert_id, user.username, scope=scope_for(user))
@@ -115,7 +115,7 @@ def acknowledge(alert_id: int, user: Actor, services: ServicesDep) -> AlertView:
 
 
 @router.post("/{alert_id}/assign", response_model=AlertView)
-def assign(alert_id: int, body: AssignIn, user: Actor, services: ServicesDep) -> AlertView:
+def assign(alert_id: RowIdPath, body: AssignIn, user: Actor, services: ServicesDep) -> AlertView:
     """Give an open alert to a user (or to nobody)."""
     if body.assignee is not None:
         with services.sessions() as session:
@@ -136,7 +136,7 @@ def assign(alert_id: int, body: AssignIn, user: Actor, services: ServicesDep) ->
 
 
 @router.post("/{alert_id}/comment", response_model=AlertView)
-def comment(alert_id: int, body: CommentIn, user: Actor, services: ServicesDep) -> AlertView:
+def comment(alert_id: RowIdPath, body: CommentIn, user: Actor, services: ServicesDep) -> AlertView:
     """Add a note to an alert."""
     try:
         return services.alerts.comment(alert_id, user.username, body.text, scope=scope_for(user))
@@ -147,7 +147,7 @@ def comment(alert_id: int, body: CommentIn, user: Actor, services: ServicesDep) 
 
 
 @router.post("/{alert_id}/clear", response_model=AlertView)
-def clear(alert_id: int, user: Actor, services: ServicesDep) -> AlertView:
+def clear(alert_id: RowIdPath, user: Actor, services: ServicesDep) -> AlertView:
     """Close an open alert."""
     try:
         return services.alerts.clear(alert_id, user.username, scope=scope_for(user))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field
 
@@ -40,22 +40,35 @@ class MeOut(Out):
     role: Role
 
 
+def client_address(request: Request, services: ServicesDep) -> str | None:
+    """The address a request comes from (X-Forwarded-For only behind ``api.trusted_proxies``)."""
+    return auth.client_address(
+        request.client.host if request.client is not None else None,
+        request.headers.getlist("x-forwarded-for"),
+        services.config.api.trusted_proxies,
+    )
+
+
+ClientAddress = Annotated[str | None, Depends(client_address)]
+
+
 @router.post(
     "/api/auth/login",
     response_model=LoginOut,
-    responses={401: {"description": "wrong credentials"}, 429: {"description": "locked"}},
+    responses={
+        401: {"description": "wrong credentials"},
+        429: {"description": "too many failed logins lately: wait Retry-After seconds"},
+    },
 )
-def login(body: LoginIn, services: ServicesDep) -> LoginOut:
+def login(body: LoginIn, services: ServicesDep, address: ClientAddress) -> LoginOut:
     """Exchange a username and password for a bearer token."""
     try:
-        result = auth.login(services, body.username, body.password)
-    except auth.AccountLockedError as exc:
-        now = services.clock()
-        retry_after = max(1, int((exc.until - now).total_seconds()) + 1)
+        result = auth.login(services, body.username, body.password, address)
+    except auth.LoginThrottledError as exc:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             str(exc),
-            headers={"Retry-After": str(retry_after)},
+            headers={"Retry-After": str(exc.retry_after_s)},
         ) from None
     except auth.LoginError as exc:
         raise HTTPException(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 from sqlalchemy import select
 
-from gateway.api.common import Out, UtcDatetime
+from gateway.api.common import Out, PageLimit, PageOffset, UtcDatetime
 from gateway.api.deps import CurrentUser, Role, SessionDep, require
 from gateway.db.schema import DeadLetter
 
@@ -53,8 +53,8 @@ def list_dead_letters(
     session: SessionDep,
     topic: Annotated[str | None, Query(max_length=512, description="topic starts with")] = None,
     since: UtcDatetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> list[DeadLetterOut]:
     """Refused messages, newest first."""
     query = select(DeadLetter)

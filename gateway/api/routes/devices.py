@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -24,6 +24,14 @@ Reader = Annotated[CurrentUser, require(Role.FACILITIES, Role.GUARD, Role.AUDITO
 BoardStatus = Literal["free", "running", "finished", "fault", "offline", "unknown"]
 _FREE = frozenset({"idle", "ready", "standby"})
 _FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+DEFAULT_SERIES_SPAN = timedelta(hours=24)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def _default_start(end: datetime) -> datetime:
+    """A day before ``end``, or the first day of the calendar when ``end`` is within it."""
+    # end - span would overflow (a 500) for an `until` in year 1.
+    return end - DEFAULT_SERIES_SPAN if end - _EARLIEST > DEFAULT_SERIES_SPAN else _EARLIEST
 
 
 def board_status(online: bool, faults: list[str], status: str) -> BoardStatus:
@@ -166,7 +174,7 @@ def device_series(
     if session.get(Device, device_key) is None:
         not_found(f"no device {device_key!r}")
     end = until or services.clock()
-    start = since or end - timedelta(hours=24)
+    start = since or _default_start(end)
     try:
         samples = services.series_reader.query(
             APPLIANCE if measurement == "appliance" else APPLIANCE_STATE,

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile, status
 from pydantic import Field
 
-from gateway.api.common import In, Out, conflict, not_found, unavailable
+from gateway.api.common import In, Out, PageLimit, conflict, not_found, unavailable
 from gateway.api.deps import CurrentUser, Role, ServicesDep, require
 from gateway.enrolment import (
     FACE_ACCESS,
@@ -335,7 +335,7 @@ def gallery_deliveries(
     gate_key: Annotated[
         str | None, Query(max_length=200, description="site/building/gate_id")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: PageLimit = 100,
 ) -> list[DeliveryOut]:
     """Gallery deliveries to the gates, newest version first."""
     return [_delivery_out(d) for d in enrolment.deliveries(gate_key, limit)]

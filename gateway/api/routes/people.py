@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edge.gate.credentials import hash_pin, normalize_card_uid
-from gateway.api.common import In, Out, UtcDatetime, conflict, not_found
+from gateway.api.common import In, Out, PageLimit, PageOffset, UtcDatetime, conflict, not_found
 from gateway.api.deps import CurrentUser, Role, ServicesDep, SessionDep, require
 from gateway.db.schema import FaceTemplate, Person
 from gateway.enrolment import person_from_row
@@ -217,8 +217,8 @@ def list_people(
     kind: Kind | None = None,
     person_status: Annotated[Status | None, Query(alias="status")] = None,
     q: Annotated[str | None, Query(max_length=64, description="id or name contains")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 200,
+    offset: PageOffset = 0,
 ) -> list[PersonOut]:
     """People matching the filters, by id; counsellors see only their own students."""
     query = select(Person)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import Field, model_validator
 
 from gateway.alerting import NotFoundError, SilenceView
-from gateway.api.common import In, UtcDatetime, not_found
+from gateway.api.common import In, RowIdPath, UtcDatetime, not_found
 from gateway.api.deps import CurrentUser, Role, ServicesDep, require
 from gateway.api.routes.alerts import FACILITIES_TYPES
 from gateway.domain.alerts import AlertType
@@ -37,7 +37,12 @@ class SilenceIn(In):
     types: list[AlertType] = Field(default_factory=list, description="[] = every type")
     starts_at: UtcDatetime | None = Field(default=None, description="default: now")
     ends_at: UtcDatetime | None = None
-    duration_s: float | None = Field(default=None, gt=0, description="instead of ends_at")
+    duration_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_SILENCE.total_seconds(),
+        description=f"instead of ends_at; at most {MAX_SILENCE.days} days",
+    )
     reason: str = Field(min_length=1, max_length=300)
 
     @model_validator(mode="after")
@@ -72,7 +77,12 @@ def create_silence(body: SilenceIn, user: Writer, services: ServicesDep) -> Sile
             + " alerts: list them in 'types'",
         )
     starts_at: datetime = body.starts_at or services.clock()
-    ends_at = body.ends_at or starts_at + timedelta(seconds=body.duration_s or 0)
+    try:
+        ends_at = body.ends_at or starts_at + timedelta(seconds=body.duration_s or 0)
+    except OverflowError:  # starts_at near the end of the calendar (year 9999)
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "starts_at plus duration_s is past year 9999"
+        ) from None
     if ends_at - starts_at > MAX_SILENCE:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -87,7 +97,7 @@ def create_silence(body: SilenceIn, user: Writer, services: ServicesDep) -> Sile
 
 
 @router.delete("/{silence_id}", response_model=SilenceView)
-def end_silence(silence_id: int, user: Writer, services: ServicesDep) -> SilenceView:
+def end_silence(silence_id: RowIdPath, user: Writer, services: ServicesDep) -> SilenceView:
     """End a silence now (a silence that has not started is removed)."""
     try:
         current = services.alerts.get_silence(silence_id)

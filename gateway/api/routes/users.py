@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.api import auth
-from gateway.api.common import In, Out, conflict, not_found
+from gateway.api.common import In, Out, RowIdPath, conflict, not_found
 from gateway.api.deps import CurrentUser, Role, ServicesDep, require
 from gateway.db.schema import User
 
@@ -112,7 +112,9 @@ def create_user(body: UserCreateIn, admin: Admin, services: ServicesDep) -> User
 
 
 @router.patch("/{user_id}", response_model=UserOut)
-def update_user(user_id: int, body: UserPatchIn, admin: Admin, services: ServicesDep) -> UserOut:
+def update_user(
+    user_id: RowIdPath, body: UserPatchIn, admin: Admin, services: ServicesDep
+) -> UserOut:
     """Change a display name, role or active flag; a role change or deactivation logs them out."""
     with services.sessions.begin() as session:
         user = _get(session, user_id)
@@ -132,7 +134,7 @@ def update_user(user_id: int, body: UserPatchIn, admin: Admin, services: Service
 
 
 @router.post("/{user_id}/deactivate", response_model=UserOut)
-def deactivate_user(user_id: int, admin: Admin, services: ServicesDep) -> UserOut:
+def deactivate_user(user_id: RowIdPath, admin: Admin, services: ServicesDep) -> UserOut:
     """Deactivate an account and revoke its tokens (the account and its history stay)."""
     with services.sessions.begin() as session:
         user = _get(session, user_id)
@@ -143,7 +145,9 @@ def deactivate_user(user_id: int, admin: Admin, services: ServicesDep) -> UserOu
 
 
 @router.post("/{user_id}/password", status_code=status.HTTP_204_NO_CONTENT)
-def reset_password(user_id: int, body: PasswordIn, admin: Admin, services: ServicesDep) -> Response:
+def reset_password(
+    user_id: RowIdPath, body: PasswordIn, admin: Admin, services: ServicesDep
+) -> Response:
     """Set a new password, clear a lockout and log the user out everywhere."""
     with services.sessions.begin() as session:
         user = _get(session, user_id)

@@ -1,21 +1,26 @@
 """Live alerts over a WebSocket: a snapshot of open alerts, then every change as it happens.
 
-Protocol (server -> client, JSON text frames)::
+Protocol (JSON text frames)::
 
-    {"type": "snapshot", "alerts": [AlertView, ...]}      once, right after connecting
-    {"type": "alert", "alert": AlertView}                 every change the caller may see
-    {"type": "ping", "at": "<ISO time>"}                  every ping interval
+    client: {"type": "auth", "token": "<login token>"}    first, within api.ws_auth_timeout_s
+    server: {"type": "snapshot", "alerts": [AlertView, ...]}   once, right after that
+    server: {"type": "alert", "alert": AlertView}          every change the caller may see
+    server: {"type": "ping", "at": "<ISO time>"}           every ping interval
 
-Browsers cannot set headers on a WebSocket, so the token comes as ``?token=`` (an
-``Authorization: Bearer`` header works too). A bad token closes with 4401, a role that may not
-read alerts with 4403, a client too slow to keep up with 4408 (reconnect: the snapshot catches
-up). The client may send anything (e.g. pongs); it is read and ignored.
+Browsers cannot set headers on a WebSocket and a token in the URL ends up in proxy and access
+logs, so the client connects without one and sends it in its first frame. Non-browser clients
+may send ``Authorization: Bearer <token>`` instead (then no auth frame). ``?token=`` is refused
+unless ``api.ws_token_in_url`` turns it back on for old clients. No auth frame in time, a
+malformed one or a bad token close with 4401, a role that may not read alerts with 4403, a
+client too slow to keep up with 4408 (reconnect: the snapshot catches up). After the auth frame
+the client may send anything (e.g. pongs); it is read and ignored. Tokens are never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -39,6 +44,8 @@ READ_ROLES = frozenset({Role.ADMIN, Role.GUARD, Role.FACILITIES, Role.COUNSELLOR
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4408
+MAX_TOKEN_LENGTH = 512  # login tokens are 43 characters; anything far longer is not one
+AUTH_FRAME_EXPECTED = 'send {"type": "auth", "token": "..."} as the first message'
 
 
 class _Visibility:
@@ -72,13 +79,72 @@ class _Visibility:
         return True
 
 
-def _token(websocket: WebSocket) -> str | None:
-    token = websocket.query_params.get("token")
-    if token:
-        return token
+def parse_auth_message(raw: str | None) -> str | None:
+    """The token of an auth frame ``{"type": "auth", "token": "..."}``; None if it is not one."""
+    if raw is None:
+        return None
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "auth":
+        return None
+    token = message.get("token")
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    return token
+
+
+def _bearer_token(websocket: WebSocket) -> str | None:
     header = websocket.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def _first_frame_token(websocket: WebSocket, timeout_s: float) -> str | None:
+    """The token of the client's first frame; None once the socket is closed (or gone)."""
+    try:
+        message = await asyncio.wait_for(websocket.receive(), timeout_s)
+    except TimeoutError:
+        await websocket.close(CLOSE_UNAUTHORIZED, f"no auth message within {timeout_s:g} s")
+        return None
+    if message["type"] == "websocket.disconnect":
+        return None
+    token = parse_auth_message(message.get("text"))
+    if token is None:  # the frame is not echoed or logged: it may hold a token
+        await websocket.close(CLOSE_UNAUTHORIZED, AUTH_FRAME_EXPECTED)
+    return token
+
+
+async def _authenticated(websocket: WebSocket, services: Services) -> CurrentUser | None:
+    """Accept the socket and find its caller; None once it is closed with the reason."""
+    settings = services.config.api
+    in_url = "token" in websocket.query_params
+    peer = websocket.client.host if websocket.client else "?"
+    await websocket.accept()
+    if in_url and not settings.ws_token_in_url:
+        log.info("alert feed refused: token in the URL from %s (api.ws_token_in_url is off)", peer)
+        await websocket.close(
+            CLOSE_UNAUTHORIZED, "token in the URL refused: " + AUTH_FRAME_EXPECTED
+        )
+        return None
+    if in_url:
+        log.info("alert feed: token in the URL from %s (api.ws_token_in_url is on)", peer)
+        token = websocket.query_params["token"] or None
+    else:
+        token = _bearer_token(websocket)
+        if token is None:
+            token = await _first_frame_token(websocket, settings.ws_auth_timeout_s)
+            if token is None:
+                return None
+    user = await run_in_threadpool(authenticate, services, token) if token else None
+    if user is None:
+        await websocket.close(CLOSE_UNAUTHORIZED, "invalid or expired token: log in again")
+        return None
+    if user.role not in READ_ROLES:
+        await websocket.close(CLOSE_FORBIDDEN, f"role {user.role.value!r} may not read alerts")
+        return None
+    return user
 
 
 @router.websocket("/api/ws/alerts")
@@ -86,16 +152,11 @@ async def alerts_ws(websocket: WebSocket) -> None:
     """Live alert feed (see the module docstring for the protocol)."""
     services: Services = websocket.app.state.services
     ping_s: float = websocket.app.state.ws_ping_interval_s
-    token = _token(websocket)
-    user: CurrentUser | None = (
-        await run_in_threadpool(authenticate, services, token) if token else None
-    )
-    await websocket.accept()
-    if user is None:
-        await websocket.close(CLOSE_UNAUTHORIZED, "invalid or expired token: log in again")
+    try:
+        user = await _authenticated(websocket, services)
+    except WebSocketDisconnect:
         return
-    if user.role not in READ_ROLES:
-        await websocket.close(CLOSE_FORBIDDEN, f"role {user.role.value!r} may not read alerts")
+    if user is None:
         return
     scope = scope_for(user)
     visibility = _Visibility(services, scope)

@@ -3,11 +3,18 @@
 const TOKEN_KEY = 'dormguard.token';
 
 export class ApiError extends Error {
-  constructor(status, detail) {
+  /** `retryAfterS`: the seconds of a Retry-After header (429 answers), else null. */
+  constructor(status, detail, retryAfterS = null) {
     super(detail);
     this.status = status;
     this.detail = detail;
+    this.retryAfterS = retryAfterS;
   }
+}
+
+function retryAfterSeconds(response) {
+  const value = Number.parseInt(response.headers.get('Retry-After') || '', 10);
+  return Number.isFinite(value) && value >= 0 ? value : null;
 }
 
 let unauthorizedHandler = () => {};
@@ -77,7 +84,7 @@ export async function api(path, { method = 'GET', query, body, form } = {}) {
   }
   if (!response.ok) {
     if (response.status === 401 && bearer && path !== '/api/auth/login') unauthorizedHandler();
-    throw new ApiError(response.status, detailText(data, `HTTP ${response.status}`));
+    throw new ApiError(response.status, detailText(data, `HTTP ${response.status}`), retryAfterSeconds(response));
   }
   return data;
 }

@@ -1,6 +1,7 @@
 // The live alert feed: one WebSocket to /api/ws/alerts, a snapshot of the open alerts and then
 // every change, upserted by id. When the socket drops (gateway restart, network) it reconnects
-// with exponential backoff and the next snapshot replaces what was known.
+// with exponential backoff and the next snapshot replaces what was known. The login token never
+// goes in the URL (proxies and access logs keep URLs): it is the socket's first message.
 
 import { token } from './api.js';
 
@@ -84,7 +85,7 @@ export class AlertFeed extends EventTarget {
 
   connect() {
     const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = `${scheme}//${window.location.host}/api/ws/alerts?token=${encodeURIComponent(token() || '')}`;
+    const url = `${scheme}//${window.location.host}/api/ws/alerts`;
     this.setStatus(this.connectedOnce ? 'reconnecting' : 'connecting');
     let socket;
     try {
@@ -94,6 +95,8 @@ export class AlertFeed extends EventTarget {
       return;
     }
     this.socket = socket;
+    // Read the token when the socket opens: a reconnect carries the current login.
+    socket.onopen = () => socket.send(JSON.stringify({ type: 'auth', token: token() || '' }));
     socket.onmessage = (event) => this.onMessage(event.data);
     socket.onclose = (event) => this.onClose(event);
     socket.onerror = () => {}; // a close event always follows
