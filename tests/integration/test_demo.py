@@ -6,6 +6,8 @@ import json
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -16,14 +18,47 @@ pytestmark = pytest.mark.slow
 
 def test_headless_demo_runs_the_gate_and_a_service_room_and_prints_counts() -> None:
     """Student granted, stranger denied; washer finishes, dryer gets stuck, hair dryer overruns."""
-    proc = subprocess.run(
+    running = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "--log-level", "warning", "demo", "--duration", "35"],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
         env=dormguard_env(),
     )
+    lines: list[str] = []
+    errors: list[str] = []
+    readers = [
+        threading.Thread(target=lambda: lines.extend(running.stdout or []), daemon=True),
+        threading.Thread(target=lambda: errors.extend(running.stderr or []), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    probed: dict[str, object] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(x.startswith("broker: ") for x in lines):
+            time.sleep(0.2)
+        broker_line = next((x for x in lines if x.startswith("broker: ")), "")
+        port = re.search(r"mqtt://127\.0\.0\.1:(\d+)", broker_line)
+        assert port is not None, "".join(lines)[-2000:]
+        probed = _probe_running_demo(int(port.group(1)), "".join(lines))
+        running.wait(timeout=180)
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    for reader in readers:
+        reader.join(10)
+    proc = subprocess.CompletedProcess(
+        running.args, running.returncode, "".join(lines), "".join(errors)
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # The demo's broker runs as production does: anonymous clients and wrong passwords are
+    # refused, so the outside probe's forged unlock cannot even be delivered; the printed
+    # logins really open the console.
+    assert probed["anonymous"] not in (0, None), probed
+    assert probed["wrong_password"] not in (0, None), probed
+    assert probed["logins_ok"] == ["admin", "facilities", "guard"], probed
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["granted"] >= 1
     assert report["denied"] >= 1
@@ -69,3 +104,55 @@ def _printed_logins(stdout: str) -> dict[str, str]:
     assert listed is not None, line
     pairs = (entry.split(" / ", 1) for entry in listed.group(1).split(", "))
     return {user: password for user, password in pairs}
+
+
+def _connack(port: int, username: str | None, password: str | None) -> int | None:
+    """The CONNACK reason code the broker gives this login (None: no answer in 10 s)."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    answered = threading.Event()
+    code: list[int] = []
+
+    def on_connect(client, userdata, flags, reason, properties):  # type: ignore[no-untyped-def]
+        code.append(reason.value)
+        answered.set()
+
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"probe-{time.monotonic_ns()}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    if username is not None:
+        client.username_pw_set(username, password)
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        answered.wait(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return code[0] if code else None
+
+
+def _probe_running_demo(port: int, stdout: str) -> dict[str, object]:
+    """What an outsider gets from the running demo: broker logins and console logins."""
+    import httpx
+
+    url = re.search(r"console: (http://\S+)", stdout)
+    assert url is not None, stdout[-2000:]
+    logins_ok = []
+    for user, password in sorted(_printed_logins(stdout).items()):
+        answer = httpx.post(
+            url.group(1).rstrip("/") + "/api/auth/login",
+            json={"username": user, "password": password},
+            timeout=10,
+        )
+        if answer.status_code == 200 and answer.json().get("token"):
+            logins_ok.append(user)
+    return {
+        "anonymous": _connack(port, None, None),
+        "wrong_password": _connack(port, "gateway-demo-campus-gw1", "not-the-password"),
+        "logins_ok": logins_ok,
+    }
