@@ -74,6 +74,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("DELETE", "/api/people/{person_id}/face"): frozenset({A}),
     ("GET", "/api/people/{person_id}/enrolment"): frozenset({A, AU}),
     ("GET", "/api/gallery/deliveries"): frozenset({A, AU}),
+    ("POST", "/api/gallery/publish"): frozenset({A}),
     # gates
     ("GET", "/api/gates"): frozenset({A, G, AU}),
     ("GET", "/api/gates/{gate_key:path}/commands"): frozenset({A, G, AU}),

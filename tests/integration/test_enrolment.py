@@ -895,3 +895,24 @@ def test_opting_out_of_face_through_the_people_api_erases_the_templates(
         assert session.scalars(select(FaceTemplate)).all() == []
     (erasure,) = world.service.status("s-obama").erasures
     assert erasure.unconfirmed_gates  # pending until the gate acknowledges the new version
+
+
+def test_an_admin_can_republish_every_gate_gallery_signed_by_the_current_key(
+    world: World, tmp_path: Path, collector: Collector
+) -> None:
+    """Step 3 of a signing-key rotation: POST /api/gallery/publish sends a new version, and what
+    reaches the broker is signed for that gate's topic by the gateway's key."""
+    from contracts.signing import MessageVerifier
+
+    client = TestClient(_app(world, tmp_path))
+    done = client.post("/api/gallery/publish", json={"reason": "signing key rotated"})
+    assert done.status_code == 202, done.text
+    body = done.json()
+    assert body["delivered"] == [f"{world.site}/b1/g1"]
+    topic = f"dorm/{world.site}/b1/gate/g1/gallery"
+    messages = collector.wait_for(lambda m: any(t == topic for t, _, _ in m))
+    (payload,) = [p for t, p, _ in messages if t == topic]
+    verified = MessageVerifier.from_texts([TEST_SIGNER.public_key]).verify(topic, payload)
+    assert verified.key_id == TEST_SIGNER.key_id
+    assert GalleryUpdate.model_validate_json(payload).version == body["version"]
+    assert client.post("/api/gallery/publish", json={"reason": ""}).status_code == 422

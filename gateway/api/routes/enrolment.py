@@ -328,6 +328,20 @@ def enrolment_status(
     )
 
 
+class PublishIn(In):
+    reason: str = Field(min_length=1, max_length=200, description="why (kept in the audit)")
+
+
+@router.post(
+    "/api/gallery/publish",
+    response_model=PublicationOut,
+    status_code=status.HTTP_202_ACCEPTED,
+)
+def publish_gallery(body: PublishIn, user: Admin, enrolment: Enrolment) -> PublicationOut:
+    """Send every gate a new gallery version now, e.g. after a signing-key rotation."""
+    return _publication_out(enrolment.publish_galleries(body.reason, user.username))
+
+
 @router.get("/api/gallery/deliveries", response_model=list[DeliveryOut])
 def gallery_deliveries(
     _user: AdminOrAuditor,
