@@ -258,6 +258,13 @@ def test_a_replayed_unlock_is_refused_even_after_the_gate_is_killed(site: Site) 
     assert "unlocked" in first.detail
     wait_until(lambda: door_unlocks(site) == unlocks + 1, 10, "the door to unlock")
 
+    wait_until(
+        lambda: site.security_events() == [] or site.attack_alert() is not None,
+        20,
+        "earlier attacks to be stored at the gateway",
+    )
+    earlier = site.attack_alert()
+    counted = earlier.count if earlier is not None else 0
     before = len(site.collector.snapshot())
     site.send(captured)
     wait_until(
@@ -276,6 +283,12 @@ def test_a_replayed_unlock_is_refused_even_after_the_gate_is_killed(site: Site) 
     ]
     replay = next(r for r in replies if r.correlation_id == "genuine-1")
     assert not replay.ok and "replayed" in replay.detail
+
+    wait_until(
+        lambda: (a := site.attack_alert()) is not None and a.count > counted,
+        20,
+        "the replay counted on the command_attack alert",
+    )
 
     site.kill_gate()
     site.start_gate()

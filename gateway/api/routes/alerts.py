@@ -95,7 +95,7 @@ def handover(
 
 
 @router.get("/{alert_id}", response_model=AlertDetailView)
-def get_alert(alert_id: int, user: Reader, services: ServicesDep) -> AlertDetailView:
+def get_alert(alert_id: RowIdPath, user: Reader, services: ServicesDep) -> AlertDetailView:
     """One alert with its history and comments."""
     try:
         return services.alerts.get(alert_id, scope=scope_for(user))

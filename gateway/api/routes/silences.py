@@ -40,6 +40,7 @@ class SilenceIn(In):
     duration_s: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_SILENCE.total_seconds(),
         description=f"instead of ends_at; at most {MAX_SILENCE.days} days",
     )
     reason: str = Field(min_length=1, max_length=300)
