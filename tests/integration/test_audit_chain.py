@@ -19,6 +19,7 @@ from gateway.audit import GENESIS, chain_head, seal, verify_chain
 from gateway.db import migrate, open_engine, schema_is_current, session_factory
 from gateway.db.schema import AccessRecord
 from tests.gatekit import dormguard_env
+from tests.keys import signing_config
 
 T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 
@@ -113,7 +114,11 @@ def test_audit_verify_command_exits_1_on_tampering(engine: Engine, tmp_path: Pat
     config = tmp_path / "gateway.yaml"
     config.write_text(
         yaml.safe_dump(
-            {"site": "campus", "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"}}
+            {
+                "site": "campus",
+                "command_signing": signing_config(),
+                "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
+            }
         )
     )
     cmd = [sys.executable, "-m", "edge.cli", "audit", "verify", "--config", str(config)]

@@ -65,8 +65,8 @@ def test_example_config_is_valid_and_exits_0() -> None:
             id="unknown-nested-key",
         ),
         pytest.param(
-            "  port: 1883 # 1-65535; usually 8883 with TLS",
-            "  port: eighteen-eighty-three",
+            "  port: 8883 # 1-65535 (default 1883); the production broker: TLS on 8883 only",
+            "  port: eighty-eight-eighty-three",
             "mqtt.port",
             "valid integer",
             id="wrong-type",
