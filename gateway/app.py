@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 
@@ -18,7 +19,7 @@ from gateway.alerting import AlertService, AlertView
 from gateway.commands import CommandService
 from gateway.config import GatewayConfig, check_secret
 from gateway.db import migrate, open_engine, session_factory
-from gateway.db.schema import ApiToken, Gate, LateReturn
+from gateway.db.schema import ApiToken, AuthEvent, Gate, LateReturn, LoginThrottle
 from gateway.db.schema import Presence as PresenceRow
 from gateway.domain.alerts import AlertRules, AlertType, Signal
 from gateway.domain.occupancy import Presence
@@ -171,11 +172,34 @@ class Gateway:
                 log.exception("maintenance step failed; retrying in a second")
 
     def _hourly(self, now: datetime) -> None:
+        """Hourly pruning: old event ids, expired tokens and photos, idle throttles, old audit."""
+        # Imported here: gateway.api loads FastAPI, which the ingest worker (it imports this
+        # module) does not need.
+        from gateway.api.auth import ThrottlePolicy
+
+        config = self.services.config
+        throttle_idle = timedelta(seconds=ThrottlePolicy.of(config.api).forget_after_s)
         with self.services.sessions.begin() as session:
-            pruned = prune_seen(session, dedup_horizon(now, self.services.config.dedup_days))
+            pruned = prune_seen(session, dedup_horizon(now, config.dedup_days))
             session.execute(delete(ApiToken).where(ApiToken.expires_at < now))
+            # Failed logins prune idle counts too, but without failures the addresses and
+            # user names tried would stay: a count is forgotten an hour after its last failure.
+            session.execute(
+                delete(LoginThrottle).where(LoginThrottle.last_failure_at <= now - throttle_idle)
+            )
+            audit: Any = session.execute(
+                delete(AuthEvent).where(
+                    AuthEvent.at < now - timedelta(days=config.api.auth_events_retention_days)
+                )
+            )
         if pruned:
             log.info("forgot %d event ids older than the dedup horizon", pruned)
+        if audit.rowcount:
+            log.info(
+                "deleted %d auth events older than %g days",
+                audit.rowcount,
+                config.api.auth_events_retention_days,
+            )
         if self.services.enrolment is not None:
             self.services.enrolment.purge_expired_photos()
 

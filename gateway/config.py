@@ -112,6 +112,13 @@ class ApiSettings(StrictModel):
         "client for login throttling; empty: the connection's own address, X-Forwarded-For "
         "ignored",
     )
+    auth_events_retention_days: float = Field(
+        default=365,
+        gt=0,
+        description="how long the account security audit (auth_events: login throttling "
+        "started, throttles lifted, with user names and addresses) is kept; older rows are "
+        "deleted hourly",
+    )
     ws_auth_timeout_s: float = Field(
         default=5.0,
         gt=0,

@@ -52,10 +52,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from contracts.credentials import normalize_card_uid
 from contracts.models import GalleryAck, GalleryUpdate
 from contracts.signing import MessageSigner
 from contracts.topics import GateAddress, GateChannel, gate_topic
-from edge.gate.credentials import normalize_card_uid
 from edge.gate.enrol import measure_photo, quality_problem
 from edge.gate.faces import FaceEngine, decode_image
 from edge.gate.gallery import EMBEDDING_DIM, FORMAT, Gallery, encrypt_gallery, gallery_from_json

@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
+from contracts.credentials import normalize_card_uid, parse_pin_entry, verify_pin
 from contracts.models import (
     AccessEvent,
     CardSwipe,
@@ -39,12 +40,7 @@ from contracts.registry import PayloadError, parse_payload
 from contracts.signing import MessageVerifier, SignatureError, Verified
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.config import GateConfig
-from edge.gate.credentials import (
-    find_by_card,
-    normalize_card_uid,
-    parse_pin_entry,
-    verify_pin,
-)
+from edge.gate.credentials import find_by_card
 from edge.gate.door import DoorActuator
 from edge.gate.door_logic import DoorEventOut, DoorMonitor, parse_contact_payload
 from edge.gate.faces import FaceEngine

@@ -49,7 +49,7 @@ class PeopleFile(StrictModel):
 
 def to_person(entry: PersonEntry) -> Person:
     """The policy view of one people-file entry."""
-    from edge.gate.credentials import normalize_card_uid
+    from contracts.credentials import normalize_card_uid
 
     return Person(
         person_id=entry.id,

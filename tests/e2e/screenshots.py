@@ -2,10 +2,11 @@
 
     .venv/bin/python -m tests.e2e.screenshots            # writes docs/screenshots/*.png
 
-Starts its own mosquitto and gateway, fills them with a small demo campus through MQTT (door
-events, appliance states and readings, as gates and device bridges publish them) and captures
-the screens with Debian's Chromium. ``capture`` is also run by the browser tests, into a
-temporary folder, so the script cannot rot unnoticed.
+Starts its own mosquitto and gateway, fills them with a small demo campus (door events,
+appliance states and readings through MQTT, as gates and device bridges publish them; people,
+access rows and failed-login counts straight into the database) and captures the screens with
+Debian's Chromium. ``capture`` is also run by the browser tests, into a temporary folder, so the
+script cannot rot unnoticed.
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ from contracts.topics import DeviceAddress, DeviceChannel, device_topic
 from gateway.api import create_app
 from gateway.api.deps import Role
 from gateway.app import Gateway
+from gateway.db.schema import LoginThrottle
 from tests.broker import Broker, free_port
 from tests.e2e.harness import SITE, VIEWPORT, EdgePublisher, LiveServer, launch_chromium, log_in
 from tests.gatewaykit import add_access, add_person, add_presence
 
-SCREENS = ("login", "guard-console", "facilities-board", "device", "admin-people")
+SCREENS = (
+    "login",
+    "guard-console",
+    "facilities-board",
+    "device",
+    "admin-people",
+    "admin-throttles",
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 # (building, room, device_id, kind, status, extra DeviceState fields)
@@ -47,9 +56,20 @@ DEMO_DEVICES: list[tuple[str, str, str, str, str, dict[str, Any]]] = [
 ]
 CHART_DEVICE = ("b1", "101", "w1")
 
+# (scope, user name tried, source, failures, minutes since the first and the last failure):
+# someone guessing "admin" from one address for six minutes, and a user's typos from an IPv6 /64.
+DEMO_THROTTLES: list[tuple[str, str, str, int, float, float]] = [
+    ("address", "", "203.0.113.45", 14, 6.0, 0.5),
+    ("account_address", "admin", "203.0.113.45", 14, 6.0, 0.5),
+    ("account", "admin", "", 14, 6.0, 0.5),
+    ("address", "", "2001:db8:4f2:17::/64", 3, 12.0, 10.0),
+    ("account_address", "wang.fang", "2001:db8:4f2:17::/64", 3, 12.0, 10.0),
+    ("account", "wang.fang", "", 3, 12.0, 10.0),
+]
+
 
 def seed_demo(gw: Gateway, edge: EdgePublisher) -> None:
-    """People, presence and access rows, appliances and a few live alerts."""
+    """People, presence and access rows, appliances, a few live alerts and login throttles."""
     services = gw.services
     now = datetime.now(UTC)
     people = [
@@ -93,6 +113,18 @@ def seed_demo(gw: Gateway, edge: EdgePublisher) -> None:
         edge.publisher.publish(device_topic(address, DeviceChannel.TELEMETRY), reading.to_bytes())
     edge.door("forced_open", building="b1", gate="g2")
     edge.door("held_open", building="b2", gate="g1", open_for_s=95)
+    with services.sessions.begin() as session:
+        for scope, name, source, failures, first_min, last_min in DEMO_THROTTLES:
+            session.add(
+                LoginThrottle(
+                    scope=scope,
+                    username=name,
+                    address=source,
+                    failures=failures,
+                    first_failure_at=now - timedelta(minutes=first_min),
+                    last_failure_at=now - timedelta(minutes=last_min),
+                )
+            )
 
 
 def capture(browser: Any, base_url: str, out_dir: Path) -> list[Path]:
@@ -132,6 +164,9 @@ def capture(browser: Any, base_url: str, out_dir: Path) -> list[Path]:
         page.wait_for_selector("#person-form")
         page.wait_for_selector("#enrolment-status dl")
         shot("admin-people")
+        page.click('.tabs a[data-tab="throttles"]')
+        page.wait_for_selector("#throttles-table tbody tr")
+        shot("admin-throttles")
     finally:
         context.close()
     return written

@@ -5,7 +5,9 @@ shows an error and no session; a door forced open, published over MQTT as a gate
 live with a flash and a tone, and is acknowledged, commented and cleared from the screen (the API
 agrees); an appliance's MQTT state change recolours its tile in place on the facilities board;
 the console reconnects by itself after the gateway's API restarts and catches up; each role sees
-only its sections; an admin creates a person and enrols their face with consent first.
+only its sections; an admin creates a person and enrols their face with consent first; wrong
+passwords from another address show as login throttles, and an admin lifts them from the screen
+(the API agrees).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -262,7 +265,11 @@ def test_console_reconnects_after_the_api_restarts_and_catches_up(
     [
         (Role.GUARD, ["alerts", "board", "admin"], ["people", "gates", "devices"]),
         (Role.FACILITIES, ["alerts", "board", "admin"], ["devices"]),
-        (Role.ADMIN, ["alerts", "board", "admin"], ["people", "gates", "devices", "users"]),
+        (
+            Role.ADMIN,
+            ["alerts", "board", "admin"],
+            ["people", "gates", "devices", "users", "throttles"],
+        ),
     ],
     ids=["guard", "facilities", "admin"],
 )
@@ -279,7 +286,7 @@ def test_each_role_sees_only_its_sections(
     assert tabs == admin_tabs
     page.goto(server.url + "/#/admin/users")
     expect(page.locator(".tabs a.active")).to_have_attribute(
-        "data-tab", admin_tabs[-1] if role is Role.ADMIN else admin_tabs[0]
+        "data-tab", "users" if role is Role.ADMIN else admin_tabs[0]
     )
 
 
@@ -321,6 +328,83 @@ def test_admin_adds_a_person_and_enrols_the_face_with_consent_first(
     assert person["face_enrolled"] is True
     status = api.get("/api/people/s-enrol/enrolment", headers=headers).json()
     assert status["face_consent"] is True and status["templates"] == 1
+
+
+ATTACKER = "127.0.0.9"  # another loopback source: the browser's 127.0.0.1 is not throttled
+
+
+def test_admin_sees_the_throttles_wrong_passwords_caused_and_lifts_them_from_the_screen(
+    page: Page, server: LiveServer, api: Any, gateway: Gateway
+) -> None:
+    """Wrong passwords from another address show as three counts; lifting one asks first, then
+    removes its row, the API no longer has it and the audit names the admin."""
+    from sqlalchemy import select
+
+    from gateway.db.schema import AuthEvent
+
+    admin = api.as_role(Role.ADMIN)
+    for left_over in api.get("/api/login-throttles", headers=admin).json():
+        lifted = api.delete(f"/api/login-throttles/{left_over['id']}", headers=admin)
+        assert lifted.status_code == 204
+    log_in(page, server.url, Role.ADMIN)
+    page.click('#nav a[data-section="admin"]')
+    page.click('.tabs a[data-tab="throttles"]')
+    expect(page.locator("#throttles-empty")).to_have_text(ZH["throttle.none"])
+
+    guard = username(Role.GUARD)
+    failures = gateway.services.config.api.login_max_failures + 1  # the last one starts a wait
+    transport = httpx.HTTPTransport(local_address=ATTACKER)
+    with httpx.Client(base_url=server.url, transport=transport, timeout=10) as attacker:
+        for _ in range(failures):
+            wrong = attacker.post(
+                "/api/auth/login", json={"username": guard, "password": "not-the-password"}
+            )
+            assert wrong.status_code == 401, wrong.text
+    page.click("#throttles-refresh")
+    rows = page.locator("#throttles-table tbody tr")
+    expect(rows).to_have_count(3)
+    by_address = page.locator('#throttles-table tr[data-scope="address"]')
+    expect(by_address).to_contain_text(ATTACKER)
+    expect(by_address).to_contain_text(ZH["throttle.scope.address"])
+    expect(by_address.locator("td").nth(3)).to_have_text(str(failures))
+    expect(page.locator('#throttles-table tr[data-scope="account"]')).to_contain_text(guard)
+    throttle_id = int(by_address.get_attribute("data-throttle-id") or 0)
+
+    page.once("dialog", lambda dialog: dialog.dismiss())  # "lift the throttle ...?" -> no
+    by_address.locator("button.lift-throttle").click()
+    expect(rows).to_have_count(3)
+    kept = api.get("/api/login-throttles", headers=admin).json()
+    assert throttle_id in [t["id"] for t in kept]
+    page.once("dialog", lambda dialog: dialog.accept())
+    by_address.locator("button.lift-throttle").click()
+    expect(by_address).to_have_count(0)
+    expect(rows).to_have_count(2)
+    expect(page.locator("#throttles-count")).to_have_text(
+        ZH["throttle.count"].replace("{count}", "2")
+    )
+    expect(page.locator(".tab-body .message.ok")).to_contain_text(ATTACKER)
+    left = api.get("/api/login-throttles", headers=admin).json()
+    assert throttle_id not in [t["id"] for t in left]
+    assert sorted(t["scope"] for t in left) == ["account", "account_address"]
+    with gateway.services.sessions() as session:
+        audit = session.scalars(
+            select(AuthEvent)
+            .where(AuthEvent.action == "throttle_lifted")
+            .order_by(AuthEvent.id.desc())
+        ).first()
+    assert audit is not None
+    assert (audit.actor, audit.address, audit.detail["throttle_id"]) == (
+        username(Role.ADMIN),
+        ATTACKER,
+        throttle_id,
+    )
+
+    for remaining in (1, 0):  # the user name's two counts too: then nothing is left
+        page.once("dialog", lambda dialog: dialog.accept())
+        rows.first.locator("button.lift-throttle").click()
+        expect(rows).to_have_count(remaining)
+    expect(page.locator("#throttles-empty")).to_have_text(ZH["throttle.none"])
+    assert api.get("/api/login-throttles", headers=admin).json() == []
 
 
 def test_screenshots_of_the_main_screens(

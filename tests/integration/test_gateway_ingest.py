@@ -477,6 +477,60 @@ def test_hourly_upkeep_forgets_old_event_ids_and_expired_tokens(gateway: Gateway
         assert s.scalars(select(ApiToken)).all() == []
 
 
+def test_hourly_upkeep_forgets_idle_login_throttles_and_auth_events_past_their_retention(
+    tmp_path: Path,
+) -> None:
+    """A failed-login count (an address, a user name tried) goes an hour after its last failure
+    even when no further failure prunes it; auth_events go after api.auth_events_retention_days."""
+    from datetime import timedelta
+
+    from gateway.api.auth import LoginError, create_user, login
+    from gateway.db import migrate
+    from gateway.db.schema import AuthEvent, LoginThrottle
+    from tests.gatewaykit import FakeClock
+
+    raw = gateway_config(tmp_path, 1883)
+    raw["api"] = {**raw["api"], "login_max_failures": 1, "auth_events_retention_days": 30}
+    clock = FakeClock()
+    gw = build_gateway(GatewayConfig.model_validate(raw), clock=clock)  # not started: no broker
+    services = gw.services
+    migrate(services.engine)
+
+    def fail_twice(username: str, address: str) -> None:
+        """The free failure, then one that starts the three waits (each audited)."""
+        for _ in range(2):
+            with pytest.raises(LoginError):
+                login(services, username, "wrong-password-1", address)
+
+    try:
+        with services.sessions.begin() as s:
+            create_user(s, "upkeep-admin", "upkeep-admin-pw", "admin", mode="development")
+        first = clock()
+        fail_twice("upkeep-admin", "203.0.113.7")
+        later = clock.advance(30 * 60)
+        fail_twice("nobody-here", "198.51.100.4")
+        with services.sessions() as s:
+            assert len(s.scalars(select(LoginThrottle)).all()) == 6
+            assert sorted(s.scalars(select(AuthEvent.at))) == [first] * 3 + [later] * 3
+
+        gw._hourly(first + timedelta(minutes=61))
+        with services.sessions() as s:
+            kept = s.scalars(select(LoginThrottle)).all()
+            assert {(t.username, t.address) for t in kept} == {
+                ("", "198.51.100.4"),
+                ("nobody-here", "198.51.100.4"),
+                ("nobody-here", ""),
+            }
+            assert len(s.scalars(select(AuthEvent)).all()) == 6  # well inside the 30 days
+
+        gw._hourly(first + timedelta(days=30, minutes=15))
+        with services.sessions() as s:
+            assert s.scalars(select(LoginThrottle)).all() == []
+            assert sorted(s.scalars(select(AuthEvent.at))) == [later] * 3
+    finally:
+        services.engine.dispose()
+
+
 def test_a_batch_not_stored_when_ingest_stops_is_not_acknowledged(
     broker: Broker, tmp_path: Path
 ) -> None:

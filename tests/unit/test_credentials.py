@@ -10,15 +10,14 @@ import threading
 
 import pytest
 
-from edge.gate.credentials import (
+from contracts.credentials import (
     MAX_ITERATIONS,
-    KeyboardWedgeReader,
-    find_by_card,
     hash_pin,
     normalize_card_uid,
     parse_pin_entry,
     verify_pin,
 )
+from edge.gate.credentials import KeyboardWedgeReader, find_by_card
 from edge.gate.model import Person
 
 FAST = 1_000  # iterations for tests; the production default is exercised once

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from edge.gate.credentials import hash_pin, normalize_card_uid
+from contracts.credentials import hash_pin, normalize_card_uid
 from gateway.api.common import In, Out, PageLimit, PageOffset, UtcDatetime, conflict, not_found
 from gateway.api.deps import CurrentUser, Role, ServicesDep, SessionDep, require
 from gateway.db.schema import FaceTemplate, Person

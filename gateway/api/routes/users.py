@@ -28,8 +28,13 @@ class UserOut(Out):
     active: bool
     created_at: datetime
     last_login_at: datetime | None
-    locked: bool = Field(description="locked after too many failed logins")
-    locked_until: datetime | None
+    # Accounts are never locked since decision 0007 (failed logins are throttled instead, see
+    # /api/login-throttles); the two fields stay so that existing clients keep working.
+    locked: bool = Field(
+        description="always false: accounts are no longer locked (docs/decisions/0007)",
+        deprecated=True,
+    )
+    locked_until: datetime | None = Field(description="always null (see locked)", deprecated=True)
 
 
 class UserCreateIn(In):
@@ -148,7 +153,7 @@ def deactivate_user(user_id: RowIdPath, admin: Admin, services: ServicesDep) -> 
 def reset_password(
     user_id: RowIdPath, body: PasswordIn, admin: Admin, services: ServicesDep
 ) -> Response:
-    """Set a new password, clear a lockout and log the user out everywhere."""
+    """Set a new password and log the user out everywhere (it lifts no login throttle)."""
     with services.sessions.begin() as session:
         user = _get(session, user_id)
         try:

@@ -1,5 +1,6 @@
 // Administration: people (and face enrolment with consent), gates and their commands, the
-// device list, and user accounts with their roles. Each tab shows only to the roles allowed.
+// device list, user accounts with their roles, and the login throttles. Each tab shows only to
+// the roles allowed.
 
 import { api, keyPath } from '../api.js';
 import { h, fill, select, field, table, splitList } from '../dom.js';
@@ -12,6 +13,7 @@ const TABS = [
   { id: 'gates', permission: 'gates.read', label: 'admin.tab.gates' },
   { id: 'devices', permission: 'devices.read', label: 'admin.tab.devices' },
   { id: 'users', permission: 'users.admin', label: 'admin.tab.users' },
+  { id: 'throttles', permission: 'users.admin', label: 'admin.tab.throttles' },
 ];
 
 export const ADMIN_PERMISSIONS = TABS.map((tab) => tab.permission);
@@ -34,6 +36,7 @@ export function mount(root, args, ctx) {
   if (active.id === 'gates') return mountGates(body, args.slice(1), ctx);
   if (active.id === 'devices') return mountDevices(body);
   if (active.id === 'users') return mountUsers(body, ctx);
+  if (active.id === 'throttles') return mountThrottles(body);
   return mountPeople(body, args.slice(1), ctx);
 }
 
@@ -356,9 +359,9 @@ function mountUsers(root, ctx) {
           } }, t('user.deactivate')));
         }
         return h('tr', { dataset: { username: u.username }, class: u.active ? null : 'inactive' },
-          [u.username, u.display_name || '–', role, u.active ? t('user.active') : t('user.inactive'), u.locked ? t('user.locked', { until: fmtTime(u.locked_until) }) : '–', fmtTime(u.last_login_at) || '–', actions].map((x) => h('td', null, x)));
+          [u.username, u.display_name || '–', role, u.active ? t('user.active') : t('user.inactive'), fmtTime(u.last_login_at) || '–', actions].map((x) => h('td', null, x)));
       });
-      fill(list, table([t('user.username'), t('user.display_name'), t('user.role'), t('user.state'), t('user.lock'), t('user.last_login'), ''], rows, { class: 'grid', id: 'users-table' }));
+      fill(list, table([t('user.username'), t('user.display_name'), t('user.role'), t('user.state'), t('user.last_login'), ''], rows, { class: 'grid', id: 'users-table' }));
     } catch (err) {
       showError(message, err);
     }
@@ -387,4 +390,67 @@ function mountUsers(root, ctx) {
   fill(root, h('h2', null, t('user.new')), create, message, list);
   load();
   return () => {};
+}
+
+// --- login throttles -------------------------------------------------------------------------
+
+/** What a count is about: the user name tried, the source, or both. */
+function throttleSubject(row) {
+  return [row.username, row.address].filter(Boolean).join(' @ ');
+}
+
+/** The wait a count imposes now. Seconds left by the browser's clock, bounded by the count's delay. */
+function throttleWait(row) {
+  if (!row.active) return t('throttle.no_wait');
+  const left = Math.ceil((Date.parse(row.until) - Date.now()) / 1000);
+  const seconds = Math.max(1, Math.min(left, Math.ceil(row.delay_s)));
+  return t('throttle.waiting', { seconds, until: fmtTime(row.until) });
+}
+
+function mountThrottles(root) {
+  const message = messageLine();
+  const list = h('section', { id: 'throttles-list' });
+  const counted = h('p', { class: 'muted', id: 'throttles-count' });
+  let alive = true;
+
+  const showEmpty = () => fill(list, h('p', { class: 'empty muted', id: 'throttles-empty' }, t('throttle.none')));
+
+  async function lift(button, row, tr) {
+    const scope = label('throttle.scope', row.scope);
+    if (!window.confirm(t('throttle.lift_confirm', { scope, what: throttleSubject(row) }))) return;
+    button.disabled = true;
+    try {
+      await api(`/api/login-throttles/${row.id}`, { method: 'DELETE' });
+      showMessage(message, t('throttle.lifted', { scope, what: throttleSubject(row) }), 'ok');
+    } catch (err) {
+      button.disabled = false;
+      if (err.status !== 404) { showError(message, err); return; }
+      showMessage(message, t('throttle.gone'), 'ok'); // lifted elsewhere, reset by a login, or forgotten
+    }
+    const body = tr.parentElement;
+    tr.remove();
+    if (!alive || !body) return;
+    if (body.rows.length) fill(counted, t('throttle.count', { count: body.rows.length }));
+    else showEmpty();
+  }
+
+  async function load(button) {
+    const rows = await busy(button, () => api('/api/login-throttles'), message);
+    if (!rows || !alive) return;
+    if (!rows.length) { showEmpty(); return; }
+    const trs = rows.map((row) => {
+      const tr = h('tr', { dataset: { throttleId: row.id, scope: row.scope }, class: row.active ? null : 'inactive' });
+      const button = h('button', { type: 'button', class: 'danger lift-throttle', onclick: (e) => lift(e.currentTarget, row, tr) }, t('throttle.lift'));
+      tr.append(...[label('throttle.scope', row.scope), row.username || '–', row.address || '–', String(row.failures), fmtTime(row.last_failure_at), throttleWait(row)]
+        .map((x) => h('td', null, x)), h('td', { class: 'row-actions' }, button));
+      return tr;
+    });
+    fill(list, fill(counted, t('throttle.count', { count: rows.length })),
+      table([t('throttle.scope'), t('throttle.username'), t('throttle.address'), t('throttle.failures'), t('throttle.last_failure'), t('throttle.wait'), ''], trs, { class: 'grid', id: 'throttles-table' }));
+  }
+
+  const refresh = h('button', { type: 'button', id: 'throttles-refresh', onclick: (e) => load(e.currentTarget) }, t('common.refresh'));
+  fill(root, h('p', { class: 'muted' }, t('throttle.hint')), h('div', { class: 'toolbar' }, refresh), message, list);
+  load(null);
+  return () => { alive = false; };
 }
