@@ -207,8 +207,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate_devices(args: argparse.Namespace) -> int:
+    from contracts.settings import MqttSettings
     from edge.devices.simulator import parse_fault_args, run_simulation
-    from edge.settings import MqttSettings
 
     try:
         faults = parse_fault_args(args.fault or [])

@@ -30,6 +30,7 @@ import yaml
 
 from contracts.models import Availability, CardSwipe, DeviceState
 from contracts.registry import PayloadError, parse_message
+from contracts.settings import MqttSettings
 from contracts.signing import MessageSigner, generate_private_key_text, parse_private_key
 from contracts.topics import (
     BridgeChannel,
@@ -54,7 +55,6 @@ from edge.localbroker import LocalBroker
 from edge.mqtt import MqttLink, ReceivedMessage
 from edge.runtime import stop_on_signals
 from edge.samples import gate_frame, noise_frame, sample_photos_dir
-from edge.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contracts.models import Availability, utc_now
-from edge.settings import MqttSettings
+from contracts.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Literal, Self
 
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 
+from contracts.settings import MqttSettings, Secret, StrictModel
 from contracts.topics import check_segment
-from edge.settings import MqttSettings, Secret, StrictModel
 from gateway.domain.alerts import RulesConfig
 from gateway.domain.lifecycle import EscalationPolicy
 from gateway.domain.welfare import WelfareConfig

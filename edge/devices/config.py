@@ -6,9 +6,9 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
+from contracts.settings import BridgeMqttSettings, StrictModel
 from contracts.topics import check_segment
 from edge.devices.model import ApplianceType, Firmware, MachineParams
-from edge.settings import BridgeMqttSettings, StrictModel
 
 # Per-type defaults that differ from MachineParams' generic ones.
 TYPE_DEFAULTS: dict[ApplianceType, dict[str, float]] = {

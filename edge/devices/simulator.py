@@ -39,9 +39,9 @@ from types import FrameType
 from typing import Any, TextIO
 
 from contracts.models import utc_now
+from contracts.settings import MqttSettings, Secret
 from edge.devices.model import ApplianceType, Firmware
 from edge.mqtt import MqttLink, Will
-from edge.settings import MqttSettings, Secret
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from contracts.settings import MqttSettings, Secret, StrictModel
 from contracts.signing import MessageVerifier
 from contracts.topics import check_segment
-from edge.settings import MqttSettings, Secret, StrictModel
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 

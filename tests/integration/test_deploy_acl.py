@@ -39,6 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from contracts.settings import MqttSettings, TlsSettings
 from contracts.topics import (
     DeviceAddress,
     DeviceChannel,
@@ -51,7 +52,6 @@ from contracts.topics import (
 )
 from edge.localbroker import free_port, mosquitto_binary
 from edge.mqtt import MqttLink
-from edge.settings import MqttSettings, TlsSettings
 from gateway.ingest import subscriptions
 
 pytestmark = [pytest.mark.broker]

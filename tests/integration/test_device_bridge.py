@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from contracts.registry import parse_message
+from contracts.settings import MqttSettings
 from edge.devices.app import build_bridge
 from edge.devices.bridge import DeviceBridge
 from edge.devices.config import DevicesConfig
 from edge.mqtt import MqttLink, Will
-from edge.settings import MqttSettings
 from tests.broker import Broker, Collector
 
 STATE = "dorm/campus/b1/room/r101/device/{}/state"

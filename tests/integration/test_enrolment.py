@@ -24,10 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.models import GalleryAck, GalleryUpdate
+from contracts.settings import Secret
 from edge.gate.faces import DlibFaceEngine, read_image
 from edge.gate.gallery import Gallery, GalleryKeyError, decrypt_gallery
 from edge.gate.model import Direction, GateInfo, Person, PersonKind, PersonStatus
-from edge.settings import Secret
 from gateway.api import create_app
 from gateway.api.deps import CurrentUser, Role, current_user
 from gateway.api.routes.enrolment import router

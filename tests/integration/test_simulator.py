@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from paho.mqtt.client import topic_matches_sub
 
+from contracts.settings import MqttSettings
 from edge.devices.app import build_bridge
 from edge.devices.config import DevicesConfig
 from edge.devices.model import ApplianceType, Firmware, Reading
@@ -41,7 +42,6 @@ from edge.devices.simulator import (
     step,
     with_fault,
 )
-from edge.settings import MqttSettings
 from tests.broker import Broker, Collector, free_port
 
 STEP_S = 10.0

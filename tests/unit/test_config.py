@@ -9,6 +9,7 @@ from textwrap import dedent
 import pytest
 from pydantic import ValidationError
 
+from contracts.settings import MqttSettings, Secret
 from contracts.yamlconfig import ConfigError, load_yaml_model
 from edge.gate.config import (
     ConfirmationSection,
@@ -19,7 +20,6 @@ from edge.gate.config import (
     MatchingSection,
     SnapshotSection,
 )
-from edge.settings import MqttSettings, Secret
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gate.example.yaml"
 MARK = "# <-"

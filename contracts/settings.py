@@ -1,4 +1,4 @@
-"""Configuration pieces common to every edge daemon (MQTT connection, secrets)."""
+"""Config pieces every daemon shares, edge and gateway: strict models, secrets, MQTT, TLS."""
 
 from __future__ import annotations
 
