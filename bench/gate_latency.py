@@ -81,7 +81,7 @@ def main() -> None:
         owners = (ENROLLED, "s-other")
         encodings = np.stack([encoding_of("obama.jpg"), encoding_of("biden.jpg")])
         population = people()
-        from edge.gate.model import Person
+        from contracts.access import Person
 
         population["s-other"] = Person("s-other", buildings=frozenset({"b1"}))
         save_gallery(tmp / "gallery.bin", key, Gallery(1, population, owners, encodings))

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import yaml
 
+from contracts.access import Person
 from contracts.models import Availability, CardSwipe, DeviceState
 from contracts.registry import PayloadError, parse_message
 from contracts.settings import MqttSettings
@@ -50,7 +51,6 @@ from edge.gate.app import build_gate
 from edge.gate.config import GateConfig
 from edge.gate.faces import DlibFaceEngine, read_image
 from edge.gate.gallery import Gallery, GalleryStore, generate_key, load_key
-from edge.gate.model import Person
 from edge.localbroker import LocalBroker
 from edge.mqtt import MqttLink, ReceivedMessage
 from edge.runtime import stop_on_signals

@@ -11,7 +11,8 @@ What is stored (see docs/privacy.md):
   versions and one delivery row per gate and version.
 
 A gallery version is global; each gate gets its own gallery at that version holding only the
-people who may use that gate (:func:`may_use_gate`) and the templates of those among them with
+people who may use that gate (:func:`contracts.access.may_use_gate`) and the templates of those
+among them with
 granted ``face_access`` consent who did not opt out of face recognition.
 
 Delivery rows move through these states (:func:`delivery_state`):
@@ -52,6 +53,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from contracts.access import Direction, GateInfo, Person, may_use_gate
 from contracts.credentials import normalize_card_uid
 from contracts.models import GalleryAck, GalleryUpdate
 from contracts.signing import MessageSigner
@@ -59,7 +61,6 @@ from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.enrol import measure_photo, quality_problem
 from edge.gate.faces import FaceEngine, decode_image
 from edge.gate.gallery import EMBEDDING_DIM, FORMAT, Gallery, encrypt_gallery, gallery_from_json
-from edge.gate.model import Direction, GateInfo, Person, PersonKind, PersonStatus
 from gateway.config import EnrolmentSettings
 from gateway.db.schema import (
     Consent,
@@ -175,29 +176,6 @@ def decrypt_photo(blob: bytes, person_id: str, key: bytes) -> bytes:
 
 
 # --- pure gallery rules ----------------------------------------------------------------------
-
-
-def may_use_gate(person: Person, gate: GateInfo, now: datetime) -> bool:
-    """Whether a person belongs in a gate's gallery: the gate could ever let them through.
-
-    Mirrors edge.gate.policy. Building and gate scope always apply. Exits admit every known
-    person whatever their status or pass (fire safety), so an exit gate keeps them all. An entry
-    gate leaves out who it would refuse whatever the time: graduated people, passes that have
-    ended, visitors without an end date. Suspension, not-yet-valid passes and schedules change
-    with time or are reversed, so those people stay and the gate itself decides (and names the
-    reason in its event).
-    """
-    if gate.building not in person.buildings:
-        return False
-    if person.gates and gate.gate_id not in person.gates:
-        return False
-    if gate.direction is Direction.OUT:
-        return True
-    if person.status is PersonStatus.GRADUATED:
-        return False
-    if person.valid_until is None:
-        return person.kind is not PersonKind.VISITOR
-    return now < person.valid_until
 
 
 def gate_gallery(

@@ -20,6 +20,7 @@ from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from contracts.access import Flag
 from contracts.models import (
     AccessEvent,
     AlertNotice,
@@ -64,7 +65,6 @@ from gateway.timeseries.mapping import device_series_key, points_for
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_MAX_BYTES = 64 * 1024
-AFTER_CURFEW_FLAG = "after_curfew"
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,7 +503,7 @@ class _Work:
         if moved is not None:
             self.presence[key] = moved
             self.moved.add(key)
-        if AFTER_CURFEW_FLAG in ev.flags and ev.direction == "in":
+        if Flag.AFTER_CURFEW in ev.flags and ev.direction == "in":
             self.late.append({"event_id": ev.event_id, "person_id": ev.person_id, "ts": ev.ts})
 
     def write(self) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from contracts.access import Person, PersonKind
 from edge.gate.gallery import Gallery, GalleryStore, generate_key, load_key
-from edge.gate.model import Person, PersonKind
 from tests.keys import command_auth
 from tests.photos import sample_photos_dir
 

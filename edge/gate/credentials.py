@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from contracts.access import Person
 from contracts.credentials import normalize_card_uid
-from edge.gate.model import Person
 
 logger = logging.getLogger(__name__)
 

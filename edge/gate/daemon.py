@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
+from contracts.access import Direction, GateInfo, Method, Person, Reason
 from contracts.credentials import normalize_card_uid, parse_pin_entry, verify_pin
 from contracts.models import (
     AccessEvent,
@@ -53,17 +54,7 @@ from edge.gate.gallery import (
     gallery_to_json,
 )
 from edge.gate.matching import TemplateIndex
-from edge.gate.model import (
-    AccessDecision,
-    AccessPolicy,
-    Curfew,
-    Direction,
-    GateInfo,
-    Method,
-    Passage,
-    Person,
-    Reason,
-)
+from edge.gate.model import AccessDecision, AccessPolicy, Curfew, Passage
 from edge.gate.policy import decide_access, deny
 from edge.gate.replay import FreshnessRule, NonceLedger, freshness
 from edge.gate.snapshots import SnapshotStore

@@ -14,12 +14,12 @@ import cv2
 import numpy as np
 from pydantic import Field
 
+from contracts.access import Person, PersonKind, PersonStatus, TimeWindow
 from contracts.settings import StrictModel
 from contracts.yamlconfig import load_yaml_model
 from edge.gate.config import _parse_hhmm
 from edge.gate.faces import Detection, DlibFaceEngine, read_image
 from edge.gate.gallery import Gallery
-from edge.gate.model import Person, PersonKind, PersonStatus, TimeWindow
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 

@@ -57,7 +57,7 @@ import numpy.typing as npt
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from edge.gate.model import Person, PersonKind, PersonStatus, TimeWindow
+from contracts.access import Person, PersonKind, PersonStatus, TimeWindow
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,14 @@
-"""Plain value types shared by the gate's pure decision modules (no I/O imports)."""
+"""Plain value types of the gate's pure decision modules (no I/O imports).
+
+The access vocabulary the gateway shares (Person, GateInfo, Reason, ...) is contracts/access.py.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from enum import StrEnum
+
+from contracts.access import Direction, Flag, Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,62 +43,6 @@ class MatchResult:
         return self.person_id is not None
 
 
-class PersonStatus(StrEnum):
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
-    GRADUATED = "graduated"
-
-
-class PersonKind(StrEnum):
-    STUDENT = "student"
-    STAFF = "staff"
-    VISITOR = "visitor"
-
-
-class Direction(StrEnum):
-    IN = "in"
-    OUT = "out"
-
-
-class Method(StrEnum):
-    FACE = "face"
-    CARD = "card"
-    PIN = "pin"
-
-
-@dataclass(frozen=True, slots=True)
-class TimeWindow:
-    """Local-time window on some weekdays (0 = Monday). end <= start wraps past midnight."""
-
-    days: frozenset[int]
-    start: time
-    end: time
-
-
-@dataclass(frozen=True, slots=True)
-class Person:
-    """What the gate knows of one person for access decisions."""
-
-    person_id: str
-    status: PersonStatus = PersonStatus.ACTIVE
-    kind: PersonKind = PersonKind.STUDENT
-    buildings: frozenset[str] = frozenset()  # empty: no building allowed
-    gates: frozenset[str] = frozenset()  # empty: every gate of an allowed building
-    windows: tuple[TimeWindow, ...] = ()  # empty: any time
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None  # visitor pass expiry
-    card_uids: frozenset[str] = frozenset()
-    pin_hash: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GateInfo:
-    site: str
-    building: str
-    gate_id: str
-    direction: Direction = Direction.IN
-
-
 @dataclass(frozen=True, slots=True)
 class Passage:
     """The last granted passage of a person, for anti-passback."""
@@ -119,27 +67,6 @@ class AccessPolicy:
     curfew: Curfew | None = None
     anti_passback: bool = False
     anti_passback_window_s: float = 4 * 3600.0
-
-
-class Reason(StrEnum):
-    GRANTED = "granted"
-    UNKNOWN_FACE = "unknown_face"
-    AMBIGUOUS_MATCH = "ambiguous_match"
-    UNKNOWN_CARD = "unknown_card"
-    WRONG_PIN = "wrong_pin"
-    SUSPENDED = "suspended"
-    GRADUATED = "graduated"
-    NOT_YET_VALID = "not_yet_valid"
-    PASS_EXPIRED = "pass_expired"  # noqa: S105 - a reason code, not a secret
-    WRONG_BUILDING = "wrong_building"
-    WRONG_GATE = "wrong_gate"
-    OUTSIDE_SCHEDULE = "outside_schedule"
-    ANTI_PASSBACK = "anti_passback"
-    FACE_PATH_DISABLED = "face_path_disabled"
-
-
-class Flag(StrEnum):
-    AFTER_CURFEW = "after_curfew"
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,20 +33,19 @@ from __future__ import annotations
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from edge.gate.model import (
-    AccessDecision,
-    AccessPolicy,
-    Curfew,
+from contracts.access import (
     Direction,
     Flag,
     GateInfo,
-    Passage,
     Person,
-    PersonKind,
     PersonStatus,
     Reason,
     TimeWindow,
+    pass_ended,
+    require_aware,
+    scope_denial,
 )
+from edge.gate.model import AccessDecision, AccessPolicy, Curfew, Passage
 
 _STATUS_REASONS: dict[PersonStatus, Reason] = {
     PersonStatus.SUSPENDED: Reason.SUSPENDED,
@@ -70,7 +69,7 @@ def decide_access(
     last_passage: Passage | None = None,
 ) -> AccessDecision:
     """Decide whether a known person may pass this gate at `now` (aware UTC)."""
-    _require_aware(now, "now")
+    require_aware(now, "now")
     if person is None:
         # The reason for an unidentified person depends on the credential path, which only the
         # caller knows; guessing one here would mislabel events.
@@ -100,28 +99,18 @@ def _first_denial(
     status_reason = _STATUS_REASONS.get(person.status)
     if status_reason is not None:
         return status_reason
-    if person.valid_from is not None and now < _require_aware(person.valid_from, "valid_from"):
+    if person.valid_from is not None and now < require_aware(person.valid_from, "valid_from"):
         return Reason.NOT_YET_VALID
-    if person.valid_until is None:
-        if person.kind is PersonKind.VISITOR:
-            return Reason.PASS_EXPIRED
-    elif now >= _require_aware(person.valid_until, "valid_until"):
+    if pass_ended(person, now):
         return Reason.PASS_EXPIRED
-    if gate.building not in person.buildings:
-        return Reason.WRONG_BUILDING
-    if person.gates and gate.gate_id not in person.gates:
-        return Reason.WRONG_GATE
+    scope = scope_denial(person, gate)
+    if scope is not None:
+        return scope
     if person.windows and not _in_any_window(person.windows, _local_time(now, policy)):
         return Reason.OUTSIDE_SCHEDULE
     if policy.anti_passback and _is_passback(last_passage, gate, policy, now):
         return Reason.ANTI_PASSBACK
     return None
-
-
-def _require_aware(moment: datetime, name: str) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {moment!r}")
-    return moment
 
 
 def _local_time(now: datetime, policy: AccessPolicy) -> datetime:
@@ -159,5 +148,5 @@ def _is_passback(
         return False
     if last_passage.building != gate.building or last_passage.direction != gate.direction:
         return False
-    elapsed_s = (now - _require_aware(last_passage.at, "last_passage.at")).total_seconds()
+    elapsed_s = (now - require_aware(last_passage.at, "last_passage.at")).total_seconds()
     return elapsed_s < policy.anti_passback_window_s

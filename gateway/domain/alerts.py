@@ -50,6 +50,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from contracts.access import Flag
 from contracts.models import (
     AccessEvent,
     ApplianceFault,
@@ -58,8 +59,6 @@ from contracts.models import (
     Heartbeat,
     SecurityEvent,
 )
-
-AFTER_CURFEW_FLAG = "after_curfew"  # edge.gate.model.Flag.AFTER_CURFEW on the wire
 
 JsonDict = dict[str, Any]  # plain JSON values only (str, int, float, bool, None, list, dict)
 
@@ -371,7 +370,7 @@ class AlertRules:
                 signals += self._unknown_face(ev, gate, at, now)
             elif ev.person_id is not None:
                 signals += self._repeated_denial(ev, ev.person_id, at, now)
-        elif AFTER_CURFEW_FLAG in ev.flags and ev.person_id is not None:
+        elif Flag.AFTER_CURFEW in ev.flags and ev.person_id is not None:
             signals += self._incident(
                 AlertType.AFTER_CURFEW,
                 person_originator(ev.person_id),

@@ -23,11 +23,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from contracts.access import Direction, GateInfo, Person, PersonKind, PersonStatus, may_use_gate
 from contracts.models import GalleryAck, GalleryUpdate
 from contracts.settings import Secret
 from edge.gate.faces import DlibFaceEngine, read_image
 from edge.gate.gallery import Gallery, GalleryKeyError, decrypt_gallery
-from edge.gate.model import Direction, GateInfo, Person, PersonKind, PersonStatus
 from gateway.api import create_app
 from gateway.api.deps import CurrentUser, Role, current_user
 from gateway.api.routes.enrolment import router
@@ -52,7 +52,6 @@ from gateway.enrolment import (
     SealedDataError,
     decrypt_photo,
     decrypt_template,
-    may_use_gate,
 )
 from gateway.services import Services
 from tests.broker import Broker, Collector

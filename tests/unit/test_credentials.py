@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from contracts.access import Person
 from contracts.credentials import (
     MAX_ITERATIONS,
     hash_pin,
@@ -18,7 +19,6 @@ from contracts.credentials import (
     verify_pin,
 )
 from edge.gate.credentials import KeyboardWedgeReader, find_by_card
-from edge.gate.model import Person
 
 FAST = 1_000  # iterations for tests; the production default is exercised once
 PIN = "482916"

@@ -22,6 +22,7 @@ from typing import Any, Literal, get_args, get_origin
 import pytest
 import yaml
 
+from contracts.access import Reason
 from contracts.models import (
     AccessEvent,
     Availability,
@@ -49,7 +50,6 @@ from contracts.topics import (
     gate_topic,
     parse_topic,
 )
-from edge.gate.model import Reason
 from gateway.domain.alerts import AlertType, Severity
 from gateway.domain.lifecycle import AlertRecord, AlertState, acknowledge, clear
 from gateway.timeseries import mapping

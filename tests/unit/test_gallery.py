@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contracts.access import Person, PersonKind, PersonStatus, TimeWindow
 from edge.gate.gallery import (
     Gallery,
     GalleryError,
@@ -26,7 +27,6 @@ from edge.gate.gallery import (
     generate_key,
     load_key,
 )
-from edge.gate.model import Person, PersonKind, PersonStatus, TimeWindow
 
 CST = timezone(timedelta(hours=8))
 KEY = bytes(range(32))

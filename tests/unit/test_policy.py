@@ -9,20 +9,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.gate.model import (
-    AccessDecision,
-    AccessPolicy,
-    Curfew,
+from contracts.access import (
     Direction,
     Flag,
     GateInfo,
-    Passage,
     Person,
     PersonKind,
     PersonStatus,
     Reason,
     TimeWindow,
 )
+from edge.gate.model import AccessDecision, AccessPolicy, Curfew, Passage
 from edge.gate.policy import decide_access, deny
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
