@@ -76,7 +76,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         key = write_key(tmp / "gallery.key")
-        from edge.gate.gallery import Gallery
+        from contracts.gallery import Gallery
 
         owners = (ENROLLED, "s-other")
         encodings = np.stack([encoding_of("obama.jpg"), encoding_of("biden.jpg")])

@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from contracts.access import Person
+from contracts.gallery import Gallery, generate_key, load_key
 from contracts.models import Availability, CardSwipe, DeviceState
 from contracts.registry import PayloadError, parse_message
 from contracts.settings import MqttSettings
@@ -50,7 +51,7 @@ from edge.devices.simulator import bridge_device_entries, plan_rooms
 from edge.gate.app import build_gate
 from edge.gate.config import GateConfig
 from edge.gate.faces import DlibFaceEngine, read_image
-from edge.gate.gallery import Gallery, GalleryStore, generate_key, load_key
+from edge.gate.gallery import GalleryStore
 from edge.localbroker import LocalBroker
 from edge.mqtt import MqttLink, ReceivedMessage
 from edge.runtime import stop_on_signals

@@ -379,8 +379,8 @@ def _signer(config: GatewayConfig, env: dict[str, str]) -> MessageSigner | None:
 def _build_enrolment(
     config: GatewayConfig, services: Services, env: dict[str, str], signer: MessageSigner | None
 ) -> EnrolmentService:
+    from contracts.gallery import load_key
     from edge.gate.faces import DlibFaceEngine
-    from edge.gate.gallery import load_key
 
     assert config.enrolment is not None
     settings = config.enrolment

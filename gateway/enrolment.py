@@ -55,12 +55,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.access import Direction, GateInfo, Person, may_use_gate
 from contracts.credentials import normalize_card_uid
+from contracts.gallery import EMBEDDING_DIM, FORMAT, Gallery, encrypt_gallery, gallery_from_json
 from contracts.models import GalleryAck, GalleryUpdate
 from contracts.signing import MessageSigner
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.enrol import measure_photo, quality_problem
 from edge.gate.faces import FaceEngine, decode_image
-from edge.gate.gallery import EMBEDDING_DIM, FORMAT, Gallery, encrypt_gallery, gallery_from_json
 from gateway.config import EnrolmentSettings
 from gateway.db.schema import (
     Consent,

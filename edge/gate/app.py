@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 
+from contracts.gallery import load_key
 from contracts.signing import MessageVerifier
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.config import GateConfig
@@ -14,7 +15,7 @@ from edge.gate.daemon import GateDaemon, retention_seconds
 from edge.gate.door import DoorActuator, GpioContact, GpioDoor, MqttRelayDoor, SimulatedDoor
 from edge.gate.faces import DlibFaceEngine, FaceEngine
 from edge.gate.frames import FrameSource, SourceSpec, open_source
-from edge.gate.gallery import GalleryStore, load_key
+from edge.gate.gallery import GalleryStore
 from edge.gate.replay import NonceLedger
 from edge.gate.snapshots import SnapshotStore
 from edge.mqtt import availability_link

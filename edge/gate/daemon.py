@@ -24,6 +24,7 @@ import numpy as np
 
 from contracts.access import Direction, GateInfo, Method, Person, Reason
 from contracts.credentials import normalize_card_uid, parse_pin_entry, verify_pin
+from contracts.gallery import Gallery, GalleryError, gallery_from_json, gallery_to_json
 from contracts.models import (
     AccessEvent,
     CardSwipe,
@@ -46,13 +47,7 @@ from edge.gate.door import DoorActuator
 from edge.gate.door_logic import DoorEventOut, DoorMonitor, parse_contact_payload
 from edge.gate.faces import FaceEngine
 from edge.gate.frames import Frame, FrameSource
-from edge.gate.gallery import (
-    Gallery,
-    GalleryError,
-    GalleryStore,
-    gallery_from_json,
-    gallery_to_json,
-)
+from edge.gate.gallery import GalleryStore
 from edge.gate.matching import TemplateIndex
 from edge.gate.model import AccessDecision, AccessPolicy, Curfew, Passage
 from edge.gate.policy import decide_access, deny

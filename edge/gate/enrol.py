@@ -15,11 +15,11 @@ import numpy as np
 from pydantic import Field
 
 from contracts.access import Person, PersonKind, PersonStatus, TimeWindow
+from contracts.gallery import Gallery
 from contracts.settings import StrictModel
 from contracts.yamlconfig import load_yaml_model
 from edge.gate.config import _parse_hhmm
 from edge.gate.faces import Detection, DlibFaceEngine, read_image
-from edge.gate.gallery import Gallery
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 

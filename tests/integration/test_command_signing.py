@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from contracts.gallery import encrypt_gallery, load_key
 from contracts.models import (
     CardSwipe,
     Command,
@@ -35,7 +36,6 @@ from contracts.models import (
 )
 from contracts.signing import MessageSigner, generate_private_key_text, parse_private_key
 from contracts.topics import GateAddress, GateChannel, gate_topic
-from edge.gate.gallery import encrypt_gallery, load_key
 from gateway.db.schema import AlertRow
 from tests.broker import Broker, Collector
 from tests.gatekit import gate_config, make_gallery, spawn_gate, write_key

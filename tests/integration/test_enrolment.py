@@ -24,10 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.access import Direction, GateInfo, Person, PersonKind, PersonStatus, may_use_gate
+from contracts.gallery import Gallery, GalleryKeyError, decrypt_gallery
 from contracts.models import GalleryAck, GalleryUpdate
 from contracts.settings import Secret
 from edge.gate.faces import DlibFaceEngine, read_image
-from edge.gate.gallery import Gallery, GalleryKeyError, decrypt_gallery
 from gateway.api import create_app
 from gateway.api.deps import CurrentUser, Role, current_user
 from gateway.api.routes.enrolment import router

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from contracts.gallery import encrypt_gallery, generate_key
 from contracts.models import (
     AccessEvent,
     Availability,
@@ -40,7 +41,7 @@ from edge.gate.config import GateConfig
 from edge.gate.daemon import GateDaemon
 from edge.gate.door import SimulatedDoor
 from edge.gate.frames import Frame
-from edge.gate.gallery import GalleryStore, encrypt_gallery, generate_key
+from edge.gate.gallery import GalleryStore
 from edge.outbox import Outbox
 from tests.broker import Broker, Collector
 from tests.gatekit import (

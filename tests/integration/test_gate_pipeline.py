@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contracts.gallery import encrypt_gallery
 from contracts.models import AccessEvent, Command, GalleryUpdate, Heartbeat
 from contracts.registry import parse_message
 from contracts.yamlconfig import load_yaml_model
@@ -21,7 +22,6 @@ from edge.gate.config import GateConfig
 from edge.gate.daemon import GateDaemon
 from edge.gate.door import SimulatedDoor
 from edge.gate.frames import Frame
-from edge.gate.gallery import encrypt_gallery
 from tests.broker import Broker, Collector
 from tests.gatekit import (
     CARD_HOLDER,

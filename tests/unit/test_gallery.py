@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 
 from contracts.access import Person, PersonKind, PersonStatus, TimeWindow
-from edge.gate.gallery import (
+from contracts.gallery import (
     Gallery,
     GalleryError,
     GalleryKeyError,
-    GalleryStore,
     decrypt_gallery,
     encrypt_gallery,
     gallery_from_json,
@@ -27,6 +26,7 @@ from edge.gate.gallery import (
     generate_key,
     load_key,
 )
+from edge.gate.gallery import GalleryStore
 
 CST = timezone(timedelta(hours=8))
 KEY = bytes(range(32))

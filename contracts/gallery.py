@@ -1,0 +1,541 @@
+"""The gallery document: a gate's access list (people) plus their face templates, encrypted.
+
+The gateway builds it and the gate installs it, so its format is part of the contract: the
+payload of ``GalleryUpdate.blob_b64`` and the gate's file on disk (edge/gate/gallery.py stores
+it). On disk and on the wire the gallery is one blob,
+``b"DGG1" + nonce(12) + AES-256-GCM(ciphertext + tag)`` with the magic as associated data.
+The plaintext is UTF-8 JSON (schema version ``format: 1``)::
+
+    {
+      "format": 1,
+      "version": 42,                      # int >= 0, grows with every update
+      "people": [                         # sorted by person_id, ids unique
+        {
+          "person_id": "s-2023-0001",     # non-empty string
+          "status": "active",             # active | suspended | graduated
+          "kind": "student",              # student | staff | visitor
+          "buildings": ["B1"],            # sorted unique non-empty strings ([] = none allowed)
+          "gates": [],                    # sorted unique non-empty strings ([] = every gate)
+          "windows": [                    # [] = any time
+            {"days": [0, 1, 2, 3, 4], "start": "07:00", "end": "23:00"}
+          ],                              # days: non-empty unique 0..6 (0 = Monday), "HH:MM"
+          "valid_from": null,             # ISO-8601 with UTC offset, or null
+          "valid_until": "2025-06-30T18:00:00+08:00",
+          "card_uids": ["04A1B2C3"],      # sorted unique non-empty strings
+          "pin_hash": null                # non-empty string or null
+        }
+      ],
+      "templates": [                      # order = row order of Gallery.encodings
+        {"person_id": "s-2023-0001",      # must be one of people
+         "encoding": "<base64 (standard alphabet) of 128 little-endian float32 = 512 bytes>"}
+      ]
+    }
+
+Every field is required and unknown fields are rejected; values must be finite.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, time
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from contracts.access import Person, PersonKind, PersonStatus, TimeWindow
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"DGG1"
+NONCE_SIZE = 12
+TAG_SIZE = 16
+KEY_SIZE = 32
+EMBEDDING_DIM = 128
+FORMAT = 1
+
+_ENCODING_BYTES = EMBEDDING_DIM * 4
+_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_PERSON_FIELDS = (
+    "person_id",
+    "status",
+    "kind",
+    "buildings",
+    "gates",
+    "windows",
+    "valid_from",
+    "valid_until",
+    "card_uids",
+    "pin_hash",
+)
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class GalleryError(Exception):
+    """The gallery cannot be used: corrupt, truncated, invalid or stale."""
+
+
+class GalleryKeyError(GalleryError):
+    """The key is missing or malformed, or it does not open the gallery (wrong key or tampering)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Gallery:
+    """One immutable gallery version: the access list and the face templates of its people."""
+
+    version: int
+    people: Mapping[str, Person]
+    template_owners: tuple[str, ...]
+    encodings: npt.NDArray[np.float32]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.version, bool) or not isinstance(self.version, int):
+            raise ValueError(f"gallery version must be an int, got {type(self.version).__name__}")
+        if self.version < 0:
+            raise ValueError(f"gallery version must be >= 0, got {self.version}")
+        for person_id, person in self.people.items():
+            if person.person_id != person_id:
+                raise ValueError(
+                    f"people key {person_id!r} does not match its person_id {person.person_id!r}"
+                )
+        owners = tuple(self.template_owners)
+        missing = sorted({owner for owner in owners if owner not in self.people})
+        if missing:
+            raise ValueError(f"template owners not in people: {', '.join(map(repr, missing))}")
+        encodings = self.encodings
+        if not isinstance(encodings, np.ndarray) or encodings.dtype != np.float32:
+            raise ValueError("encodings must be a float32 numpy array")
+        if encodings.ndim != 2 or encodings.shape[1] != EMBEDDING_DIM:
+            raise ValueError(
+                f"encodings must have shape (N, {EMBEDDING_DIM}), got {encodings.shape}"
+            )
+        if encodings.shape[0] != len(owners):
+            raise ValueError(
+                f"{encodings.shape[0]} encodings but {len(owners)} template owners; "
+                "they must match row for row"
+            )
+        if not np.isfinite(encodings).all():
+            raise ValueError("encodings contain NaN or infinite values")
+        if encodings.flags.writeable:
+            encodings = encodings.view()
+            encodings.flags.writeable = False
+        object.__setattr__(self, "people", MappingProxyType(dict(self.people)))
+        object.__setattr__(self, "template_owners", owners)
+        object.__setattr__(self, "encodings", encodings)
+
+    @classmethod
+    def empty(cls) -> Gallery:
+        """Return the version-0 gallery with nobody in it."""
+        return cls(
+            version=0,
+            people={},
+            template_owners=(),
+            encodings=np.zeros((0, EMBEDDING_DIM), dtype=np.float32),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Gallery):
+            return NotImplemented
+        return (
+            self.version == other.version
+            and dict(self.people) == dict(other.people)
+            and self.template_owners == other.template_owners
+            and self.encodings.shape == other.encodings.shape
+            and self.encodings.tobytes() == other.encodings.tobytes()
+        )
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def gallery_to_json(g: Gallery) -> bytes:
+    """Serialize a gallery to the documented UTF-8 JSON schema (deterministic output)."""
+    people = []
+    for index, person_id in enumerate(sorted(g.people)):
+        person = g.people[person_id]
+        _check_person(person, f"people[{index}]")
+        people.append(_person_to_obj(person, f"people[{index}]"))
+    little_endian = g.encodings.astype("<f4", copy=False)
+    templates = [
+        {
+            "person_id": owner,
+            "encoding": base64.b64encode(little_endian[row].tobytes()).decode("ascii"),
+        }
+        for row, owner in enumerate(g.template_owners)
+    ]
+    document = {"format": FORMAT, "version": g.version, "people": people, "templates": templates}
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def gallery_from_json(data: bytes) -> Gallery:
+    """Parse and strictly validate gallery JSON; ValueError says what is wrong and where."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"gallery: not UTF-8 text (byte {exc.start})") from None
+    try:
+        document = json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"gallery: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    root = _expect_object(document, "gallery", ("format", "version", "people", "templates"))
+    if _expect_int(root["format"], "format") != FORMAT:
+        raise ValueError(
+            f"format: unsupported gallery format {root['format']!r}, expected {FORMAT}"
+        )
+    version = _expect_int(root["version"], "version")
+    if version < 0:
+        raise ValueError(f"version: must be >= 0, got {version}")
+
+    people: dict[str, Person] = {}
+    for index, item in enumerate(_expect_list(root["people"], "people")):
+        where = f"people[{index}]"
+        person = _person_from_obj(item, where)
+        if person.person_id in people:
+            raise ValueError(f"{where}.person_id: duplicate person_id {person.person_id!r}")
+        people[person.person_id] = person
+
+    raw_templates = _expect_list(root["templates"], "templates")
+    owners: list[str] = []
+    encodings = np.empty((len(raw_templates), EMBEDDING_DIM), dtype=np.float32)
+    for index, item in enumerate(raw_templates):
+        where = f"templates[{index}]"
+        obj = _expect_object(item, where, ("person_id", "encoding"))
+        owner = _expect_str(obj["person_id"], f"{where}.person_id")
+        if owner not in people:
+            raise ValueError(f"{where}.person_id: {owner!r} is not in people")
+        owners.append(owner)
+        encodings[index] = _decode_encoding(obj["encoding"], f"{where}.encoding")
+    return Gallery(
+        version=version, people=people, template_owners=tuple(owners), encodings=encodings
+    )
+
+
+def _person_to_obj(person: Person, where: str) -> dict[str, Any]:
+    return {
+        "person_id": person.person_id,
+        "status": person.status.value,
+        "kind": person.kind.value,
+        "buildings": sorted(person.buildings),
+        "gates": sorted(person.gates),
+        "windows": [
+            {
+                "days": sorted(window.days),
+                "start": _format_hhmm(window.start, f"{where}.windows[{i}].start"),
+                "end": _format_hhmm(window.end, f"{where}.windows[{i}].end"),
+            }
+            for i, window in enumerate(person.windows)
+        ],
+        "valid_from": _format_datetime(person.valid_from, f"{where}.valid_from"),
+        "valid_until": _format_datetime(person.valid_until, f"{where}.valid_until"),
+        "card_uids": sorted(person.card_uids),
+        "pin_hash": person.pin_hash,
+    }
+
+
+def _person_from_obj(value: object, where: str) -> Person:
+    obj = _expect_object(value, where, _PERSON_FIELDS)
+    windows = tuple(
+        _window_from_obj(item, f"{where}.windows[{i}]")
+        for i, item in enumerate(_expect_list(obj["windows"], f"{where}.windows"))
+    )
+    pin_hash = obj["pin_hash"]
+    person = Person(
+        person_id=_expect_str(obj["person_id"], f"{where}.person_id"),
+        status=_expect_enum(obj["status"], PersonStatus, f"{where}.status"),
+        kind=_expect_enum(obj["kind"], PersonKind, f"{where}.kind"),
+        buildings=_expect_str_set(obj["buildings"], f"{where}.buildings"),
+        gates=_expect_str_set(obj["gates"], f"{where}.gates"),
+        windows=windows,
+        valid_from=_parse_datetime(obj["valid_from"], f"{where}.valid_from"),
+        valid_until=_parse_datetime(obj["valid_until"], f"{where}.valid_until"),
+        card_uids=_expect_str_set(obj["card_uids"], f"{where}.card_uids"),
+        pin_hash=None if pin_hash is None else _expect_str(pin_hash, f"{where}.pin_hash"),
+    )
+    _check_person(person, where)
+    return person
+
+
+def _window_from_obj(value: object, where: str) -> TimeWindow:
+    obj = _expect_object(value, where, ("days", "start", "end"))
+    days: set[int] = set()
+    for i, item in enumerate(_expect_list(obj["days"], f"{where}.days")):
+        day = _expect_int(item, f"{where}.days[{i}]")
+        if day in days:
+            raise ValueError(f"{where}.days[{i}]: duplicate day {day}")
+        days.add(day)
+    return TimeWindow(
+        days=frozenset(days),
+        start=_parse_hhmm(obj["start"], f"{where}.start"),
+        end=_parse_hhmm(obj["end"], f"{where}.end"),
+    )
+
+
+def _check_person(person: Person, where: str) -> None:
+    """Semantic checks shared by both directions, so what we write we can also read."""
+    if not person.person_id:
+        raise ValueError(f"{where}.person_id: must not be empty")
+    for name in ("buildings", "gates", "card_uids"):
+        if any(not item for item in getattr(person, name)):
+            raise ValueError(f"{where}.{name}: contains an empty string")
+    if person.pin_hash is not None and not person.pin_hash:
+        raise ValueError(f"{where}.pin_hash: must be null or a non-empty string")
+    for i, window in enumerate(person.windows):
+        if not window.days:
+            raise ValueError(f"{where}.windows[{i}].days: must not be empty")
+        bad = sorted(day for day in window.days if not 0 <= day <= 6)
+        if bad:
+            raise ValueError(f"{where}.windows[{i}].days: {bad[0]} is not a weekday 0..6")
+    for name in ("valid_from", "valid_until"):
+        moment: datetime | None = getattr(person, name)
+        if moment is not None and moment.utcoffset() is None:
+            raise ValueError(f"{where}.{name}: datetime has no UTC offset")
+    if (
+        person.valid_from is not None
+        and person.valid_until is not None
+        and person.valid_from > person.valid_until
+    ):
+        raise ValueError(
+            f"{where}: valid_from {person.valid_from.isoformat()} is after "
+            f"valid_until {person.valid_until.isoformat()}"
+        )
+
+
+def _format_hhmm(value: time, where: str) -> str:
+    if value.second or value.microsecond or value.tzinfo is not None:
+        raise ValueError(f"{where}: {value.isoformat()} cannot be stored as a naive HH:MM time")
+    return f"{value.hour:02d}:{value.minute:02d}"
+
+
+def _parse_hhmm(value: object, where: str) -> time:
+    text = _expect_str(value, where)
+    if not _HHMM.fullmatch(text):
+        raise ValueError(f"{where}: {text!r} is not a time HH:MM (00:00..23:59)")
+    return time(int(text[:2]), int(text[3:]))
+
+
+def _format_datetime(value: datetime | None, where: str) -> str | None:
+    if value is None:
+        return None
+    if value.utcoffset() is None:
+        raise ValueError(f"{where}: datetime has no UTC offset")
+    return value.isoformat()
+
+
+def _parse_datetime(value: object, where: str) -> datetime | None:
+    if value is None:
+        return None
+    text = _expect_str(value, where)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{where}: {text!r} is not an ISO-8601 datetime") from None
+    if moment.utcoffset() is None:
+        raise ValueError(f"{where}: {text!r} has no UTC offset")
+    return moment
+
+
+def _decode_encoding(value: object, where: str) -> npt.NDArray[np.float32]:
+    text = _expect_str(value, where)
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{where}: not valid base64") from None
+    if len(raw) != _ENCODING_BYTES:
+        raise ValueError(
+            f"{where}: decodes to {len(raw)} bytes, expected {_ENCODING_BYTES} "
+            f"({EMBEDDING_DIM} little-endian float32)"
+        )
+    vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if not np.isfinite(vector).all():
+        raise ValueError(f"{where}: contains NaN or infinite values")
+    return vector
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"gallery: duplicate JSON key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"gallery: {name} is not allowed in gallery JSON")
+
+
+def _kind(value: object) -> str:
+    names = {
+        type(None): "null",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _expect_object(value: object, where: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected an object, got {_kind(value)}")
+    for name in fields:
+        if name not in value:
+            raise ValueError(f"{where}: missing field {name!r}")
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown field {unknown[0]!r}")
+    return value
+
+
+def _expect_list(value: object, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: expected an array, got {_kind(value)}")
+    return value
+
+
+def _expect_str(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: expected a string, got {_kind(value)}")
+    if not value:
+        raise ValueError(f"{where}: must not be empty")
+    return value
+
+
+def _expect_int(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}: expected an integer, got {_kind(value)}")
+    return value
+
+
+def _expect_enum(value: object, enum: type[_E], where: str) -> _E:
+    allowed = [member.value for member in enum]
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+    return enum(value)
+
+
+def _expect_str_set(value: object, where: str) -> frozenset[str]:
+    items: set[str] = set()
+    for i, item in enumerate(_expect_list(value, where)):
+        text = _expect_str(item, f"{where}[{i}]")
+        if text in items:
+            raise ValueError(f"{where}[{i}]: duplicate {text!r}")
+        items.add(text)
+    return frozenset(items)
+
+
+# --- encryption -------------------------------------------------------------------------------
+
+
+def encrypt_gallery(g: Gallery, key: bytes) -> bytes:
+    """Encrypt a gallery: b"DGG1" + 12-byte nonce + AES-256-GCM(JSON), magic as AAD."""
+    nonce = os.urandom(NONCE_SIZE)
+    return MAGIC + nonce + _aesgcm(key).encrypt(nonce, gallery_to_json(g), MAGIC)
+
+
+def decrypt_gallery(blob: bytes, key: bytes, *, source: str = "blob") -> Gallery:
+    """Decrypt and validate a gallery blob; source (a path) names it in error messages."""
+    minimum = len(MAGIC) + NONCE_SIZE + TAG_SIZE
+    if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
+        if len(blob) < len(MAGIC) and MAGIC.startswith(blob):
+            what = f"truncated: {len(blob)} bytes, need at least {minimum}"
+        else:
+            what = f"bad magic, expected {MAGIC!r} (not a dormguard gallery)"
+        raise GalleryError(f"corrupt gallery file {source}: {what}")
+    if len(blob) < minimum:
+        raise GalleryError(
+            f"corrupt gallery file {source}: truncated: {len(blob)} bytes, need at least {minimum}"
+        )
+    aesgcm = _aesgcm(key)
+    nonce = blob[len(MAGIC) : len(MAGIC) + NONCE_SIZE]
+    try:
+        plaintext = aesgcm.decrypt(nonce, blob[len(MAGIC) + NONCE_SIZE :], MAGIC)
+    except InvalidTag:
+        raise GalleryKeyError(f"wrong key or tampered gallery file {source}") from None
+    try:
+        return gallery_from_json(plaintext)
+    except ValueError as exc:
+        # Authenticated yet invalid: written by a buggy or foreign tool, not damaged in transit.
+        raise GalleryError(f"invalid gallery content in {source}: {exc}") from None
+
+
+def _aesgcm(key: bytes) -> AESGCM:
+    if not isinstance(key, bytes) or len(key) != KEY_SIZE:
+        size = len(key) if isinstance(key, bytes) else type(key).__name__
+        raise GalleryKeyError(f"gallery key must be {KEY_SIZE} bytes, got {size}")
+    return AESGCM(key)
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def generate_key() -> str:
+    """Return a new random gallery key as URL-safe base64 of 32 bytes."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(KEY_SIZE)).decode("ascii")
+
+
+def load_key(
+    *,
+    key_file: Path | None,
+    key_env: str | None,
+    environ: Mapping[str, str] = os.environ,
+) -> bytes:
+    """Load the 32-byte gallery key from exactly one source: a file or an environment variable."""
+    if key_file is not None and key_env is not None:
+        raise GalleryKeyError("gallery key: give either a key file or an env var, not both")
+    if key_file is not None:
+        source = f"file {key_file}"
+        try:
+            mode = stat.S_IMODE(key_file.stat().st_mode)
+            text = key_file.read_text(encoding="ascii")
+        except FileNotFoundError:
+            raise GalleryKeyError(f"gallery key {source} does not exist") from None
+        except UnicodeDecodeError:
+            raise GalleryKeyError(f"gallery key {source} is not base64 text") from None
+        except OSError as exc:
+            raise GalleryKeyError(f"gallery key {source} cannot be read: {exc.strerror}") from None
+        if mode & ~0o600:
+            logger.warning(
+                "gallery key file %s has mode %s; make it 0600 or stricter", key_file, oct(mode)
+            )
+    elif key_env is not None:
+        source = f"env var {key_env}"
+        if key_env not in environ:
+            raise GalleryKeyError(f"gallery key {source} is not set")
+        text = environ[key_env]
+    else:
+        raise GalleryKeyError("gallery key: no source given (need a key file or an env var)")
+    return _decode_key(text.strip(), source)
+
+
+def _decode_key(text: str, source: str) -> bytes:
+    if not text:
+        raise GalleryKeyError(f"gallery key {source} is empty")
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        key = base64.b64decode(padded, altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise GalleryKeyError(f"gallery key {source} is not valid base64") from None
+    if len(key) != KEY_SIZE:
+        raise GalleryKeyError(f"gallery key {source} decodes to {len(key)} bytes, need {KEY_SIZE}")
+    return key
