@@ -135,7 +135,7 @@ def spawn_gate(config: Path, log: Path, *, stdin_pipe: bool = False):  # type: i
     import sys
 
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "gate", "--config", str(config)],
+        [sys.executable, "-m", "dormguard.cli", "gate", "--config", str(config)],
         stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

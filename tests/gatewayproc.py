@@ -138,7 +138,7 @@ class BackgroundPublisher(threading.Thread):
 def spawn_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
     """A real `dormguard gateway` process, output appended to ``log``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "gateway", "--config", str(config)],
+        [sys.executable, "-m", "dormguard.cli", "gateway", "--config", str(config)],
         stdin=subprocess.DEVNULL,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

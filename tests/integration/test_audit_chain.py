@@ -121,7 +121,7 @@ def test_audit_verify_command_exits_1_on_tampering(engine: Engine, tmp_path: Pat
             }
         )
     )
-    cmd = [sys.executable, "-m", "edge.cli", "audit", "verify", "--config", str(config)]
+    cmd = [sys.executable, "-m", "dormguard.cli", "audit", "verify", "--config", str(config)]
     ok = subprocess.run(cmd, capture_output=True, text=True, env=dormguard_env(), timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "20 records" in ok.stdout

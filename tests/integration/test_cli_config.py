@@ -18,7 +18,7 @@ MARK = "# <-"
 
 def validate_config(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edge.cli", "validate-config", str(path)],
+        [sys.executable, "-m", "dormguard.cli", "validate-config", str(path)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -229,7 +229,7 @@ def test_user_create_makes_the_first_admin_who_can_log_in(tmp_path: Path) -> Non
     )
     secret = tmp_path / "admin-password"
     secret.write_text("correct horse battery staple\n")
-    base = [sys.executable, "-m", "edge.cli", "user", "create", "--config", str(config)]
+    base = [sys.executable, "-m", "dormguard.cli", "user", "create", "--config", str(config)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     made = subprocess.run(
         [*base, "--username", "admin", "--role", "admin", "--password-file", str(secret)],
@@ -273,7 +273,15 @@ def test_a_production_gateway_without_a_signing_key_is_refused_at_validation(
     config = tmp_path / "gateway.yaml"
     config.write_text("site: campus\nmode: production\n")
     done = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "validate-config", "--kind", "gateway", str(config)],
+        [
+            sys.executable,
+            "-m",
+            "dormguard.cli",
+            "validate-config",
+            "--kind",
+            "gateway",
+            str(config),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -291,7 +299,7 @@ def test_keys_generate_writes_a_private_key_and_prints_the_gates_trusted_key(
     from contracts.signing import MessageSigner, parse_private_key
 
     out = tmp_path / "signing.key"
-    base = [sys.executable, "-m", "edge.cli", "keys"]
+    base = [sys.executable, "-m", "dormguard.cli", "keys"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     made = subprocess.run(
         [*base, "generate", "--out", str(out)], capture_output=True, text=True, env=env, check=False

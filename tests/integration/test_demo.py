@@ -19,7 +19,16 @@ pytestmark = pytest.mark.slow
 def test_headless_demo_runs_the_gate_and_a_service_room_and_prints_counts() -> None:
     """Student granted, stranger denied; washer finishes, dryer gets stuck, hair dryer overruns."""
     running = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "--log-level", "warning", "demo", "--duration", "35"],
+        [
+            sys.executable,
+            "-m",
+            "dormguard.cli",
+            "--log-level",
+            "warning",
+            "demo",
+            "--duration",
+            "35",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

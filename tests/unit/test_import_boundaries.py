@@ -19,9 +19,6 @@ STILL_CROSSING: frozenset[tuple[str, str]] = frozenset(
         ("gateway/enrolment.py", "edge.gate.enrol"),
         ("gateway/enrolment.py", "edge.gate.faces"),
         ("gateway/app.py", "edge.gate.faces"),
-        ("edge/cli.py", "gateway.config"),
-        ("edge/cli.py", "gateway.cli"),
-        ("edge/demo.py", "gateway.demo"),
     }
 )
 

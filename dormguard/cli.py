@@ -198,7 +198,7 @@ def _cmd_gallery_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from edge.demo import run_demo
+    from dormguard.demo import run_demo
 
     try:
         return run_demo(args.duration)

@@ -321,7 +321,7 @@ class _ServiceRoom:
 
     def _spawn(self, name: str, *args: str) -> None:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-        command = [sys.executable, "-m", "edge.cli", "--log-level", level, *args]
+        command = [sys.executable, "-m", "dormguard.cli", "--log-level", level, *args]
         # stdout: the simulator's device list; the demo prints its own view of the room. A
         # session of their own keeps Ctrl-C away from them: the demo stops them, bridge first.
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
