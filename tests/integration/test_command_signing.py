@@ -379,12 +379,18 @@ def test_a_gallery_forged_with_the_right_gallery_key_is_refused(site: Site) -> N
         ("gallery", "unknown_key"),
         ("gallery", "unsigned"),
     ]
-    acks = [
-        GalleryAck.model_validate_json(p)
-        for t, p, _ in site.collector.snapshot()
-        if t.endswith("/gallery/ack")
-    ]
-    refused = [a for a in acks if a.correlation_id == "forged-gallery"]
+
+    def refused_acks() -> list[GalleryAck]:
+        acks = [
+            GalleryAck.model_validate_json(p)
+            for t, p, _ in site.collector.snapshot()
+            if t.endswith("/gallery/ack")
+        ]
+        return [a for a in acks if a.correlation_id == "forged-gallery"]
+
+    # The gate reports the attack first, then answers: wait for both answers too.
+    wait_until(lambda: len(refused_acks()) >= 2, 15, "both refused galleries answered")
+    refused = refused_acks()
     assert len(refused) == 2 and not any(a.applied for a in refused)
     assert all(a.version != 99 for a in refused), "the forged version was installed"
 
