@@ -19,7 +19,7 @@ from gateway.alerting import AlertService, AlertView
 from gateway.commands import CommandService
 from gateway.config import GatewayConfig, check_secret
 from gateway.db import migrate, open_engine, session_factory
-from gateway.db.schema import ApiToken, AuthEvent, Gate, LateReturn, LoginThrottle
+from gateway.db.schema import ApiToken, AuthEvent, Gate, LateReturn
 from gateway.db.schema import Presence as PresenceRow
 from gateway.domain.alerts import AlertRules, AlertType, Signal
 from gateway.domain.occupancy import Presence
@@ -175,18 +175,15 @@ class Gateway:
         """Hourly pruning: old event ids, expired tokens and photos, idle throttles, old audit."""
         # Imported here: gateway.api loads FastAPI, which the ingest worker (it imports this
         # module) does not need.
-        from gateway.api.auth import ThrottlePolicy
+        from gateway.api.auth import ThrottlePolicy, forget_idle_throttles
 
         config = self.services.config
-        throttle_idle = timedelta(seconds=ThrottlePolicy.of(config.api).forget_after_s)
         with self.services.sessions.begin() as session:
             pruned = prune_seen(session, dedup_horizon(now, config.dedup_days))
             session.execute(delete(ApiToken).where(ApiToken.expires_at < now))
             # Failed logins prune idle counts too, but without failures the addresses and
             # user names tried would stay: a count is forgotten an hour after its last failure.
-            session.execute(
-                delete(LoginThrottle).where(LoginThrottle.last_failure_at <= now - throttle_idle)
-            )
+            forget_idle_throttles(session, now, ThrottlePolicy.of(config.api))
             audit: Any = session.execute(
                 delete(AuthEvent).where(
                     AuthEvent.at < now - timedelta(days=config.api.auth_events_retention_days)

@@ -188,7 +188,6 @@ class GateDaemon:
         self.last_door_open_at: float | None = None
         self.contact_input: ContactInput | None = None
         self.rejected_messages = 0
-        self.refused_attacks = 0
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -738,7 +737,6 @@ class GateDaemon:
         command: str | None,
     ) -> None:
         """Log a forged or replayed message and report it to the gateway (an alert there)."""
-        self.refused_attacks += 1
         log.warning(
             "SECURITY: %s refused at gate %s as %s: %s", target, self.gate.gate_id, kind, detail
         )

@@ -490,6 +490,15 @@ def _throttle_key_filter(keys: Iterable[ThrottleKey]) -> Any:
     )
 
 
+def forget_idle_throttles(session: Session, now: datetime, policy: ThrottlePolicy) -> None:
+    """Delete the counts with no failure for ``policy.forget_after_s`` (they start again)."""
+    session.execute(
+        delete(LoginThrottle).where(
+            LoginThrottle.last_failure_at <= now - timedelta(seconds=policy.forget_after_s)
+        )
+    )
+
+
 def _record_failure(
     session: Session,
     attempt: _Attempt,
@@ -498,11 +507,7 @@ def _record_failure(
     policy: ThrottlePolicy,
 ) -> None:
     """Audit the waits this failure starts and forget counts nobody added to for a while."""
-    session.execute(
-        delete(LoginThrottle).where(
-            LoginThrottle.last_failure_at <= now - timedelta(seconds=policy.forget_after_s)
-        )
-    )
+    forget_idle_throttles(session, now, policy)
     for scope, count in attempt.started:
         delay = throttle_delay_s(count.failures, policy.cap_s(scope), policy)
         # A name that is no account may be a password typed into the wrong field: not recorded.
