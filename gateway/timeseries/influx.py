@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -38,7 +36,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from gateway.timeseries._queue import PointQueue
+from gateway.timeseries.background import BackgroundWriter
 from gateway.timeseries.base import Point, WriterStats
 
 log = logging.getLogger(__name__)
@@ -66,7 +64,7 @@ def line_protocol(point: Point) -> str:
     return str(record.to_line_protocol())
 
 
-class InfluxWriter:
+class InfluxWriter(BackgroundWriter):
     """TimeSeriesWriter for InfluxDB 2.x (``/api/v2/write``) with a bounded on-disk backlog."""
 
     def __init__(
@@ -89,6 +87,7 @@ class InfluxWriter:
     ) -> None:
         if max_backlog_rows < 1 or batch_size < 1:
             raise ValueError("max_backlog_rows and batch_size must be at least 1")
+        super().__init__("time-series (influx)", queue_size, batch_size, close_timeout_s)
         self.url = url
         self.org = org
         self.bucket = bucket
@@ -100,23 +99,13 @@ class InfluxWriter:
         self._token = token
         self._min_backoff_s = min_backoff_s
         self._max_backoff_s = max_backoff_s
-        self._close_timeout_s = close_timeout_s
         self._gzip = gzip
-        self._queue = PointQueue(queue_size, batch_size, "time-series (influx)")
-        self._progress = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._client: InfluxDBClient | None = None
         self._write_api: WriteApi | None = None
         self._backlog: sqlite3.Connection | None = None
         self._backlog_rows = 0
         self._backlog_dropped = 0
         self._backlog_overflowing = False
-        self._written = 0
-        self._rejected = 0
-        self._errors = 0
-        self._last_error = ""
-        self._failing = False
         self._backoff_s = min_backoff_s
         self._next_attempt = 0.0
 
@@ -127,8 +116,7 @@ class InfluxWriter:
 
     def start(self) -> None:
         """Open the backlog file and the client, then start the sender thread."""
-        if self._thread is not None or self._stop.is_set():
-            raise RuntimeError("InfluxWriter already started (or closed: make a new one)")
+        self._refuse_restart()
         self._backlog = self._open_backlog()
         self._backlog_rows = int(
             self._backlog.execute("SELECT COUNT(*) FROM backlog").fetchone()[0]
@@ -143,36 +131,12 @@ class InfluxWriter:
             enable_gzip=self._gzip,
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-        self._thread = threading.Thread(target=self._run, name="series-influx", daemon=True)
-        self._thread.start()
+        self._start_thread(self._run, "series-influx")
 
-    def write(self, points: Sequence[Point]) -> None:
-        """Queue points for the sender thread (never blocks; drops are counted when full)."""
-        self._queue.put(points)
+    def _delivered(self) -> bool:
+        return self._queue.pending == 0 and self._backlog_rows == 0
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until the queue and the backlog are delivered, at most timeout seconds."""
-        if self._thread is None:
-            return self._queue.pending == 0 and self._backlog_rows == 0
-        self._queue.urgent(True)
-        try:
-            with self._progress:
-                return self._progress.wait_for(
-                    lambda: self._queue.pending == 0 and self._backlog_rows == 0, timeout
-                )
-        finally:
-            self._queue.urgent(False)
-
-    def close(self) -> None:
-        """Deliver what can be delivered within close_timeout_s, park the rest, stop."""
-        thread = self._thread
-        if thread is None:
-            return
-        self.flush(self._close_timeout_s)
-        self._stop.set()
-        self._queue.close()
-        thread.join(self._close_timeout_s + 5)
-        self._thread = None
+    def _after_close(self) -> None:
         if self._client is not None:
             client: Any = self._client
             client.close()
@@ -181,16 +145,10 @@ class InfluxWriter:
 
     def stats(self) -> WriterStats:
         """Current counters."""
-        alive = self._thread is not None and self._thread.is_alive()
-        return WriterStats(
-            written=self._written,
-            pending=self._queue.pending,
+        return self._writer_stats(
             backlog=self._backlog_rows,
-            dropped=self._queue.dropped + self._backlog_dropped,
-            rejected=self._rejected,
-            errors=self._errors,
-            last_error=self._last_error,
-            healthy=alive and not self._failing and not self._backlog_overflowing,
+            dropped=self._backlog_dropped,
+            healthy=not self._backlog_overflowing,
         )
 
     # -- the sender thread -------------------------------------------------------------------
@@ -206,8 +164,7 @@ class InfluxWriter:
                         self._live_step()
                 except Exception as exc:
                     # A bug or a broken backlog file must not end the thread: log, pause, go on.
-                    self._errors += 1
-                    self._last_error = f"sender step failed: {type(exc).__name__}: {exc}"[:300]
+                    self._record_error(f"sender step failed: {type(exc).__name__}: {exc}")
                     log.exception("InfluxDB sender step failed")
                     self._stop.wait(self._max_backoff_s)
                 with self._progress:
@@ -281,8 +238,7 @@ class InfluxWriter:
             self._reject(lines, exc)
             return
         except ConnectionError as exc:
-            self._errors += 1
-            self._last_error = str(exc)
+            self._record_error(str(exc))
             if not self._failing:
                 log.warning("InfluxDB write failed, keeping data in the backlog: %s", exc)
             self._failing = True
@@ -299,8 +255,7 @@ class InfluxWriter:
 
     def _reject(self, lines: list[str], exc: ValueError) -> None:
         self._rejected += len(lines)
-        self._errors += 1
-        self._last_error = str(exc)
+        self._record_error(str(exc))
         log.error("InfluxDB rejected %d lines as bad data, dropped: %s", len(lines), exc)
 
     def _send(self, lines: list[str]) -> None:
@@ -359,8 +314,7 @@ class InfluxWriter:
                     )
         except sqlite3.Error as exc:
             self._queue.count_dropped(len(lines))
-            self._errors += 1
-            self._last_error = f"backlog write failed: {exc}"
+            self._record_error(f"backlog write failed: {exc}")
             log.error("InfluxDB backlog write failed, %d lines lost: %s", len(lines), exc)
             return
         self._backlog_rows += len(lines)

@@ -26,14 +26,13 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gateway.timeseries._queue import PointQueue
-from gateway.timeseries.base import Point, WriterStats
+from gateway.timeseries.background import BackgroundWriter
+from gateway.timeseries.base import Point
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class SqliteSeriesStore:
+class SqliteSeriesStore(BackgroundWriter):
     """Embedded time-series store; implements TimeSeriesWriter and TimeSeriesReader."""
 
     def __init__(
@@ -98,32 +97,22 @@ class SqliteSeriesStore:
             raise ValueError("retention must be positive")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        super().__init__("time-series (sqlite)", queue_size, batch_size, close_timeout_s)
         self.path = Path(path)
         self.retention = retention
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._prune_interval_s = prune_interval_s
         self._retry_backoff_s = retry_backoff_s
-        self._close_timeout_s = close_timeout_s
         self._clock = clock
-        self._queue = PointQueue(queue_size, batch_size, "time-series (sqlite)")
-        self._progress = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._series: dict[_SeriesBase, dict[str, int]] = {}
-        self._written = 0
-        self._rejected = 0
-        self._errors = 0
-        self._last_error = ""
-        self._failing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Create the file and tables, then start the writer thread."""
-        if self._thread is not None or self._stop.is_set():
-            raise RuntimeError("SqliteSeriesStore already started (or closed: make a new one)")
+        self._refuse_restart()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
         conn.execute("PRAGMA journal_mode=WAL")
@@ -132,52 +121,13 @@ class SqliteSeriesStore:
             for statement in _SCHEMA:
                 conn.execute(statement)
         self._conn = conn
-        self._thread = threading.Thread(target=self._run, name="series-sqlite", daemon=True)
-        self._thread.start()
+        self._start_thread(self._run, "series-sqlite")
 
-    def write(self, points: Sequence[Point]) -> None:
-        """Queue points for the writer thread (never blocks; drops are counted when full)."""
-        self._queue.put(points)
-
-    def flush(self, timeout: float) -> bool:
-        """Wait until every queued point is in the file, at most timeout seconds."""
-        if self._thread is None:
-            return self._queue.pending == 0
-        self._queue.urgent(True)
-        try:
-            with self._progress:
-                return self._progress.wait_for(lambda: self._queue.pending == 0, timeout)
-        finally:
-            self._queue.urgent(False)
-
-    def close(self) -> None:
-        """Store what is queued (up to close_timeout_s), then stop the thread."""
-        thread = self._thread
-        if thread is None:
-            return
-        self.flush(self._close_timeout_s)
-        self._stop.set()
-        self._queue.close()
-        thread.join(self._close_timeout_s + 5)
-        self._thread = None
+    def _after_close(self) -> None:
         left = self._queue.depth
         if left:
             self._queue.count_dropped(left)
             log.error("time-series (sqlite) closed with %d points not stored", left)
-
-    def stats(self) -> WriterStats:
-        """Current counters."""
-        alive = self._thread is not None and self._thread.is_alive()
-        return WriterStats(
-            written=self._written,
-            pending=self._queue.pending,
-            backlog=0,
-            dropped=self._queue.dropped,
-            rejected=self._rejected,
-            errors=self._errors,
-            last_error=self._last_error,
-            healthy=alive and not self._failing,
-        )
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -309,10 +259,6 @@ class SqliteSeriesStore:
             self._failing = False
             self._written += len(batch)
             return
-
-    def _record_error(self, text: str) -> None:
-        self._errors += 1
-        self._last_error = text[:300]
 
     def _store(self, conn: sqlite3.Connection, batch: list[Point]) -> None:
         try:
