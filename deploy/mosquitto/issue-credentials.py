@@ -585,6 +585,24 @@ def _cert_is_fresh(crt: Path, ca_crt: Path) -> bool:
     return True
 
 
+def _why_sign(
+    crt: Path, key: Path, out: Path, rotate: bool, changed: str | None = None
+) -> str | None:
+    """Why a certificate must be (re)signed, or None while the one on disk is still good.
+
+    ``changed`` names what makes the certificate on disk wrong (its host names, say), if anything.
+    """
+    if rotate:
+        return "rotation asked"
+    if not (crt.exists() and key.exists()):
+        return "new"
+    if changed:
+        return changed
+    if not _cert_is_fresh(crt, out / "ca" / "ca.crt"):
+        return "expiring or signed by an older CA"
+    return None
+
+
 def _sign_cert(
     out: Path, crt: Path, key: Path, *, cn: str, san: str, extensions: str, key_type: str, days: int
 ) -> None:
@@ -619,15 +637,11 @@ def ensure_server_cert(out: Path, site: Site, key_type: str, days: int, rotate: 
     broker = out / "broker"
     crt, key, san_file = broker / "server.crt", broker / "server.key", broker / "server.san"
     san = _san(site)
-    if rotate:
-        reason = "rotation asked"
-    elif not (crt.exists() and key.exists()):
-        reason = "new"
-    elif not san_file.exists() or san_file.read_text().strip() != san:
-        reason = "host names or addresses changed"
-    elif not _cert_is_fresh(crt, out / "ca" / "ca.crt"):
-        reason = "expiring or signed by an older CA"
-    else:
+    san_changed = not san_file.exists() or san_file.read_text().strip() != san
+    reason = _why_sign(
+        crt, key, out, rotate, "host names or addresses changed" if san_changed else None
+    )
+    if reason is None:
         return None
     _sign_cert(
         out, crt, key, cn=site.hostnames[0], san=san, extensions="v3_server",
@@ -643,13 +657,8 @@ def ensure_client_cert(out: Path, user: str, key_type: str, days: int, rotate: b
     mosquitto's use_identity_as_username makes that CN the account the ACL applies to.
     """
     crt, key = out / "clients" / f"{user}.crt", out / "clients" / f"{user}.key"
-    if rotate:
-        reason = "rotation asked"
-    elif not (crt.exists() and key.exists()):
-        reason = "new"
-    elif not _cert_is_fresh(crt, out / "ca" / "ca.crt"):
-        reason = "expiring or signed by an older CA"
-    else:
+    reason = _why_sign(crt, key, out, rotate)
+    if reason is None:
         return None
     # The SAN is not used by client authentication; v3_client does not include it.
     _sign_cert(

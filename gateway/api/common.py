@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 from fastapi import HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Select
 
 from contracts.models import UtcDatetime
 
@@ -22,6 +23,7 @@ __all__ = [
     "conflict",
     "not_found",
     "unavailable",
+    "where_equal",
 ]
 
 MAX_ROW_ID = 2**63 - 1
@@ -49,6 +51,19 @@ PageOffset = Annotated[
     int, Query(ge=0, le=MAX_OFFSET, description=f"items to skip, 0 to {MAX_OFFSET}")
 ]
 """How many matching items a list skips before the page starts."""
+
+_Query = TypeVar("_Query", bound=Select[Any])
+
+
+def where_equal(query: _Query, *filters: tuple[Any, object | None]) -> _Query:
+    """The query narrowed to ``column == value`` for every (column, value) whose value is given.
+
+    A value of None means the caller did not ask for that filter.
+    """
+    for column, value in filters:
+        if value is not None:
+            query = query.where(column == value)
+    return query
 
 
 class In(BaseModel):

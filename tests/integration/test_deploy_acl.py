@@ -596,6 +596,41 @@ def test_issuing_again_keeps_ca_and_passwords(site: SiteBroker) -> None:
         assert path.stat().st_mode & 0o777 == 0o600, path
 
 
+def test_server_certificate_is_kept_until_its_host_names_change_or_rotation_is_asked(
+    site: SiteBroker, tmp_path: Path
+) -> None:
+    """The broker certificate is re-signed only for a reason, and the run says which."""
+    issued = tmp_path / "issued"
+    shutil.copytree(site.issued, issued)
+    server = issued / "broker" / "server.crt"
+    first = server.read_bytes()
+    out = issue_credentials(issued)
+    assert "kept server certificate" in out, out
+    assert server.read_bytes() == first
+
+    inventory = tmp_path / "site.yaml"
+    text = (DEPLOY / "site.example.yaml").read_text(encoding="utf-8")
+    moved = text.replace("hostnames: [mosquitto,", "hostnames: [mqtt2.campus.example, mosquitto,")
+    assert moved != text
+    inventory.write_text(moved, encoding="utf-8")
+    out = issue_credentials(issued, inventory=inventory)
+    assert "(host names or addresses changed)" in out, out
+    renamed = server.read_bytes()
+    assert renamed != first
+    cert_details(server, issued / "ca" / "ca.crt")
+    names = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(server)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "DNS:mqtt2.campus.example" in names, names
+
+    out = issue_credentials(issued, "--rotate", "server-cert", inventory=inventory)
+    assert "(rotation asked)" in out, out
+    assert server.read_bytes() != renamed
+
+
 def test_gate_publishes_every_gate_channel_for_itself_and_none_for_another_gate(
     clients: dict[str, Client],
 ) -> None:

@@ -11,7 +11,14 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import Field
 from sqlalchemy import and_, or_, select
 
-from gateway.api.common import MAX_ROW_ID, Out, PageLimit, PageOffset, UtcDatetime
+from gateway.api.common import (
+    MAX_ROW_ID,
+    Out,
+    PageLimit,
+    PageOffset,
+    UtcDatetime,
+    where_equal,
+)
 from gateway.api.deps import CurrentUser, Role, SessionDep, require
 from gateway.db.schema import AccessRecord, Person
 
@@ -91,17 +98,14 @@ def search_access(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "give either cursor or offset, not both"
         )
-    query = select(AccessRecord)
-    if person is not None:
-        query = query.where(AccessRecord.person_id == person)
-    if building is not None:
-        query = query.where(AccessRecord.building == building)
-    if gate is not None:
-        query = query.where(AccessRecord.gate_id == gate)
-    if decision is not None:
-        query = query.where(AccessRecord.decision == decision)
-    if method is not None:
-        query = query.where(AccessRecord.method == method)
+    query = where_equal(
+        select(AccessRecord),
+        (AccessRecord.person_id, person),
+        (AccessRecord.building, building),
+        (AccessRecord.gate_id, gate),
+        (AccessRecord.decision, decision),
+        (AccessRecord.method, method),
+    )
     if since is not None:
         query = query.where(AccessRecord.ts >= since)
     if until is not None:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 from sqlalchemy import select
 
-from gateway.api.common import Out, UtcDatetime, not_found, unavailable
+from gateway.api.common import Out, UtcDatetime, not_found, unavailable, where_equal
 from gateway.api.deps import CurrentUser, Role, ServicesDep, SessionDep, require
 from gateway.db.schema import Device, DeviceStateRecord
 from gateway.timeseries.mapping import APPLIANCE, APPLIANCE_STATE, BUSY_STATUSES
@@ -141,13 +141,9 @@ def list_devices(
     ] = None,
 ) -> list[DeviceOut]:
     """The status board, ordered by building, room and device."""
-    query = select(Device)
-    if building is not None:
-        query = query.where(Device.building == building)
-    if room is not None:
-        query = query.where(Device.room == room)
-    if kind is not None:
-        query = query.where(Device.kind == kind)
+    query = where_equal(
+        select(Device), (Device.building, building), (Device.room, room), (Device.kind, kind)
+    )
     query = query.order_by(Device.building, Device.room, Device.device_id)
     out = [DeviceOut(**_device_out(d)) for d in session.scalars(query)]
     if status is not None:
