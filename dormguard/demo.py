@@ -50,12 +50,13 @@ from edge.devices.model import ApplianceType, MachineParams
 from edge.devices.simulator import bridge_device_entries, plan_rooms
 from edge.gate.app import build_gate
 from edge.gate.config import GateConfig
-from edge.gate.faces import DlibFaceEngine, read_image
 from edge.gate.gallery import GalleryStore
 from edge.localbroker import LocalBroker
 from edge.mqtt import MqttLink, ReceivedMessage
 from edge.runtime import stop_on_signals
 from edge.samples import gate_frame, noise_frame, sample_photos_dir
+from faces.engine import DlibFaceEngine
+from faces.images import read_image
 
 log = logging.getLogger(__name__)
 

@@ -377,7 +377,7 @@ def _build_enrolment(
     config: GatewayConfig, services: Services, env: dict[str, str], signer: MessageSigner | None
 ) -> EnrolmentService:
     from contracts.gallery import load_key
-    from edge.gate.faces import DlibFaceEngine
+    from faces.engine import DlibFaceEngine
 
     assert config.enrolment is not None
     settings = config.enrolment

@@ -59,8 +59,9 @@ from contracts.gallery import EMBEDDING_DIM, FORMAT, Gallery, encrypt_gallery, g
 from contracts.models import GalleryAck, GalleryUpdate
 from contracts.signing import MessageSigner
 from contracts.topics import GateAddress, GateChannel, gate_topic
-from edge.gate.enrol import measure_photo, quality_problem
-from edge.gate.faces import FaceEngine, decode_image
+from faces.engine import FaceEngine
+from faces.images import decode_image
+from faces.quality import measure_photo, quality_problem
 from gateway.config import EnrolmentSettings
 from gateway.db.schema import (
     Consent,

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from edge.gate.faces import Detection
-from edge.gate.model import Box
+from faces.box import Box
+from faces.engine import Detection
 from gateway.api import create_app
 from gateway.api.deps import Role
 from gateway.enrolment import EnrolmentService

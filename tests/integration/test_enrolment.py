@@ -27,7 +27,8 @@ from contracts.access import Direction, GateInfo, Person, PersonKind, PersonStat
 from contracts.gallery import Gallery, GalleryKeyError, decrypt_gallery
 from contracts.models import GalleryAck, GalleryUpdate
 from contracts.settings import Secret
-from edge.gate.faces import DlibFaceEngine, read_image
+from faces.engine import DlibFaceEngine
+from faces.images import read_image
 from gateway.api import create_app
 from gateway.api.deps import CurrentUser, Role, current_user
 from gateway.api.routes.enrolment import router
