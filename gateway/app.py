@@ -24,7 +24,7 @@ from gateway.db.schema import Presence as PresenceRow
 from gateway.domain.alerts import AlertRules, AlertType, Signal
 from gateway.domain.occupancy import Presence
 from gateway.domain.welfare import evaluate_welfare, reconcile_welfare
-from gateway.enrolment import EnrolmentService
+from gateway.enrolment.service import EnrolmentService
 from gateway.ingest import MqttIngest
 from gateway.pipeline import (
     BatchOutcome,

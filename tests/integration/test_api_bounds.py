@@ -23,7 +23,7 @@ from faces.box import Box
 from faces.engine import Detection
 from gateway.api import create_app
 from gateway.api.deps import Role
-from gateway.enrolment import EnrolmentService
+from gateway.enrolment.service import EnrolmentService
 from gateway.services import Services
 from tests.gatekit import write_key
 from tests.gatewaykit import (
