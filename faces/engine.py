@@ -91,3 +91,12 @@ class DlibFaceEngine:
             rgb, known_face_locations=locations, num_jitters=1, model="small"
         )
         return [np.asarray(e, dtype=np.float32) for e in encodings]
+
+
+def photo_engine() -> DlibFaceEngine:
+    """The engine for enrolment photos: full resolution, upsampled once, faces from 40 px.
+
+    The gateway's enrolment and the gate's offline gallery builder both use it, so they find
+    the same faces in the same photo (the gate's camera frames use its detection settings).
+    """
+    return DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40)

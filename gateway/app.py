@@ -377,7 +377,7 @@ def _build_enrolment(
     config: GatewayConfig, services: Services, env: dict[str, str], signer: MessageSigner | None
 ) -> EnrolmentService:
     from contracts.gallery import load_key
-    from faces.engine import DlibFaceEngine
+    from faces.engine import photo_engine
 
     assert config.enrolment is not None
     settings = config.enrolment
@@ -394,7 +394,7 @@ def _build_enrolment(
         services.clock,
         settings,
         config.site,
-        DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40),
+        photo_engine(),
         services.publisher,
         gallery_key,
         template_key,

@@ -17,7 +17,7 @@ from contracts.gallery import Gallery
 from contracts.settings import StrictModel
 from contracts.yamlconfig import load_yaml_model
 from edge.gate.config import _parse_hhmm
-from faces.engine import DlibFaceEngine
+from faces.engine import photo_engine
 from faces.images import read_image
 from faces.quality import photo_quality_problem
 
@@ -79,7 +79,7 @@ def build_gallery_from_files(
     if photos_dir is not None:
         if not photos_dir.is_dir():
             raise ValueError(f"photo folder {photos_dir} does not exist")
-        engine = DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40, max_faces=4)
+        engine = photo_engine()
         engine.start()
         for person_dir in sorted(p for p in photos_dir.iterdir() if p.is_dir()):
             if person_dir.name not in people:

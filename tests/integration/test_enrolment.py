@@ -27,7 +27,7 @@ from contracts.access import Direction, GateInfo, Person, PersonKind, PersonStat
 from contracts.gallery import Gallery, GalleryKeyError, decrypt_gallery
 from contracts.models import GalleryAck, GalleryUpdate
 from contracts.settings import Secret
-from faces.engine import DlibFaceEngine
+from faces.engine import DlibFaceEngine, photo_engine
 from faces.images import read_image
 from gateway.api import create_app
 from gateway.api.deps import CurrentUser, Role, current_user
@@ -169,7 +169,7 @@ def face_engine() -> DlibFaceEngine:
     """One real dlib engine per test process (the models load once)."""
     global _ENGINE
     if _ENGINE is None:
-        _ENGINE = DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40)
+        _ENGINE = photo_engine()
         _ENGINE.start()
     return _ENGINE
 
