@@ -28,7 +28,10 @@ def add_consent(
     actor: str,
     now: datetime,
 ) -> tuple[ConsentRecord, bool]:
-    """Record a decision, withdrawing the grant it revokes; also: was face_access ever granted."""
+    """Record a decision (a refusal withdraws the active grants of that purpose).
+
+    Returns the record and whether face_access had ever been granted before.
+    """
     find_person(session, person_id)
     had_face_consent = purpose == FACE_ACCESS and bool(
         session.scalar(
