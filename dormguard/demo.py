@@ -50,12 +50,13 @@ from edge.devices.model import ApplianceType, MachineParams
 from edge.devices.simulator import bridge_device_entries, plan_rooms
 from edge.gate.app import build_gate
 from edge.gate.config import GateConfig
-from edge.gate.faces import DlibFaceEngine, read_image
 from edge.gate.gallery import GalleryStore
 from edge.localbroker import LocalBroker
 from edge.mqtt import MqttLink, ReceivedMessage
 from edge.runtime import stop_on_signals
 from edge.samples import gate_frame, noise_frame, sample_photos_dir
+from faces.engine import photo_engine
+from faces.images import read_image
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _prepare(workdir: Path) -> Path:
     key_file.chmod(0o600)
     key = load_key(key_file=key_file, key_env=None)
     photos = sample_photos_dir()
-    engine = DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40)
+    engine = photo_engine()
     image = read_image(str(photos / "obama.jpg"))
     detection = engine.detect(image)
     encoding = engine.encode(detection.rgb, detection.boxes[:1])[0]

@@ -24,7 +24,7 @@ from gateway.db.schema import Presence as PresenceRow
 from gateway.domain.alerts import AlertRules, AlertType, Signal
 from gateway.domain.occupancy import Presence
 from gateway.domain.welfare import evaluate_welfare, reconcile_welfare
-from gateway.enrolment import EnrolmentService
+from gateway.enrolment.service import EnrolmentService
 from gateway.ingest import MqttIngest
 from gateway.pipeline import (
     BatchOutcome,
@@ -377,7 +377,7 @@ def _build_enrolment(
     config: GatewayConfig, services: Services, env: dict[str, str], signer: MessageSigner | None
 ) -> EnrolmentService:
     from contracts.gallery import load_key
-    from edge.gate.faces import DlibFaceEngine
+    from faces.engine import photo_engine
 
     assert config.enrolment is not None
     settings = config.enrolment
@@ -394,7 +394,7 @@ def _build_enrolment(
         services.clock,
         settings,
         config.site,
-        DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40),
+        photo_engine(),
         services.publisher,
         gallery_key,
         template_key,

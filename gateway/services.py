@@ -20,7 +20,7 @@ from gateway.config import GatewayConfig
 if TYPE_CHECKING:
     from gateway.alerting import AlertService
     from gateway.commands import CommandService
-    from gateway.enrolment import EnrolmentService
+    from gateway.enrolment.service import EnrolmentService
     from gateway.timeseries.base import TimeSeriesReader, TimeSeriesWriter
 
 Clock = Callable[[], datetime]

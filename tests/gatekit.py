@@ -32,9 +32,10 @@ _ENCODING_CACHE: dict[str, np.ndarray] = {}
 def encoding_of(photo: str) -> np.ndarray:
     """The real 128-d encoding of a sample photo (cached per test session)."""
     if photo not in _ENCODING_CACHE:
-        from edge.gate.faces import DlibFaceEngine, read_image
+        from faces.engine import photo_engine
+        from faces.images import read_image
 
-        engine = DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40)
+        engine = photo_engine()
         image = read_image(str(sample_photos_dir() / photo))
         det = engine.detect(image)
         _ENCODING_CACHE[photo] = engine.encode(det.rgb, det.boxes[:1])[0]

@@ -13,7 +13,6 @@ from edge.gate.config import GateConfig
 from edge.gate.credentials import KeyboardWedgeReader
 from edge.gate.daemon import GateDaemon, retention_seconds
 from edge.gate.door import DoorActuator, GpioContact, GpioDoor, MqttRelayDoor, SimulatedDoor
-from edge.gate.faces import DlibFaceEngine, FaceEngine
 from edge.gate.frames import FrameSource, SourceSpec, open_source
 from edge.gate.gallery import GalleryStore
 from edge.gate.replay import NonceLedger
@@ -22,6 +21,7 @@ from edge.mqtt import availability_link
 from edge.outbox import Outbox
 from edge.publisher import ReliablePublisher
 from edge.runtime import stop_on_signals
+from faces.engine import DlibFaceEngine, FaceEngine
 
 log = logging.getLogger(__name__)
 

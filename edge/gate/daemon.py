@@ -45,7 +45,6 @@ from edge.gate.config import GateConfig
 from edge.gate.credentials import find_by_card
 from edge.gate.door import DoorActuator
 from edge.gate.door_logic import DoorEventOut, DoorMonitor, parse_contact_payload
-from edge.gate.faces import FaceEngine
 from edge.gate.frames import Frame, FrameSource
 from edge.gate.gallery import GalleryStore
 from edge.gate.matching import TemplateIndex
@@ -57,6 +56,7 @@ from edge.gate.tracking import FaceTracker, Track
 from edge.gate.voting import ConfirmRule, Verdict, Vote, confirm
 from edge.mqtt import MqttLink, ReceivedMessage
 from edge.publisher import ReliablePublisher
+from faces.engine import FaceEngine
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,14 @@
 """Offline enrolment: build a gallery from a people file and photo folders.
 
 Used by `dormguard gallery build` (sites without a gateway yet, demos, tests). Each photo must
-show exactly one large enough, sharp enough face.
+show exactly one large enough, sharp enough face (faces/quality.py, the gateway's checks too).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import cv2
 import numpy as np
 from pydantic import Field
 
@@ -19,7 +17,9 @@ from contracts.gallery import Gallery
 from contracts.settings import StrictModel
 from contracts.yamlconfig import load_yaml_model
 from edge.gate.config import _parse_hhmm
-from edge.gate.faces import Detection, DlibFaceEngine, read_image
+from faces.engine import photo_engine
+from faces.images import read_image
+from faces.quality import photo_quality_problem
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -68,58 +68,6 @@ def to_person(entry: PersonEntry) -> Person:
     )
 
 
-MIN_FACE_PX = 80
-MIN_SHARPNESS = 20.0
-
-
-@dataclass(frozen=True, slots=True)
-class PhotoQuality:
-    """What an enrolment photo shows: how many faces, and the size and sharpness of the face."""
-
-    faces: int
-    face_px: int | None = None  # shorter side of the face box, when there is exactly one face
-    sharpness: float | None = None  # variance of the Laplacian over the face, likewise
-
-
-def measure_photo(image: np.ndarray, detection: Detection) -> PhotoQuality:
-    """Measure the face of a photo (size and sharpness are only measured for a single face)."""
-    if len(detection.boxes) != 1:
-        return PhotoQuality(faces=len(detection.boxes))
-    box = detection.boxes[0]
-    gray = cv2.cvtColor(image[box.top : box.bottom, box.left : box.right], cv2.COLOR_BGR2GRAY)
-    sharpness = float(cv2.Laplacian(gray, cv2.CV_64F).var())
-    return PhotoQuality(faces=1, face_px=min(box.width, box.height), sharpness=sharpness)
-
-
-def quality_problem(
-    quality: PhotoQuality,
-    *,
-    min_face_px: int = MIN_FACE_PX,
-    min_sharpness: float = MIN_SHARPNESS,
-) -> str | None:
-    """Why a measured photo cannot be enrolled, or None when it can."""
-    if quality.faces != 1 or quality.face_px is None or quality.sharpness is None:
-        return f"{quality.faces} faces found, exactly one needed"
-    if quality.face_px < min_face_px:
-        return f"face too small ({quality.face_px} px, at least {min_face_px} px needed)"
-    if quality.sharpness < min_sharpness:
-        return f"face too blurred (sharpness {quality.sharpness:.0f} < {min_sharpness:g})"
-    return None
-
-
-def photo_quality_problem(
-    image: np.ndarray,
-    detection: Detection,
-    *,
-    min_face_px: int = MIN_FACE_PX,
-    min_sharpness: float = MIN_SHARPNESS,
-) -> str | None:
-    """Why a photo cannot be enrolled, or None when it can (one face, size, sharpness)."""
-    return quality_problem(
-        measure_photo(image, detection), min_face_px=min_face_px, min_sharpness=min_sharpness
-    )
-
-
 def build_gallery_from_files(
     people_file: Path, photos_dir: Path | None, *, version: int
 ) -> tuple[Gallery, list[str]]:
@@ -131,7 +79,7 @@ def build_gallery_from_files(
     if photos_dir is not None:
         if not photos_dir.is_dir():
             raise ValueError(f"photo folder {photos_dir} does not exist")
-        engine = DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40, max_faces=4)
+        engine = photo_engine()
         engine.start()
         for person_dir in sorted(p for p in photos_dir.iterdir() if p.is_dir()):
             if person_dir.name not in people:

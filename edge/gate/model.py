@@ -1,6 +1,7 @@
 """Plain value types of the gate's pure decision modules (no I/O imports).
 
-The access vocabulary the gateway shares (Person, GateInfo, Reason, ...) is contracts/access.py.
+The access vocabulary the gateway shares (Person, GateInfo, Reason, ...) is contracts/access.py;
+the face box (Box) is faces/box.py.
 """
 
 from __future__ import annotations
@@ -9,24 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 
 from contracts.access import Direction, Flag, Reason
-
-
-@dataclass(frozen=True, slots=True)
-class Box:
-    """A face box in pixel coordinates of the full frame (face_recognition order)."""
-
-    top: int
-    right: int
-    bottom: int
-    left: int
-
-    @property
-    def width(self) -> int:
-        return self.right - self.left
-
-    @property
-    def height(self) -> int:
-        return self.bottom - self.top
 
 
 @dataclass(frozen=True, slots=True)

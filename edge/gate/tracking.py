@@ -10,8 +10,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge.gate.model import Box
 from edge.gate.voting import Vote
+from faces.box import Box
 
 
 @dataclass(slots=True)

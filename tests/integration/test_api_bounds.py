@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from edge.gate.faces import Detection
-from edge.gate.model import Box
+from faces.box import Box
+from faces.engine import Detection
 from gateway.api import create_app
 from gateway.api.deps import Role
-from gateway.enrolment import EnrolmentService
+from gateway.enrolment.service import EnrolmentService
 from gateway.services import Services
 from tests.gatekit import write_key
 from tests.gatewaykit import (

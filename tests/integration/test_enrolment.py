@@ -27,7 +27,8 @@ from contracts.access import Direction, GateInfo, Person, PersonKind, PersonStat
 from contracts.gallery import Gallery, GalleryKeyError, decrypt_gallery
 from contracts.models import GalleryAck, GalleryUpdate
 from contracts.settings import Secret
-from edge.gate.faces import DlibFaceEngine, read_image
+from faces.engine import DlibFaceEngine, photo_engine
+from faces.images import read_image
 from gateway.api import create_app
 from gateway.api.deps import CurrentUser, Role, current_user
 from gateway.api.routes.enrolment import router
@@ -43,16 +44,10 @@ from gateway.db.schema import (
     Gate,
 )
 from gateway.db.schema import Person as PersonRow
-from gateway.enrolment import (
-    FACE_ACCESS,
-    ConsentRequiredError,
-    EnrolmentService,
-    FaceOptedOutError,
-    PersonNotFoundError,
-    SealedDataError,
-    decrypt_photo,
-    decrypt_template,
-)
+from gateway.enrolment.consent import FACE_ACCESS
+from gateway.enrolment.errors import ConsentRequiredError, FaceOptedOutError, PersonNotFoundError
+from gateway.enrolment.sealing import SealedDataError, decrypt_photo, decrypt_template
+from gateway.enrolment.service import EnrolmentService
 from gateway.services import Services
 from tests.broker import Broker, Collector
 from tests.gatekit import write_key
@@ -174,7 +169,7 @@ def face_engine() -> DlibFaceEngine:
     """One real dlib engine per test process (the models load once)."""
     global _ENGINE
     if _ENGINE is None:
-        _ENGINE = DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40)
+        _ENGINE = photo_engine()
         _ENGINE.start()
     return _ENGINE
 
@@ -266,6 +261,32 @@ def collector(world: World, broker: Broker) -> Iterator[Collector]:
 
 
 # --- consent and opt-out ---------------------------------------------------------------------
+
+
+@dataclass
+class Outage:
+    """A broker of the test's own, to stop and restart, and a world using it with one gate and
+    one person who granted face consent."""
+
+    broker: Broker
+    publisher: BrokerPublisher
+    world: World
+
+
+@pytest.fixture
+def outage(tmp_path: Path) -> Iterator[Outage]:
+    own = Broker(tmp_path / "mosquitto")
+    own.start()
+    pub = BrokerPublisher(own.port).start()
+    w = make_world(tmp_path, pub)
+    w.add_gate("b1", "g1")
+    w.add_person("s-obama")
+    w.consent("s-obama")
+    try:
+        yield Outage(own, pub, w)
+    finally:
+        pub.stop()
+        own.stop()
 
 
 def test_enrolment_is_refused_without_granted_face_access_consent(
@@ -523,43 +544,33 @@ def test_each_gate_gets_a_retained_encrypted_gallery_of_only_the_people_allowed_
 
 
 def test_broker_outage_keeps_deliveries_pending_until_retry_sends_them(
-    tmp_path: Path, photos: Path
+    outage: Outage, photos: Path
 ) -> None:
-    own = Broker(tmp_path / "mosquitto")
-    own.start()
-    pub = BrokerPublisher(own.port).start()
-    w = make_world(tmp_path, pub)
-    w.add_gate("b1", "g1")
-    w.add_person("s-obama")
-    w.consent("s-obama")
-    try:
-        own.stop()
-        report = w.service.enrol("s-obama", [photo_bytes(photos, "obama.jpg")], "admin")
-        assert report.accepted == 1
-        assert report.publication is not None
-        assert report.publication.delivered == ()
-        assert report.publication.pending == (f"{w.site}/b1/g1",)
-        (delivery,) = w.service.deliveries()
-        assert delivery.state == "pending"
-        assert delivery.error is not None and "not connected" in delivery.error
-        assert w.service.retry_pending() == 0  # still down: stays pending
+    own, pub, w = outage.broker, outage.publisher, outage.world
+    own.stop()
+    report = w.service.enrol("s-obama", [photo_bytes(photos, "obama.jpg")], "admin")
+    assert report.accepted == 1
+    assert report.publication is not None
+    assert report.publication.delivered == ()
+    assert report.publication.pending == (f"{w.site}/b1/g1",)
+    (delivery,) = w.service.deliveries()
+    assert delivery.state == "pending"
+    assert delivery.error is not None and "not connected" in delivery.error
+    assert w.service.retry_pending() == 0  # still down: stays pending
 
-        own.start()
-        assert pub.wait_connected(10)
-        collector = Collector(own.port, f"dorm/{w.site}/#", client_id="outage").start()
-        try:
-            assert w.service.retry_pending() == 1
-            (delivery,) = w.service.deliveries()
-            assert (delivery.state, delivery.error) == ("sent", None)
-            msgs = collector.wait_for(lambda m: len(m) >= 1)
-            gallery = open_update(GalleryUpdate.model_validate_json(msgs[0][1]), w.gallery_key)
-            assert gallery.template_owners == ("s-obama",)
-            assert w.service.retry_pending() == 0  # sent: not re-sent until the resend interval
-        finally:
-            collector.stop()
+    own.start()
+    assert pub.wait_connected(10)
+    collector = Collector(own.port, f"dorm/{w.site}/#", client_id="outage").start()
+    try:
+        assert w.service.retry_pending() == 1
+        (delivery,) = w.service.deliveries()
+        assert (delivery.state, delivery.error) == ("sent", None)
+        msgs = collector.wait_for(lambda m: len(m) >= 1)
+        gallery = open_update(GalleryUpdate.model_validate_json(msgs[0][1]), w.gallery_key)
+        assert gallery.template_owners == ("s-obama",)
+        assert w.service.retry_pending() == 0  # sent: not re-sent until the resend interval
     finally:
-        pub.stop()
-        own.stop()
+        collector.stop()
 
 
 # --- erasure ---------------------------------------------------------------------------------
@@ -652,36 +663,26 @@ def test_refusing_consent_that_was_never_granted_records_it_without_an_erasure(
 
 
 def test_erasure_without_broker_is_never_lost_and_is_sent_by_retry(
-    tmp_path: Path, photos: Path
+    outage: Outage, photos: Path
 ) -> None:
-    own = Broker(tmp_path / "mosquitto")
+    own, pub, w = outage.broker, outage.publisher, outage.world
+    w.service.enrol("s-obama", [photo_bytes(photos, "obama.jpg")], "admin")
+    own.stop()
+    report = w.service.erase("s-obama", "admin")
+    assert report.publication.pending == (f"{w.site}/b1/g1",)
     own.start()
-    pub = BrokerPublisher(own.port).start()
-    w = make_world(tmp_path, pub)
-    w.add_gate("b1", "g1")
-    w.add_person("s-obama")
-    w.consent("s-obama")
+    assert pub.wait_connected(10)
+    collector = Collector(own.port, f"dorm/{w.site}/#", client_id="erasure").start()
     try:
-        w.service.enrol("s-obama", [photo_bytes(photos, "obama.jpg")], "admin")
-        own.stop()
-        report = w.service.erase("s-obama", "admin")
-        assert report.publication.pending == (f"{w.site}/b1/g1",)
-        own.start()
-        assert pub.wait_connected(10)
-        collector = Collector(own.port, f"dorm/{w.site}/#", client_id="erasure").start()
-        try:
-            assert w.service.retry_pending() == 1
-            msgs = collector.wait_for(lambda m: len(m) >= 1)
-            update = GalleryUpdate.model_validate_json(msgs[-1][1])
-            assert update.version == report.erasure.gallery_version
-            assert open_update(update, w.gallery_key).template_owners == ()
-            w.service.on_gallery_ack(f"{w.site}/b1/g1", _ack(update))
-            assert w.service.status("s-obama").pending_erasures == ()
-        finally:
-            collector.stop()
+        assert w.service.retry_pending() == 1
+        msgs = collector.wait_for(lambda m: len(m) >= 1)
+        update = GalleryUpdate.model_validate_json(msgs[-1][1])
+        assert update.version == report.erasure.gallery_version
+        assert open_update(update, w.gallery_key).template_owners == ()
+        w.service.on_gallery_ack(f"{w.site}/b1/g1", _ack(update))
+        assert w.service.status("s-obama").pending_erasures == ()
     finally:
-        pub.stop()
-        own.stop()
+        collector.stop()
 
 
 def test_retry_serves_new_gates_resends_silent_ones_and_outbids_a_newer_foreign_version(

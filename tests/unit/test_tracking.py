@@ -7,9 +7,9 @@ from itertools import pairwise
 
 import pytest
 
-from edge.gate.model import Box
 from edge.gate.tracking import FaceTracker, Track, iou
 from edge.gate.voting import Vote
+from faces.box import Box
 
 
 def box(left: int, top: int, size: int = 100) -> Box:

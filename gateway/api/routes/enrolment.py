@@ -6,29 +6,30 @@ figures and states only. Every route answers 503 when enrolment is not configure
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile, status
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from gateway.api.common import In, Out, PageLimit, conflict, not_found, unavailable
 from gateway.api.deps import CurrentUser, Role, ServicesDep, require
-from gateway.enrolment import (
-    FACE_ACCESS,
-    ConsentRecord,
+from gateway.enrolment.consent import FACE_ACCESS
+from gateway.enrolment.errors import (
     ConsentRequiredError,
-    DeliveryStatus,
-    EnrolmentService,
-    EnrolReport,
-    ErasureReport,
-    ErasureStatus,
     FaceOptedOutError,
     PersonNotFoundError,
+)
+from gateway.enrolment.reports import (
+    ConsentRecord,
+    ConsentResult,
+    DeliveryStatus,
+    ErasureReport,
+    ErasureStatus,
     PhotoResult,
     Publication,
 )
+from gateway.enrolment.service import EnrolmentService
 
 router = APIRouter(tags=["enrolment"])
 
@@ -52,6 +53,7 @@ Enrolment = Annotated[EnrolmentService, Depends(get_enrolment)]
 
 
 # --- request and response models -------------------------------------------------------------
+# Most answers are the service's reports as they are (gateway/enrolment/reports.py).
 
 
 class ConsentIn(In):
@@ -62,158 +64,28 @@ class ConsentIn(In):
     )
 
 
-class ConsentOut(Out):
-    id: int
-    person_id: str
-    purpose: str
-    granted: bool
-    recorded_at: datetime
-    recorded_by: str
-    evidence: str
-    withdrawn_at: datetime | None
-
-
-class PublicationOut(Out):
-    version: int
-    delivered: list[str] = Field(description="gates whose gallery the broker holds")
-    pending: list[str] = Field(description="gates whose gallery waits for the broker (retried)")
-    failed: list[str] = Field(description="gates whose gallery could not be built")
-    problems: list[str] = Field(description="people or templates left out, and why")
-
-
-class ErasureOut(Out):
-    id: int
-    person_id: str
-    requested_at: datetime
-    requested_by: str
-    gallery_version: int | None
-    completed_at: datetime | None = Field(description="set once every gate confirmed it")
-    unconfirmed_gates: list[str]
-
-
-class ErasureReportOut(Out):
-    erasure: ErasureOut
-    templates_deleted: int
-    photos_deleted: int
-    publication: PublicationOut
-
-
-class ConsentResultOut(Out):
-    consent: ConsentOut
-    erasure: ErasureReportOut | None = Field(
-        description="the erasure a withdrawal of face_access consent started"
-    )
-
-
-class PhotoOut(Out):
-    name: str
-    ok: bool
-    error: str | None
-    size_bytes: int
-    width: int | None
-    height: int | None
-    faces: int | None
-    face_px: int | None = Field(description="shorter side of the face box")
-    sharpness: float | None = Field(description="variance of the Laplacian over the face")
-    template_id: int | None
-
-
 class EnrolReportOut(Out):
     person_id: str
     accepted: int
     rejected: int
     templates_total: int
-    photos: list[PhotoOut]
-    publication: PublicationOut | None
-
-
-class DeliveryOut(Out):
-    gate_key: str
-    version: int
-    correlation_id: str
-    state: str = Field(description="pending, sent, applied, refused, failed or superseded")
-    sent_at: datetime = Field(description="last attempt to hand it to the broker")
-    acked_at: datetime | None
-    error: str | None
-    erased_person_ids: list[str]
-    confirmed_version: int | None = Field(description="newest version the gate applied")
+    photos: list[PhotoResult]
+    publication: Publication | None
 
 
 class EnrolmentStatusOut(Out):
+    """A person's enrolment state (EnrolmentStatus) with its pending erasures counted."""
+
     person_id: str
     known: bool
     face_opt_out: bool
     face_consent: bool
     templates: int
     photos_kept: int
-    consents: list[ConsentOut]
-    deliveries: list[DeliveryOut]
-    erasures: list[ErasureOut]
-    pending_erasures: int
-
-
-def _consent_out(record: ConsentRecord) -> ConsentOut:
-    return ConsentOut.model_validate(record)
-
-
-def _publication_out(publication: Publication) -> PublicationOut:
-    return PublicationOut(
-        version=publication.version,
-        delivered=list(publication.delivered),
-        pending=list(publication.pending),
-        failed=list(publication.failed),
-        problems=list(publication.problems),
-    )
-
-
-def _erasure_out(erasure: ErasureStatus) -> ErasureOut:
-    return ErasureOut(
-        id=erasure.id,
-        person_id=erasure.person_id,
-        requested_at=erasure.requested_at,
-        requested_by=erasure.requested_by,
-        gallery_version=erasure.gallery_version,
-        completed_at=erasure.completed_at,
-        unconfirmed_gates=list(erasure.unconfirmed_gates),
-    )
-
-
-def _erasure_report_out(report: ErasureReport) -> ErasureReportOut:
-    return ErasureReportOut(
-        erasure=_erasure_out(report.erasure),
-        templates_deleted=report.templates_deleted,
-        photos_deleted=report.photos_deleted,
-        publication=_publication_out(report.publication),
-    )
-
-
-def _photo_out(photo: PhotoResult) -> PhotoOut:
-    return PhotoOut.model_validate(photo)
-
-
-def _delivery_out(delivery: DeliveryStatus) -> DeliveryOut:
-    return DeliveryOut(
-        gate_key=delivery.gate_key,
-        version=delivery.version,
-        correlation_id=delivery.correlation_id,
-        state=delivery.state,
-        sent_at=delivery.sent_at,
-        acked_at=delivery.acked_at,
-        error=delivery.error,
-        erased_person_ids=list(delivery.erased_person_ids),
-        confirmed_version=delivery.confirmed_version,
-    )
-
-
-def _report_out(report: EnrolReport) -> EnrolReportOut:
-    return EnrolReportOut(
-        person_id=report.person_id,
-        accepted=report.accepted,
-        rejected=report.rejected,
-        templates_total=report.templates_total,
-        photos=[_photo_out(p) for p in report.photos],
-        publication=None if report.publication is None else _publication_out(report.publication),
-    )
+    consents: list[ConsentRecord]
+    deliveries: list[DeliveryStatus]
+    erasures: list[ErasureStatus]
+    pending_erasures: Annotated[int, BeforeValidator(len)]  # the service lists them
 
 
 def _photo_name(upload: UploadFile, index: int) -> str:
@@ -225,10 +97,10 @@ def _photo_name(upload: UploadFile, index: int) -> str:
 # --- routes ----------------------------------------------------------------------------------
 
 
-@router.post("/api/people/{person_id}/consent", response_model=ConsentResultOut)
+@router.post("/api/people/{person_id}/consent", response_model=ConsentResult)
 def record_consent(
     person_id: str, body: ConsentIn, admin: Admin, enrolment: Enrolment
-) -> ConsentResultOut:
+) -> ConsentResult:
     """Record a consent decision; withdrawing face_access erases the person's face data."""
     try:
         result = enrolment.record_consent(
@@ -238,10 +110,7 @@ def record_consent(
         not_found(str(exc))
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    return ConsentResultOut(
-        consent=_consent_out(result.consent),
-        erasure=None if result.erasure is None else _erasure_report_out(result.erasure),
-    )
+    return result
 
 
 @router.post("/api/people/{person_id}/photos", response_model=EnrolReportOut)
@@ -278,14 +147,14 @@ def upload_photos(
         conflict(str(exc))
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    out = _report_out(report)
+    out = EnrolReportOut.model_validate(report)
     if report.accepted == 0:
         errors = "; ".join(p.error or p.name for p in report.photos)
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             {
                 "message": f"no photo could be enrolled: {errors}",
-                "photos": [p.model_dump(mode="json") for p in out.photos],
+                "photos": out.model_dump(mode="json")["photos"],
             },
         )
     return out
@@ -293,16 +162,16 @@ def upload_photos(
 
 @router.delete(
     "/api/people/{person_id}/face",
-    response_model=ErasureReportOut,
+    response_model=ErasureReport,
     status_code=status.HTTP_202_ACCEPTED,
 )
-def erase_face(person_id: str, admin: Admin, enrolment: Enrolment) -> ErasureReportOut:
+def erase_face(person_id: str, admin: Admin, enrolment: Enrolment) -> ErasureReport:
     """Erase a person's face data here and on every gate (202: complete once all gates confirm)."""
     try:
         report = enrolment.erase(person_id, admin.username)
     except PersonNotFoundError as exc:
         not_found(str(exc))
-    return _erasure_report_out(report)
+    return report
 
 
 @router.get("/api/people/{person_id}/enrolment", response_model=EnrolmentStatusOut)
@@ -314,18 +183,7 @@ def enrolment_status(
         state = enrolment.status(person_id)
     except PersonNotFoundError as exc:
         not_found(str(exc))
-    return EnrolmentStatusOut(
-        person_id=state.person_id,
-        known=state.known,
-        face_opt_out=state.face_opt_out,
-        face_consent=state.face_consent,
-        templates=state.templates,
-        photos_kept=state.photos_kept,
-        consents=[_consent_out(c) for c in state.consents],
-        deliveries=[_delivery_out(d) for d in state.deliveries],
-        erasures=[_erasure_out(e) for e in state.erasures],
-        pending_erasures=len(state.pending_erasures),
-    )
+    return EnrolmentStatusOut.model_validate(state)
 
 
 class PublishIn(In):
@@ -334,15 +192,15 @@ class PublishIn(In):
 
 @router.post(
     "/api/gallery/publish",
-    response_model=PublicationOut,
+    response_model=Publication,
     status_code=status.HTTP_202_ACCEPTED,
 )
-def publish_gallery(body: PublishIn, user: Admin, enrolment: Enrolment) -> PublicationOut:
+def publish_gallery(body: PublishIn, user: Admin, enrolment: Enrolment) -> Publication:
     """Send every gate a new gallery version now, e.g. after a signing-key rotation."""
-    return _publication_out(enrolment.publish_galleries(body.reason, user.username))
+    return enrolment.publish_galleries(body.reason, user.username)
 
 
-@router.get("/api/gallery/deliveries", response_model=list[DeliveryOut])
+@router.get("/api/gallery/deliveries", response_model=list[DeliveryStatus])
 def gallery_deliveries(
     _user: AdminOrAuditor,
     enrolment: Enrolment,
@@ -350,6 +208,6 @@ def gallery_deliveries(
         str | None, Query(max_length=200, description="site/building/gate_id")
     ] = None,
     limit: PageLimit = 100,
-) -> list[DeliveryOut]:
+) -> list[DeliveryStatus]:
     """Gallery deliveries to the gates, newest version first."""
-    return [_delivery_out(d) for d in enrolment.deliveries(gate_key, limit)]
+    return enrolment.deliveries(gate_key, limit)

@@ -19,7 +19,7 @@ from contracts.credentials import hash_pin, normalize_card_uid
 from gateway.api.common import In, Out, PageLimit, PageOffset, UtcDatetime, conflict, not_found
 from gateway.api.deps import CurrentUser, Role, ServicesDep, SessionDep, require
 from gateway.db.schema import FaceTemplate, Person
-from gateway.enrolment import person_from_row
+from gateway.enrolment.galleries import person_from_row
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from edge.gate.model import Box
+from faces.box import Box
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,20 +93,10 @@ class DlibFaceEngine:
         return [np.asarray(e, dtype=np.float32) for e in encodings]
 
 
-def decode_image(data: bytes, *, where: str) -> np.ndarray:
-    """Decode JPEG/PNG bytes to BGR; ValueError names the source when it is not an image."""
-    array = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(array, cv2.IMREAD_COLOR) if array.size else None
-    if image is None:
-        raise ValueError(f"{where}: not a decodable image ({len(data)} bytes)")
-    return np.asarray(image)
+def photo_engine() -> DlibFaceEngine:
+    """The engine for enrolment photos: full resolution, upsampled once, faces from 40 px.
 
-
-def read_image(path: str) -> np.ndarray:
-    """Read an image file as BGR; ValueError names the file when it is missing or corrupt."""
-    try:
-        with open(path, "rb") as fh:  # noqa: PTH123 - str path from callers
-            data = fh.read()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read image: {exc.strerror}") from exc
-    return decode_image(data, where=path)
+    The gateway's enrolment and the gate's offline gallery builder both use it, so they find
+    the same faces in the same photo (the gate's camera frames use its detection settings).
+    """
+    return DlibFaceEngine(scale=1.0, upsample=1, min_face_px=40)
