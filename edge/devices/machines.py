@@ -22,14 +22,7 @@ import statistics
 from dataclasses import fields
 from datetime import datetime, timedelta
 
-from edge.devices.model import (
-    ApplianceState,
-    ApplianceType,
-    Fault,
-    MachineParams,
-    Reading,
-    Status,
-)
+from edge.devices.model import ApplianceState, ApplianceType, Fault, MachineParams, Reading, Status
 from edge.devices.steady import steady_reading
 
 _CYCLE_KINDS = frozenset({ApplianceType.WASHER, ApplianceType.DRYER})

@@ -5,14 +5,7 @@ from __future__ import annotations
 import statistics
 from datetime import datetime
 
-from edge.devices.model import (
-    ApplianceState,
-    ApplianceType,
-    Fault,
-    MachineParams,
-    Reading,
-    Status,
-)
+from edge.devices.model import ApplianceState, ApplianceType, Fault, MachineParams, Reading, Status
 
 # A reading this close to a hold, timeout or silence limit takes the full rules, so that the
 # float arithmetic of the fast path never has to agree with datetime arithmetic at the boundary.

@@ -19,19 +19,46 @@ contracts/topics.py.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edge.devices.model import Firmware
 
-TASMOTA_TELEMETRY = "tele"
-TASMOTA_STATUS = "stat"
-TASMOTA_SENSOR = "SENSOR"
-TASMOTA_LWT = "LWT"
-ESPHOME_SENSOR = "sensor"
-ESPHOME_BINARY_SENSOR = "binary_sensor"
-# A device's vendor topics are its route prefix (below) and at most this many segments more:
-# ESPHome's `<component>/<object_id>/state`.
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """One firmware's fixed topics for a device; `{t}` in them stands for the device's topic."""
+
+    named: str  # the topic firmware_configs/ gives the device named `{t}`
+    route_prefix: str  # what each of the device's subscribed topics starts with, before a '/'
+    telemetry: tuple[str, ...]  # filters of the topics that carry readings
+    availability: str  # retained birth and last will, with these two words
+    online: str
+    offline: str
+
+
+LAYOUTS: Mapping[Firmware, Layout] = {
+    Firmware.TASMOTA: Layout(
+        "{t}", "tele/{t}", ("tele/{t}/SENSOR",), "tele/{t}/LWT", "Online", "Offline"
+    ),
+    Firmware.ESPHOME: Layout(
+        "dorm-dev/{t}",
+        "{t}",
+        ("{t}/sensor/+/state", "{t}/binary_sensor/+/state"),
+        "{t}/status",
+        "online",
+        "offline",
+    ),
+    Firmware.SHELLY: Layout("shelly-{t}", "{t}", ("{t}/status/+",), "{t}/online", "true", "false"),
+}
+# A device's vendor topics are its route prefix and at most this many segments more: ESPHome's
+# `<component>/<object_id>/state`.
 SEGMENTS_AFTER_PREFIX = 3
+
+
+def configured_topic(firmware: Firmware, name: str) -> str:
+    """The topic firmware_configs/ gives the device `name`: Tasmota %topic%, or the prefix."""
+    return LAYOUTS[firmware].named.format(t=name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +70,17 @@ class DeviceSource:
     topic: str
 
 
+def subscriptions(source: DeviceSource) -> list[str]:
+    """The MQTT filters that carry this device's telemetry and availability."""
+    layout = LAYOUTS[source.firmware]
+    return [f.format(t=source.topic) for f in (*layout.telemetry, layout.availability)]
+
+
+def route_prefix(source: DeviceSource) -> str:
+    """What every topic the bridge subscribes to for this device starts with (before a '/')."""
+    return LAYOUTS[source.firmware].route_prefix.format(t=source.topic)
+
+
 @dataclass(frozen=True, slots=True)
 class AvailabilityTopic:
     """Where a device says it is up or down (retained), and the words it says it with."""
@@ -52,46 +90,18 @@ class AvailabilityTopic:
     offline: str
 
 
-def configured_topic(firmware: Firmware, name: str) -> str:
-    """The topic firmware_configs/ gives the device `name`: Tasmota %topic%, or the prefix."""
-    if firmware is Firmware.TASMOTA:
-        return name
-    if firmware is Firmware.ESPHOME:
-        return f"dorm-dev/{name}"
-    return f"shelly-{name}"
-
-
 def availability(firmware: Firmware, topic: str) -> AvailabilityTopic:
     """The device's retained birth / last-will topic and payloads, as each firmware sends them."""
-    if firmware is Firmware.TASMOTA:
-        return AvailabilityTopic(tasmota_topic(topic, TASMOTA_LWT), "Online", "Offline")
-    if firmware is Firmware.ESPHOME:
-        return AvailabilityTopic(f"{topic}/status", "online", "offline")
-    return AvailabilityTopic(f"{topic}/online", "true", "false")
-
-
-def subscriptions(source: DeviceSource) -> list[str]:
-    """The MQTT filters that carry this device's telemetry and availability."""
-    t = source.topic
-    if source.firmware is Firmware.TASMOTA:
-        return [tasmota_topic(t, TASMOTA_SENSOR), tasmota_topic(t, TASMOTA_LWT)]
-    if source.firmware is Firmware.ESPHOME:
-        return [
-            esphome_state_topic(t, ESPHOME_SENSOR, "+"),
-            esphome_state_topic(t, ESPHOME_BINARY_SENSOR, "+"),
-            availability(Firmware.ESPHOME, t).topic,
-        ]
-    return [shelly_status_topic(t, "+"), availability(Firmware.SHELLY, t).topic]
-
-
-def route_prefix(source: DeviceSource) -> str:
-    """What every topic the bridge subscribes to for this device starts with (before a '/')."""
-    if source.firmware is Firmware.TASMOTA:
-        return f"{TASMOTA_TELEMETRY}/{source.topic}"
-    return source.topic
+    layout = LAYOUTS[firmware]
+    return AvailabilityTopic(layout.availability.format(t=topic), layout.online, layout.offline)
 
 
 # ----------------------------------------------------------------------------- Tasmota
+
+TASMOTA_TELEMETRY = "tele"
+TASMOTA_STATUS = "stat"
+TASMOTA_SENSOR = "SENSOR"
+TASMOTA_LWT = "LWT"
 
 
 def tasmota_topic(topic: str, name: str, prefix: str = TASMOTA_TELEMETRY) -> str:
@@ -109,6 +119,9 @@ def tasmota_name(topic: str, message_topic: str, prefix: str = TASMOTA_TELEMETRY
 
 
 # ----------------------------------------------------------------------------- ESPHome
+
+ESPHOME_SENSOR = "sensor"
+ESPHOME_BINARY_SENSOR = "binary_sensor"
 
 
 def esphome_state_topic(prefix: str, component: str, object_id: str) -> str:

@@ -16,7 +16,6 @@ from typing import Any
 from edge.devices.model import ApplianceType
 from edge.devices.simulation.faults import SimFault
 from edge.devices.simulation.trace import (
-    AMBIENT_C,
     ApplianceTrace,
     DispenserState,
     HairDryerState,
@@ -24,6 +23,7 @@ from edge.devices.simulation.trace import (
     Segment,
 )
 
+AMBIENT_C = 24.0
 _SAG_V_PER_KW = 0.8
 
 

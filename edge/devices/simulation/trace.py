@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from edge.devices.model import ApplianceType
 from edge.devices.simulation.faults import SimFault
 
-AMBIENT_C = 24.0
-
 
 @dataclass(frozen=True, slots=True)
 class Segment:
