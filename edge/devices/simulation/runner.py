@@ -57,6 +57,13 @@ def _stop_link(link: MqttLink) -> None:
     link.stop(announce_offline=True)
 
 
+def _warn_if_invisible(device: SimDevice, fault: SimFault | None) -> None:
+    """Log a fault this device's meter cannot report, so nobody waits for the bridge to see it."""
+    hidden = fault_visibility(device, fault)
+    if hidden:
+        log.warning("fault %s on %s will not reach the bridge: %s", fault, device.device_id, hidden)
+
+
 class DeviceSimulator:
     """Publishes simulated appliances' telemetry, one MQTT connection per device."""
 
@@ -105,11 +112,7 @@ class DeviceSimulator:
             hw = hardware_for(device)
             rng = random.Random(f"{self.seed}:{device.device_id}")
             fault = check_fault(device.kind, device.fault)
-            hidden = fault_visibility(device, fault)
-            if hidden:
-                log.warning(
-                    "fault %s on %s will not reach the bridge: %s", fault, device.device_id, hidden
-                )
+            _warn_if_invisible(device, fault)
             trace = new_trace(device.kind, rng, fault=fault, auto_off_s=hw.auto_off_s)
             run = _Running(
                 device,
@@ -165,9 +168,7 @@ class DeviceSimulator:
                 to_drop, run.link = run.link, None
             elif run.link is None and self._thread is not None:
                 run.link = self._connect(run)
-        hidden = fault_visibility(run.device, parsed)
-        if hidden:
-            log.warning("fault %s on %s will not reach the bridge: %s", parsed, device_id, hidden)
+        _warn_if_invisible(run.device, parsed)
         log.info("fault on %s now %s", device_id, parsed.value if parsed else "cleared")
         if to_drop is not None:
             to_drop.abort()
