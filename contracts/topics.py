@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 
 ROOT = "dorm"
@@ -66,50 +66,58 @@ def check_segment(value: str, what: str) -> str:
     return value
 
 
+def _check_fields(address: GateAddress | DeviceAddress) -> None:
+    """Check every field of an address as a topic segment named after it ('gate_id': 'gate id')."""
+    for f in fields(address):
+        check_segment(getattr(address, f.name), f.name.replace("_", " "))
+
+
 @dataclass(frozen=True, slots=True)
 class GateAddress:
+    """Where a gate's topics are; each part a valid topic segment."""
+
     site: str
     building: str
     gate_id: str
 
     def __post_init__(self) -> None:
-        check_segment(self.site, "site")
-        check_segment(self.building, "building")
-        check_segment(self.gate_id, "gate id")
+        _check_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceAddress:
+    """Where a service-room device's topics are; each part a valid topic segment."""
+
     site: str
     building: str
     room: str
     device_id: str
 
     def __post_init__(self) -> None:
-        check_segment(self.site, "site")
-        check_segment(self.building, "building")
-        check_segment(self.room, "room")
-        check_segment(self.device_id, "device id")
+        _check_fields(self)
+
+
+def _join(*segments: str) -> str:
+    """`dorm/<segment>/...`: a dormguard topic or filter from its segments after the root."""
+    return "/".join((ROOT, *segments))
 
 
 def gate_topic(addr: GateAddress, channel: GateChannel) -> str:
     """Topic of one gate channel."""
-    return f"{ROOT}/{addr.site}/{addr.building}/gate/{addr.gate_id}/{channel.value}"
+    return _join(addr.site, addr.building, "gate", addr.gate_id, channel.value)
 
 
 def device_topic(addr: DeviceAddress, channel: DeviceChannel) -> str:
     """Topic of one device channel."""
-    return (
-        f"{ROOT}/{addr.site}/{addr.building}/room/{addr.room}/device/{addr.device_id}/"
-        f"{channel.value}"
+    return _join(
+        addr.site, addr.building, "room", addr.room, "device", addr.device_id, channel.value
     )
 
 
 def bridge_topic(site: str, bridge_id: str, channel: BridgeChannel) -> str:
     """Topic of one device-bridge channel."""
-    check_segment(site, "site")
-    check_segment(bridge_id, "bridge id")
-    return f"{ROOT}/{site}/bridge/{bridge_id}/{channel.value}"
+    site = check_segment(site, "site")
+    return _join(site, "bridge", check_segment(bridge_id, "bridge id"), channel.value)
 
 
 def gate_filter(site: str, channel: GateChannel, building: str = "+", gate_id: str = "+") -> str:
@@ -118,25 +126,22 @@ def gate_filter(site: str, channel: GateChannel, building: str = "+", gate_id: s
     for value, what in ((building, "building"), (gate_id, "gate id")):
         if value != "+":
             check_segment(value, what)
-    return f"{ROOT}/{site}/{building}/gate/{gate_id}/{channel.value}"
+    return _join(site, building, "gate", gate_id, channel.value)
 
 
 def device_filter(site: str, channel: DeviceChannel) -> str:
     """Subscription filter for one channel of every device of a site."""
-    check_segment(site, "site")
-    return f"{ROOT}/{site}/+/room/+/device/+/{channel.value}"
+    return _join(check_segment(site, "site"), "+", "room", "+", "device", "+", channel.value)
 
 
 def bridge_filter(site: str, channel: BridgeChannel) -> str:
     """Subscription filter for one channel of every device bridge of a site."""
-    check_segment(site, "site")
-    return f"{ROOT}/{site}/bridge/+/{channel.value}"
+    return _join(check_segment(site, "site"), "bridge", "+", channel.value)
 
 
 def gateway_topic(site: str, channel: GatewayChannel) -> str:
     """Topic of one gateway channel of a site."""
-    check_segment(site, "site")
-    return f"{ROOT}/{site}/gateway/{channel.value}"
+    return _join(check_segment(site, "site"), "gateway", channel.value)
 
 
 def shared(group: str, topic_filter: str) -> str:
@@ -147,7 +152,9 @@ def shared(group: str, topic_filter: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ParsedTopic:
-    kind: str  # "gate" or "device"
+    """The parts of a dormguard topic, as `parse_topic` splits it."""
+
+    kind: str  # "gate", "device", "bridge" or "gateway"
     site: str
     building: str
     channel: str

@@ -209,7 +209,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_simulate_devices(args: argparse.Namespace) -> int:
     from contracts.settings import MqttSettings
-    from edge.devices.simulator import parse_fault_args, run_simulation
+    from edge.devices.simulation.cli import parse_fault_args, run_simulation
 
     try:
         faults = parse_fault_args(args.fault or [])

@@ -47,7 +47,7 @@ from contracts.topics import (
 from contracts.yamlconfig import load_yaml_model
 from edge.devices.config import TYPE_DEFAULTS
 from edge.devices.model import ApplianceType, MachineParams
-from edge.devices.simulator import bridge_device_entries, plan_rooms
+from edge.devices.simulation.fleet import bridge_device_entries, plan_rooms
 from edge.gate.app import build_gate
 from edge.gate.config import GateConfig
 from edge.gate.gallery import GalleryStore

@@ -34,7 +34,14 @@ from edge.devices.machines import (
     tick,
 )
 from edge.devices.model import ApplianceState, ApplianceType, MachineParams, Reading
-from edge.devices.normalize import DeviceSource, Parser, parser_for, subscriptions
+from edge.devices.normalize import Parser, parser_for
+from edge.devices.vendors import (
+    SEGMENTS_AFTER_PREFIX,
+    DeviceSource,
+    home_assistant_config_topic,
+    route_prefix,
+    subscriptions,
+)
 from edge.mqtt import MqttLink, ReceivedMessage
 
 log = logging.getLogger(__name__)
@@ -116,8 +123,7 @@ class DeviceBridge:
                 availability_topic=device_topic(address, DeviceChannel.AVAILABILITY),
             )
             self._devices[entry.id] = device
-            key = f"tele/{entry.topic}" if entry.firmware.value == "tasmota" else entry.topic
-            self._by_prefix[key] = device
+            self._by_prefix[route_prefix(source)] = device
             for topic_filter in subscriptions(source):
                 self.link.subscribe(topic_filter, self._on_message, qos=1)
         self._started_at = self.clock()
@@ -156,7 +162,7 @@ class DeviceBridge:
             pass
         route: _Route = None
         parts = topic.split("/")
-        for cut in (1, 2, 3):
+        for cut in range(1, SEGMENTS_AFTER_PREFIX + 1):
             if len(parts) > cut:
                 device = self._by_prefix.get("/".join(parts[:-cut]))
                 if device is not None:
@@ -364,7 +370,7 @@ class DeviceBridge:
             }
             for component, config in (("status", status), ("power", power)):
                 self._send(
-                    f"{prefix}/sensor/{node}/{component}/config",
+                    home_assistant_config_topic(prefix, "sensor", node, component),
                     json.dumps(config).encode(),
                     1,
                     True,

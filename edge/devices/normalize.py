@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 import orjson
 
+from edge.devices import vendors
 from edge.devices.model import Firmware, Reading
+from edge.devices.vendors import DeviceSource
 
 # ESPHome object ids the firmware_configs use, and the canonical field each one fills.
 ESPHOME_SENSORS = {
@@ -45,25 +46,6 @@ _DEFAULT_LIMITS = (0.0, 1e9)
 
 Parser = Callable[[bytes, datetime], Reading | None]
 """Reads one payload of a known topic: (payload, at) -> Reading, None, or ValueError."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceSource:
-    """Where a device speaks: its firmware and its topic (Tasmota %topic%, or the prefix)."""
-
-    device_id: str
-    firmware: Firmware
-    topic: str
-
-
-def subscriptions(source: DeviceSource) -> list[str]:
-    """The MQTT filters that carry this device's telemetry and availability."""
-    t = source.topic
-    if source.firmware is Firmware.TASMOTA:
-        return [f"tele/{t}/SENSOR", f"tele/{t}/LWT"]
-    if source.firmware is Firmware.ESPHOME:
-        return [f"{t}/sensor/+/state", f"{t}/binary_sensor/+/state", f"{t}/status"]
-    return [f"{t}/status/+", f"{t}/online"]
 
 
 def parser_for(source: DeviceSource, topic: str) -> Parser | None:
@@ -155,16 +137,44 @@ def _availability(
     )
 
 
+def _availability_parser(source: DeviceSource, topic: str) -> Parser | None:
+    """The parser of the device's last-will topic (words compared lower-cased); None if not it."""
+    words = vendors.availability(source.firmware, source.topic)
+    if topic != words.topic:
+        return None
+    return partial(
+        _availability, source.device_id, topic, words.online.lower(), words.offline.lower()
+    )
+
+
+def _meter_reading(
+    device_id: str,
+    at: datetime,
+    power: float | None,
+    energy_kwh: float | None,
+    voltage: float | None,
+    current: float | None,
+    temperature: float | None,
+) -> Reading | None:
+    """A reading of a meter's figures; None when the message carried none of them."""
+    if (
+        power is None
+        and energy_kwh is None
+        and voltage is None
+        and current is None
+        and temperature is None
+    ):
+        return None
+    return Reading(device_id, at, power, energy_kwh, voltage, current, temperature)
+
+
 # ----------------------------------------------------------------------------- Tasmota
 
 
 def _tasmota_topic(source: DeviceSource, topic: str) -> Parser | None:
-    base = f"tele/{source.topic}/"
-    if topic == base + "LWT":
-        return partial(_availability, source.device_id, topic, "online", "offline")
-    if topic == base + "SENSOR":
+    if vendors.tasmota_name(source.topic, topic) == vendors.TASMOTA_SENSOR:
         return partial(_tasmota_sensor, source.device_id, topic)
-    return None
+    return _availability_parser(source, topic)
 
 
 def _tasmota_sensor(device_id: str, topic: str, payload: bytes, at: datetime) -> Reading | None:
@@ -195,33 +205,22 @@ def _tasmota_sensor(device_id: str, topic: str, payload: bytes, at: datetime) ->
             temp = _number(value["Temperature"], topic, f"{key}.Temperature", -60, 400)
             temperature = (temp - 32) * 5 / 9 if data.get("TempUnit") == "F" else temp
             break
-    if (
-        power is None
-        and energy_kwh is None
-        and voltage is None
-        and current is None
-        and temperature is None
-    ):
-        return None
-    return Reading(device_id, at, power, energy_kwh, voltage, current, temperature)
+    return _meter_reading(device_id, at, power, energy_kwh, voltage, current, temperature)
 
 
 # ----------------------------------------------------------------------------- ESPHome
 
 
 def _esphome_topic(source: DeviceSource, topic: str) -> Parser | None:
-    prefix = source.topic + "/"
-    if topic == prefix + "status":
-        return partial(_availability, source.device_id, topic, "online", "offline")
-    rest = topic[len(prefix) :].split("/") if topic.startswith(prefix) else []
-    if len(rest) != 3 or rest[2] != "state":
-        return None
-    component, object_id = rest[0], rest[1]
-    if component == "sensor" and object_id in ESPHOME_SENSORS:
+    entity = vendors.esphome_entity(source.topic, topic)
+    if entity is None:
+        return _availability_parser(source, topic)
+    component, object_id = entity
+    if component == vendors.ESPHOME_SENSOR and object_id in ESPHOME_SENSORS:
         field_name = ESPHOME_SENSORS[object_id]
         low, high = _LIMITS.get(field_name, _DEFAULT_LIMITS)
         return partial(_esphome_sensor, source.device_id, topic, field_name, low, high)
-    if component == "binary_sensor" and object_id in ESPHOME_BINARY:
+    if component == vendors.ESPHOME_BINARY_SENSOR and object_id in ESPHOME_BINARY:
         return partial(_esphome_binary, source.device_id, topic, ESPHOME_BINARY[object_id])
     return None
 
@@ -258,12 +257,10 @@ def _esphome_binary(
 
 
 def _shelly_topic(source: DeviceSource, topic: str) -> Parser | None:
-    prefix = source.topic + "/"
-    if topic == prefix + "online":
-        return partial(_availability, source.device_id, topic, "true", "false")
-    if not topic.startswith(prefix + "status/"):
-        return None
-    if topic[len(prefix + "status/") :] not in SHELLY_METERS:
+    component = vendors.shelly_component(source.topic, topic)
+    if component is None:
+        return _availability_parser(source, topic)
+    if component not in SHELLY_METERS:
         return None
     return partial(_shelly_meter, source.device_id, topic)
 
@@ -282,15 +279,7 @@ def _shelly_meter(device_id: str, topic: str, payload: bytes, at: datetime) -> R
     reported = data.get("temperature")
     if isinstance(reported, dict) and reported.get("tC") is not None:
         temperature = _number(reported["tC"], topic, "temperature.tC", -60, 400)
-    if (
-        power is None
-        and energy_kwh is None
-        and voltage is None
-        and current is None
-        and temperature is None
-    ):
-        return None
-    return Reading(device_id, at, power, energy_kwh, voltage, current, temperature)
+    return _meter_reading(device_id, at, power, energy_kwh, voltage, current, temperature)
 
 
 _TOPIC_PARSERS: dict[Firmware, Callable[[DeviceSource, str], Parser | None]] = {

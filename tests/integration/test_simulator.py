@@ -19,29 +19,22 @@ from contracts.settings import MqttSettings
 from edge.devices.app import build_bridge
 from edge.devices.config import DevicesConfig
 from edge.devices.model import ApplianceType, Firmware, Reading
-from edge.devices.normalize import DeviceSource, normalize, subscriptions
-from edge.devices.simulator import (
-    ApplianceTrace,
-    DeviceSimulator,
+from edge.devices.normalize import normalize
+from edge.devices.simulation.cli import parse_fault_args, run_simulation
+from edge.devices.simulation.faults import SimFault
+from edge.devices.simulation.firmware import availability_will, client_id_for, encode
+from edge.devices.simulation.fleet import (
     Hardware,
     SimDevice,
-    SimFault,
-    advance_ledger,
-    availability_will,
     bridge_device_entries,
-    client_id_for,
     device_name,
-    encode,
-    firmware_topic,
-    generate,
-    new_ledger,
-    new_trace,
-    parse_fault_args,
     plan_rooms,
-    run_simulation,
-    step,
-    with_fault,
 )
+from edge.devices.simulation.ledger import advance_ledger, new_ledger
+from edge.devices.simulation.physics import generate, new_trace, step, with_fault
+from edge.devices.simulation.runner import DeviceSimulator
+from edge.devices.simulation.trace import ApplianceTrace
+from edge.devices.vendors import DeviceSource, configured_topic, subscriptions
 from tests.broker import Broker, Collector, free_port
 
 STEP_S = 10.0
@@ -244,7 +237,7 @@ FIELDS = ("power_w", "energy_kwh", "voltage_v", "current_a", "temperature_c", "w
 
 def _device(kind: ApplianceType, firmware: Firmware, room: str = "r101") -> SimDevice:
     name = device_name(kind, room, 1)
-    return SimDevice(name, kind, firmware, "b1", room, firmware_topic(firmware, name))
+    return SimDevice(name, kind, firmware, "b1", room, configured_topic(firmware, name))
 
 
 def _expected(device: SimDevice, trace: ApplianceTrace) -> dict[str, Any]:

@@ -20,7 +20,8 @@ import yaml
 
 from edge.devices.config import DeviceEntry
 from edge.devices.model import ApplianceType, Firmware, Reading
-from edge.devices.normalize import DeviceSource, normalize
+from edge.devices.normalize import normalize
+from edge.devices.vendors import DeviceSource
 
 CONFIGS = Path(__file__).resolve().parents[2] / "firmware_configs"
 AT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)

@@ -15,8 +15,6 @@ import pytest
 
 from edge.devices.machines import (
     _full_next_state,
-    _moved,
-    _steady_reading,
     filter_life_pct,
     initial_state,
     next_state,
@@ -32,6 +30,7 @@ from edge.devices.model import (
     Reading,
     Status,
 )
+from edge.devices.steady import _moved, steady_reading
 
 TRACES = Path(__file__).parent / "traces"
 T0 = datetime(2024, 6, 11, 8, 0, tzinfo=UTC)
@@ -772,7 +771,7 @@ def _step_both_ways(
     full = _full_next_state(state, r, params)
     fast = next_state(state, r, params)
     assert fast == full, (state, r)
-    return full, _steady_reading(state, r, params) is not None
+    return full, steady_reading(state, r, params) is not None
 
 
 @pytest.mark.parametrize(("name", "kind"), TRACE_FILES)

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from edge.devices.model import Firmware
-from edge.devices.normalize import DeviceSource, normalize, subscriptions
+from edge.devices.normalize import normalize
+from edge.devices.vendors import DeviceSource, subscriptions
 
 AT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 TASMOTA = DeviceSource("washer-1", Firmware.TASMOTA, "washer-r101-1")
