@@ -72,7 +72,7 @@ from gateway.db.schema import (
     Gate,
 )
 from gateway.db.schema import Person as PersonRow
-from gateway.services import Clock, Publisher
+from gateway.ports import Clock, Publisher
 
 log = logging.getLogger(__name__)
 

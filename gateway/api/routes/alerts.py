@@ -14,19 +14,14 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import Field
 from sqlalchemy import select
 
-from gateway.alerting import (
-    EVERYTHING,
-    AlertDetailView,
-    AlertScope,
-    AlertView,
-    HandoverView,
-    InvalidTransition,
-    NotFoundError,
-)
+from gateway.alerts.lifecycle import InvalidTransition
+from gateway.alerts.repository import NotFoundError
+from gateway.alerts.scope import EVERYTHING, AlertScope
+from gateway.alerts.types import AlertType, SeverityValue
+from gateway.alerts.views import AlertDetailView, AlertView, HandoverView
 from gateway.api.common import In, PageLimit, RowIdPath, UtcDatetime, conflict, not_found
 from gateway.api.deps import CurrentUser, Role, ServicesDep, require
 from gateway.db.schema import User
-from gateway.domain.alerts import AlertType, SeverityValue
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
