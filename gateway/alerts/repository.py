@@ -195,7 +195,6 @@ def open_counts(session: Session) -> AlertStats:
 
 
 def list_query(
-    *,
     state: Literal["open", "active", "acknowledged", "cleared", "all"],
     building: str | None,
     alert_type: AlertType | None,

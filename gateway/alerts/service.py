@@ -228,13 +228,7 @@ class AlertService:
         ``since`` keeps alerts changed (raised, repeated, acknowledged, ...) at or after it.
         """
         query = repository.list_query(
-            state=state,
-            building=building,
-            alert_type=alert_type,
-            min_severity=min_severity,
-            since=since,
-            limit=limit,
-            scope=scope,
+            state, building, alert_type, min_severity, since, limit, scope
         )
         with self._sessions() as session:
             return [view_of(row) for row in session.scalars(query)]

@@ -20,9 +20,8 @@ forgetting idle windows).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
-from contracts.models import AccessEvent, DeviceState, DoorEvent, Heartbeat, SecurityEvent
+from contracts.models import AccessEvent, DeviceState
 from gateway.alerts.rules.access import AccessRules
 from gateway.alerts.rules.alarms import AlarmRules
 from gateway.alerts.rules.appliances import ApplianceRules
@@ -38,7 +37,7 @@ class AlertRules:
     """The rule engine: feed it every validated event; it returns the signals to apply.
 
     ``on_access`` and ``on_door`` do not look at ``seq``: pass it to ``on_seq`` (calling that
-    twice with the same number is harmless).
+    twice with the same number is harmless). What only one family reads goes straight to it.
     """
 
     def __init__(self, config: RulesConfig) -> None:
@@ -47,58 +46,25 @@ class AlertRules:
         self._doors = DoorRules(reporter)
         self._access = AccessRules(reporter)
         self._availability = AvailabilityRules(reporter)
-        self._alarms = AlarmRules(reporter)
         self._appliances = ApplianceRules(reporter)
-        self._sequence = SequenceRules(reporter)
+        alarms = AlarmRules(reporter)
+        sequence = SequenceRules(reporter)
+        self.on_door = self._doors.on_door
+        self.on_security = self._doors.on_security
+        self.on_availability = self._availability.on_availability
+        self.on_heartbeat = alarms.on_heartbeat
+        self.restore_seq = sequence.restore_seq
+        self.on_seq = sequence.on_seq
 
     def on_access(self, ev: AccessEvent, now: datetime) -> list[Signal]:
         """Unknown faces, repeated denials, late entries and tailgating from one access event."""
         return self._doors.on_access(ev, now) + self._access.on_access(ev, now)
-
-    def on_security(self, ev: SecurityEvent, now: datetime) -> list[Signal]:
-        """A gate refused a forged or replayed command or gallery: an attack on the door."""
-        return self._doors.on_security(ev, now)
-
-    def on_door(self, ev: DoorEvent, now: datetime) -> list[Signal]:
-        """Held-open and forced-open doors, and the end of a door cycle (tailgating)."""
-        return self._doors.on_door(ev, now)
-
-    def on_availability(
-        self,
-        originator: str,
-        site: str,
-        building: str,
-        state: Literal["online", "offline"],
-        now: datetime,
-    ) -> list[Signal]:
-        """Offline (after the grace period, see tick) and back-online of an edge or device."""
-        return self._availability.on_availability(originator, site, building, state, now)
-
-    def on_heartbeat(
-        self,
-        ev: Heartbeat,
-        site: str,
-        building: str,
-        now: datetime,
-        *,
-        originator: str | None = None,
-    ) -> list[Signal]:
-        """Raise edge_alarm while a gate reports alarms (incl. face path or camera down)."""
-        return self._alarms.on_heartbeat(ev, site, building, now, originator=originator)
 
     def on_device_state(self, ev: DeviceState, now: datetime) -> list[Signal]:
         """Appliance faults (severity by fault) and device offline/online from its state."""
         return self._availability.on_device_state(ev, now) + self._appliances.on_device_state(
             ev, now
         )
-
-    def restore_seq(self, originator: str, last_seq: int) -> None:
-        """Seed a gate's last sequence number (from SQL at start): gaps across restarts show."""
-        self._sequence.restore_seq(originator, last_seq)
-
-    def on_seq(self, originator: str, seq: int | None, now: datetime) -> list[Signal]:
-        """Gap detection on a gate's outbox sequence (every message from its outbox carries it)."""
-        return self._sequence.on_seq(originator, seq, now)
 
     def tick(self, now: datetime) -> list[Signal]:
         """Time-driven work: offline after grace, stale door cycles, forgetting idle windows."""
