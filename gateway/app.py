@@ -15,15 +15,17 @@ from sqlalchemy import delete, select
 from contracts.models import AlertNotice, utc_now
 from contracts.signing import MessageSigner, parse_private_key
 from contracts.topics import GatewayChannel, gateway_topic
-from gateway.alerting import AlertService, AlertView
+from gateway.alerts.rules.engine import AlertRules
+from gateway.alerts.rules.welfare import evaluate_welfare, reconcile_welfare
+from gateway.alerts.service import AlertService
+from gateway.alerts.types import AlertType, Signal
+from gateway.alerts.views import AlertView
 from gateway.commands import CommandService
 from gateway.config import GatewayConfig, check_secret
 from gateway.db import migrate, open_engine, session_factory
 from gateway.db.schema import ApiToken, AuthEvent, Gate, LateReturn
 from gateway.db.schema import Presence as PresenceRow
-from gateway.domain.alerts import AlertRules, AlertType, Signal
 from gateway.domain.occupancy import Presence
-from gateway.domain.welfare import evaluate_welfare, reconcile_welfare
 from gateway.enrolment.service import EnrolmentService
 from gateway.ingest import MqttIngest
 from gateway.pipeline import (
@@ -34,7 +36,8 @@ from gateway.pipeline import (
     gate_key,
     prune_seen,
 )
-from gateway.services import Clock, Services
+from gateway.ports import Clock
+from gateway.services import Services
 from gateway.timeseries.base import Point, TimeSeriesWriter, WriterStats
 from gateway.timeseries.mapping import (
     APPLIANCE,

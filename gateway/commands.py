@@ -21,7 +21,7 @@ from contracts.models import Command, CommandResult
 from contracts.signing import MessageSigner
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from gateway.db.schema import Gate, GateCommand
-from gateway.services import Clock, Publisher
+from gateway.ports import Clock, Publisher
 
 log = logging.getLogger(__name__)
 

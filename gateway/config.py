@@ -9,9 +9,9 @@ from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 
 from contracts.settings import MqttSettings, Secret, StrictModel
 from contracts.topics import check_segment
-from gateway.domain.alerts import RulesConfig
-from gateway.domain.lifecycle import EscalationPolicy
-from gateway.domain.welfare import WelfareConfig
+from gateway.alerts.lifecycle import EscalationPolicy
+from gateway.alerts.rules.config import RulesConfig
+from gateway.alerts.rules.welfare import WelfareConfig
 
 PLACEHOLDER_SECRETS = frozenset(
     {"", "change-me", "changeme", "secret", "password", "admin", "dormguard", "placeholder"}

@@ -37,7 +37,10 @@ from contracts.models import (
 )
 from contracts.registry import PayloadError, parse_message
 from contracts.topics import ParsedTopic, parse_topic
-from gateway.alerting import AlertView
+from gateway.alerts.originators import bridge_originator, device_originator, gate_originator
+from gateway.alerts.rules.engine import AlertRules
+from gateway.alerts.types import Signal
+from gateway.alerts.views import AlertView
 from gateway.audit import chain_hash, chain_head, lock_chain
 from gateway.db.schema import (
     AccessRecord,
@@ -51,13 +54,6 @@ from gateway.db.schema import (
 )
 from gateway.db.schema import Presence as PresenceRow
 from gateway.domain import occupancy
-from gateway.domain.alerts import (
-    AlertRules,
-    Signal,
-    bridge_originator,
-    device_originator,
-    gate_originator,
-)
 from gateway.services import Services
 from gateway.timeseries.base import Point
 from gateway.timeseries.mapping import device_series_key, points_for

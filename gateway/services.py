@@ -6,52 +6,21 @@ The API (gateway.api.create_app) and the MQTT ingest (gateway.ingest) both recei
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import GatewayConfig
+from gateway.ports import Clock, Counters, Publisher
 
 if TYPE_CHECKING:
-    from gateway.alerting import AlertService
+    from gateway.alerts.service import AlertService
     from gateway.commands import CommandService
     from gateway.enrolment.service import EnrolmentService
     from gateway.timeseries.base import TimeSeriesReader, TimeSeriesWriter
-
-Clock = Callable[[], datetime]
-
-
-class Publisher(Protocol):
-    """Sends a message to the broker (gateway -> edge: commands, gallery updates).
-
-    Raises ConnectionError when the broker cannot take it now; the caller reports that.
-    """
-
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        """Publish one message and wait until the broker has it (QoS 1 PUBACK)."""
-        ...
-
-
-@dataclass
-class Counters:
-    """Monotonic counters for /metrics (thread-safe increments)."""
-
-    received: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    alerts_raised: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, name: str, n: int = 1) -> None:
-        """Increase one counter by n."""
-        with self._lock:
-            setattr(self, name, getattr(self, name) + n)
 
 
 @dataclass

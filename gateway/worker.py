@@ -123,10 +123,10 @@ def _worker_main(config: GatewayConfig, db_password: str | None, conn: Connectio
     from sqlalchemy.exc import InterfaceError, OperationalError
 
     from contracts.models import utc_now
-    from gateway.alerting import AlertService
+    from gateway.alerts.rules.engine import AlertRules
+    from gateway.alerts.service import AlertService
     from gateway.app import FanOutWriter
     from gateway.db import open_engine, session_factory
-    from gateway.domain.alerts import AlertRules
     from gateway.pipeline import LocalPipeline
     from gateway.services import Services
 

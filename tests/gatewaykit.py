@@ -22,7 +22,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from gateway.alerting import AlertService
+from gateway.alerts.service import AlertService
+from gateway.alerts.types import AlertType, Severity, Signal
 from gateway.api.auth import create_user
 from gateway.api.deps import Role
 from gateway.audit import chain_head, seal
@@ -39,8 +40,8 @@ from gateway.db.schema import (
     Presence,
     User,
 )
-from gateway.domain.alerts import AlertType, Severity, Signal
-from gateway.services import Publisher, Services
+from gateway.ports import Publisher
+from gateway.services import Services
 from gateway.timeseries.sqlite_store import SqliteSeriesStore
 from tests.keys import TEST_SIGNER, signing_config
 

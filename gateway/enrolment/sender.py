@@ -39,7 +39,7 @@ from gateway.enrolment.reports import Publication
 from gateway.enrolment.sealing import SealedDataError, decrypt_template
 
 if TYPE_CHECKING:
-    from gateway.services import Clock, Publisher
+    from gateway.ports import Clock, Publisher
 
 log = logging.getLogger(__name__)
 

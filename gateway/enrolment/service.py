@@ -56,7 +56,7 @@ from gateway.enrolment.sealing import cipher, encrypt_photo, encrypt_template
 from gateway.enrolment.sender import GallerySender
 
 if TYPE_CHECKING:
-    from gateway.services import Clock, Publisher
+    from gateway.ports import Clock, Publisher
 
 log = logging.getLogger(__name__)
 

@@ -330,7 +330,7 @@ def alert_event(alert: AlertLike) -> AlertEvent | None:
 
 def alert_points(event: AlertEvent, alert: AlertLike, at: datetime) -> list[Point]:
     """One ``alert`` point for a lifecycle change (schema: docs/timeseries.md)."""
-    from gateway.domain.alerts import Severity
+    from gateway.alerts.types import Severity
 
     tags = {
         "site": alert.site,

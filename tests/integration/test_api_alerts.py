@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from gateway.alerting import OVERFLOW, AlertBus
+from gateway.alerts.bus import OVERFLOW, AlertBus
+from gateway.alerts.types import AlertType, Severity
 from gateway.api.deps import Role
-from gateway.domain.alerts import AlertType, Severity
 from gateway.services import Services
 from tests.gatewaykit import (
     SITE,

@@ -18,10 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.models import Command, CommandResult, DeviceTelemetry
 from contracts.registry import parse_message
 from contracts.topics import parse_topic
+from gateway.alerts.types import AlertType, Severity
 from gateway.api.deps import Role
 from gateway.config import GatewayMqttSettings
 from gateway.db.schema import Person
-from gateway.domain.alerts import AlertType, Severity
 from gateway.ingest import MqttIngest
 from gateway.pipeline import BatchOutcome, Inbound
 from gateway.services import Services

@@ -30,10 +30,10 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Err
 from sqlalchemy import select, update
 
+from gateway.alerts.types import AlertType, Severity
 from gateway.api import create_app
 from gateway.api.deps import Role
 from gateway.db.schema import ApiToken, User
-from gateway.domain.alerts import AlertType, Severity
 from gateway.services import Services
 from tests.gatewaykit import (
     SITE,

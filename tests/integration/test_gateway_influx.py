@@ -118,7 +118,7 @@ def test_alert_lifecycle_events_reach_influx_for_the_alerts_dashboard(
     broker: Broker, tmp_path: Path, victoria: Victoria
 ) -> None:
     from contracts.topics import GateChannel
-    from gateway.domain.alerts import AlertType
+    from gateway.alerts.types import AlertType
     from tests.gatewayproc import door_event
 
     victoria.start()

@@ -312,7 +312,7 @@ def test_welfare_warnings_raise_for_a_student_inside_too_long_and_clear_when_the
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from gateway.domain.alerts import AlertType
+    from gateway.alerts.types import AlertType
 
     long_ago = datetime.now(UTC) - timedelta(hours=80)
     publisher.publish(event_topic(), access_event(1, person="s-hermit", ts=long_ago).to_bytes())

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gateway.domain.alerts import AlertType, Severity, Signal
-from gateway.domain.lifecycle import (
+from gateway.alerts.handover import handover, sort_key
+from gateway.alerts.lifecycle import (
     COMMENT_MAX_CHARS,
     AlertChange,
     AlertRecord,
@@ -24,12 +24,11 @@ from gateway.domain.lifecycle import (
     assign,
     clear,
     escalate,
-    handover,
     make_comment,
     refresh_silence,
     signal_change,
-    sort_key,
 )
+from gateway.alerts.types import AlertType, Severity, Signal
 
 T0 = datetime(2024, 3, 6, 4, 0, tzinfo=UTC)
 GATE = "gate:campus/B1/main"

@@ -10,18 +10,16 @@ import pytest
 from pydantic import ValidationError
 
 from contracts.models import AccessEvent, DeviceState, DoorEvent, Heartbeat
-from gateway.domain.alerts import (
-    AlertRules,
-    AlertType,
-    RulesConfig,
-    Severity,
-    Signal,
+from gateway.alerts.originators import (
     bridge_originator,
     device_originator,
     gate_originator,
     originator_matches,
     person_originator,
 )
+from gateway.alerts.rules.config import RulesConfig
+from gateway.alerts.rules.engine import AlertRules
+from gateway.alerts.types import AlertType, Severity, Signal
 
 T0 = datetime(2024, 3, 6, 4, 0, tzinfo=UTC)
 GATE = gate_originator("campus", "B1", "main")

@@ -50,8 +50,8 @@ from contracts.topics import (
     gate_topic,
     parse_topic,
 )
-from gateway.domain.alerts import AlertType, Severity
-from gateway.domain.lifecycle import AlertRecord, AlertState, acknowledge, clear
+from gateway.alerts.lifecycle import AlertRecord, AlertState, acknowledge, clear
+from gateway.alerts.types import AlertType, Severity
 from gateway.timeseries import mapping
 from gateway.timeseries.base import Point
 

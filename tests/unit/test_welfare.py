@@ -11,10 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from gateway.domain.alerts import AlertType, Severity
-from gateway.domain.lifecycle import AlertRecord, apply_signal, clear
-from gateway.domain.occupancy import Presence
-from gateway.domain.welfare import (
+from gateway.alerts.lifecycle import AlertRecord, apply_signal, clear
+from gateway.alerts.rules.welfare import (
     WelfareConfig,
     WelfareKind,
     WelfareWarning,
@@ -23,6 +21,8 @@ from gateway.domain.welfare import (
     reconcile_welfare,
     welfare_originator,
 )
+from gateway.alerts.types import AlertType, Severity
+from gateway.domain.occupancy import Presence
 
 SHANGHAI = "Asia/Shanghai"  # UTC+8 all year
 NEW_YORK = "America/New_York"  # DST: 2024-03-10 02:00 -> 03:00, 2024-11-03 02:00 -> 01:00

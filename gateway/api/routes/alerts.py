@@ -7,6 +7,8 @@ except that auditors only read. An alert outside the caller's scope answers 404,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -14,19 +16,14 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import Field
 from sqlalchemy import select
 
-from gateway.alerting import (
-    EVERYTHING,
-    AlertDetailView,
-    AlertScope,
-    AlertView,
-    HandoverView,
-    InvalidTransition,
-    NotFoundError,
-)
+from gateway.alerts.lifecycle import InvalidTransition
+from gateway.alerts.repository import NotFoundError
+from gateway.alerts.scope import EVERYTHING, AlertScope
+from gateway.alerts.types import AlertType, SeverityValue
+from gateway.alerts.views import AlertDetailView, AlertView, HandoverView
 from gateway.api.common import In, PageLimit, RowIdPath, UtcDatetime, conflict, not_found
 from gateway.api.deps import CurrentUser, Role, ServicesDep, require
 from gateway.db.schema import User
-from gateway.domain.alerts import AlertType, SeverityValue
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
@@ -35,6 +32,17 @@ Actor = Annotated[CurrentUser, require(Role.GUARD, Role.FACILITIES, Role.COUNSEL
 
 FACILITIES_TYPES = frozenset({AlertType.APPLIANCE_FAULT, AlertType.DEVICE_OFFLINE})
 COUNSELLOR_TYPES = frozenset({AlertType.WELFARE})
+
+
+@contextmanager
+def _refusals_answered() -> Iterator[None]:
+    """The service's refusals as HTTP answers: 404 absent or out of scope, 409 not allowed now."""
+    try:
+        yield
+    except NotFoundError as exc:
+        not_found(str(exc))
+    except InvalidTransition as exc:
+        conflict(str(exc))
 
 
 def scope_for(user: CurrentUser) -> AlertScope:
@@ -97,21 +105,15 @@ def handover(
 @router.get("/{alert_id}", response_model=AlertDetailView)
 def get_alert(alert_id: RowIdPath, user: Reader, services: ServicesDep) -> AlertDetailView:
     """One alert with its history and comments."""
-    try:
+    with _refusals_answered():
         return services.alerts.get(alert_id, scope=scope_for(user))
-    except NotFoundError as exc:
-        not_found(str(exc))
 
 
 @router.post("/{alert_id}/ack", response_model=AlertView)
 def acknowledge(alert_id: RowIdPath, user: Actor, services: ServicesDep) -> AlertView:
     """Acknowledge an active alert (or review one that cleared before anyone saw it)."""
-    try:
+    with _refusals_answered():
         return services.alerts.acknowledge(alert_id, user.username, scope=scope_for(user))
-    except NotFoundError as exc:
-        not_found(str(exc))
-    except InvalidTransition as exc:
-        conflict(str(exc))
 
 
 @router.post("/{alert_id}/assign", response_model=AlertView)
@@ -127,12 +129,8 @@ def assign(alert_id: RowIdPath, body: AssignIn, user: Actor, services: ServicesD
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 f"assignee {body.assignee!r} is not an active user",
             )
-    try:
+    with _refusals_answered():
         return services.alerts.assign(alert_id, user.username, body.assignee, scope=scope_for(user))
-    except NotFoundError as exc:
-        not_found(str(exc))
-    except InvalidTransition as exc:
-        conflict(str(exc))
 
 
 @router.post("/{alert_id}/comment", response_model=AlertView)
@@ -149,9 +147,5 @@ def comment(alert_id: RowIdPath, body: CommentIn, user: Actor, services: Service
 @router.post("/{alert_id}/clear", response_model=AlertView)
 def clear(alert_id: RowIdPath, user: Actor, services: ServicesDep) -> AlertView:
     """Close an open alert."""
-    try:
+    with _refusals_answered():
         return services.alerts.clear(alert_id, user.username, scope=scope_for(user))
-    except NotFoundError as exc:
-        not_found(str(exc))
-    except InvalidTransition as exc:
-        conflict(str(exc))

@@ -12,11 +12,12 @@ from typing import Annotated, Self
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import Field, model_validator
 
-from gateway.alerting import NotFoundError, SilenceView
+from gateway.alerts.repository import NotFoundError
+from gateway.alerts.types import AlertType
+from gateway.alerts.views import SilenceView
 from gateway.api.common import In, RowIdPath, UtcDatetime, not_found
 from gateway.api.deps import CurrentUser, Role, ServicesDep, require
 from gateway.api.routes.alerts import FACILITIES_TYPES
-from gateway.domain.alerts import AlertType
 
 router = APIRouter(prefix="/api/silences", tags=["silences"])
 

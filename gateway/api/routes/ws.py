@@ -28,12 +28,13 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from gateway.alerting import AlertScope, Overflow
+from gateway.alerts.bus import Overflow
+from gateway.alerts.scope import AlertScope
+from gateway.alerts.types import AlertType
 from gateway.api.auth import authenticate
 from gateway.api.deps import CurrentUser, Role
 from gateway.api.routes.alerts import scope_for
 from gateway.db.schema import Person
-from gateway.domain.alerts import AlertType
 from gateway.services import Services
 
 log = logging.getLogger(__name__)

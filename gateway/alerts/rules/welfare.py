@@ -37,15 +37,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.domain.alerts import (
-    AlertType,
-    JsonDict,
-    Severity,
-    SeverityValue,
-    Signal,
-    person_originator,
-)
-from gateway.domain.lifecycle import AlertRecord
+from contracts.access import require_aware
+from gateway.alerts.lifecycle import AlertRecord
+from gateway.alerts.originators import person_originator
+from gateway.alerts.types import AlertType, JsonDict, Severity, SeverityValue, Signal
 from gateway.domain.occupancy import Presence
 
 
@@ -212,8 +207,7 @@ def evaluate_welfare(
     last_seen: Mapping[str, datetime] | None = None,
 ) -> list[WelfareWarning]:
     """The welfare warnings that hold at ``now``, sorted by person and kind."""
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError(f"now must be a timezone-aware datetime, got naive {now!r}")
+    require_aware(now, "now")
     seen = last_seen or {}
     by_person: dict[str, list[Presence]] = {}
     for p in presences:

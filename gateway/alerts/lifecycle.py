@@ -16,7 +16,7 @@ Rules that decide what guards see:
   :func:`acknowledge` allows on such a record (it stays ``cleared``). Nothing that happened on a
   shift disappears without a guard having seen it.
 * **Momentary incidents** (forced door, tailgating, unknown faces, ... see
-  ``alerts.MOMENTARY_TYPES``) have no lasting condition: ``condition_active`` is False from the
+  ``types.MOMENTARY_TYPES``) have no lasting condition: ``condition_active`` is False from the
   start and only a guard clears them.
 * **A guard may clear an alert** whose condition still holds (a device offline for days): the
   guard owns that decision. The rules report a condition only when it changes, so it is raised
@@ -38,21 +38,16 @@ Rules that decide what guards see:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.domain.alerts import (
-    MOMENTARY_TYPES,
-    AlertType,
-    JsonDict,
-    Severity,
-    Signal,
-    originator_matches,
-)
+from contracts.access import require_aware
+from gateway.alerts.originators import originator_matches
+from gateway.alerts.types import MOMENTARY_TYPES, AlertType, JsonDict, Severity, Signal
 
 COMMENT_MAX_CHARS = 2000
 
@@ -139,8 +134,8 @@ class Silence:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", frozenset(AlertType(t) for t in self.types))
-        _require_aware(self.starts_at, "starts_at")
-        _require_aware(self.ends_at, "ends_at")
+        require_aware(self.starts_at, "starts_at")
+        require_aware(self.ends_at, "ends_at")
         if self.ends_at <= self.starts_at:
             raise ValueError(
                 f"a silence must end after it starts (starts_at={self.starts_at.isoformat()}, "
@@ -202,24 +197,6 @@ class EscalationPolicy(BaseModel):
         }[severity]
 
 
-@dataclass(frozen=True, slots=True)
-class HandoverSummary:
-    """What a guard coming on shift needs to know."""
-
-    generated_at: datetime
-    since: datetime
-    open_by_severity: dict[Severity, tuple[AlertRecord, ...]]  # most severe first, console order
-    open_count: int
-    unacknowledged_count: int
-    silenced_count: int
-    escalated_count: int
-    unassigned_count: int
-    needs_review: tuple[AlertRecord, ...]  # cleared automatically, never acknowledged
-    cleared_since: tuple[AlertRecord, ...]  # cleared at or after ``since``
-    oldest_open_age_s: float | None
-    by_type: dict[AlertType, int] = field(default_factory=dict)  # open alerts per type
-
-
 # ------------------------------------------------------------------------------- signals
 
 
@@ -230,7 +207,7 @@ def apply_signal(
     now: datetime,
 ) -> AlertRecord | None:
     """The alert after a rule's signal, or None when nothing changes."""
-    _require_aware(now, "now")
+    require_aware(now, "now")
     open_alert = current if current is not None and current.is_open else None
     if open_alert is not None and (open_alert.type, open_alert.originator) != (
         signal.type,
@@ -310,7 +287,7 @@ def refresh_silence(
     rec: AlertRecord, silences: Sequence[Silence], now: datetime
 ) -> AlertRecord | None:
     """Re-evaluate an open alert's silence at ``now``; None when nothing changes."""
-    _require_aware(now, "now")
+    require_aware(now, "now")
     if not rec.is_open:
         return None
     covered = any(s.covers(rec.type, rec.originator, now) for s in silences)
@@ -327,7 +304,7 @@ def refresh_silence(
 def acknowledge(rec: AlertRecord, user: str, now: datetime) -> AlertRecord:
     """A guard takes an active alert (or reviews one that cleared before anyone saw it)."""
     user = _require_user(user)
-    _require_aware(now, "now")
+    require_aware(now, "now")
     if rec.state is AlertState.ACTIVE:
         return replace(rec, state=AlertState.ACKNOWLEDGED, acked_by=user, acked_at=now)
     if rec.needs_review:
@@ -346,7 +323,7 @@ def acknowledge(rec: AlertRecord, user: str, now: datetime) -> AlertRecord:
 def assign(rec: AlertRecord, user: str, assignee: str | None, now: datetime) -> AlertRecord:
     """Give an open alert to a guard (None: nobody); ``user`` is who assigns it."""
     _require_user(user)
-    _require_aware(now, "now")
+    require_aware(now, "now")
     if not rec.is_open:
         raise InvalidTransition(f"alert {rec.id} is cleared: it cannot be assigned")
     if assignee is not None:
@@ -357,7 +334,7 @@ def assign(rec: AlertRecord, user: str, assignee: str | None, now: datetime) -> 
 def clear(rec: AlertRecord, user: str, now: datetime) -> AlertRecord:
     """A guard closes an open alert (active or acknowledged)."""
     user = _require_user(user)
-    _require_aware(now, "now")
+    require_aware(now, "now")
     if not rec.is_open:
         who = rec.cleared_by or "automatically"
         raise InvalidTransition(
@@ -369,7 +346,7 @@ def clear(rec: AlertRecord, user: str, now: datetime) -> AlertRecord:
 def make_comment(alert_id: int, author: str, text: str, now: datetime) -> Comment:
     """A validated comment: 1 to 2000 characters after trimming, by a named author."""
     author = _require_user(author, "author")
-    _require_aware(now, "now")
+    require_aware(now, "now")
     text = text.strip()
     if not text:
         raise ValueError("a comment cannot be empty")
@@ -383,7 +360,7 @@ def make_comment(alert_id: int, author: str, text: str, now: datetime) -> Commen
 
 def escalate(rec: AlertRecord, policy: EscalationPolicy, now: datetime) -> AlertRecord | None:
     """One escalation level up when an active alert has sounded unacknowledged too long."""
-    _require_aware(now, "now")
+    require_aware(now, "now")
     if not policy.enabled or rec.state is not AlertState.ACTIVE or rec.silenced:
         return None
     after_s = policy.after_s(rec.severity)
@@ -397,61 +374,7 @@ def escalate(rec: AlertRecord, policy: EscalationPolicy, now: datetime) -> Alert
     return replace(rec, escalation_level=rec.escalation_level + 1, escalated_at=now)
 
 
-def sort_key(rec: AlertRecord) -> tuple[int, int, float, int]:
-    """Console order: unacknowledged first, then most severe, then most recent."""
-    if rec.state is AlertState.ACTIVE:
-        group = 1 if rec.silenced else 0
-    elif rec.needs_review:
-        group = 2
-    elif rec.state is AlertState.ACKNOWLEDGED:
-        group = 3
-    else:
-        group = 4
-    return (group, -int(rec.severity), -rec.last_at.timestamp(), -(rec.id or 0))
-
-
-def handover(alerts: Iterable[AlertRecord], since: datetime, now: datetime) -> HandoverSummary:
-    """Summarise open, unreviewed and recently cleared alerts for a shift hand-over."""
-    _require_aware(since, "since")
-    _require_aware(now, "now")
-    records = sorted(alerts, key=sort_key)
-    open_alerts = [r for r in records if r.is_open]
-    by_severity: dict[Severity, tuple[AlertRecord, ...]] = {}
-    for severity in sorted(Severity, reverse=True):
-        group = tuple(r for r in open_alerts if r.severity is severity)
-        if group:
-            by_severity[severity] = group
-    by_type: dict[AlertType, int] = {}
-    for r in open_alerts:
-        by_type[r.type] = by_type.get(r.type, 0) + 1
-    oldest = min((r.first_at for r in open_alerts), default=None)
-    return HandoverSummary(
-        generated_at=now,
-        since=since,
-        open_by_severity=by_severity,
-        open_count=len(open_alerts),
-        unacknowledged_count=sum(r.state is AlertState.ACTIVE for r in open_alerts),
-        silenced_count=sum(r.silenced for r in open_alerts),
-        escalated_count=sum(r.escalation_level > 0 for r in open_alerts),
-        unassigned_count=sum(r.assignee is None for r in open_alerts),
-        needs_review=tuple(r for r in records if r.needs_review),
-        cleared_since=tuple(
-            r
-            for r in records
-            if r.state is AlertState.CLEARED and r.cleared_at is not None and r.cleared_at >= since
-        ),
-        oldest_open_age_s=None if oldest is None else max(0.0, (now - oldest).total_seconds()),
-        by_type=by_type,
-    )
-
-
 # ------------------------------------------------------------------------------- helpers
-
-
-def _require_aware(moment: datetime, name: str) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {moment!r}")
-    return moment
 
 
 def _require_user(user: str, what: str = "user") -> str:
