@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import timedelta
 
 from contracts.gallery import load_key
 from contracts.signing import MessageVerifier
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.config import GateConfig
 from edge.gate.credentials import KeyboardWedgeReader
-from edge.gate.daemon import GateDaemon, retention_seconds
+from edge.gate.daemon import GateDaemon
 from edge.gate.door import DoorActuator, GpioContact, GpioDoor, MqttRelayDoor, SimulatedDoor
 from edge.gate.faces import DlibFaceEngine, FaceEngine
 from edge.gate.frames import FrameSource, SourceSpec, open_source
@@ -39,6 +40,11 @@ def source_spec(config: GateConfig) -> SourceSpec:
         initial_backoff_s=src.initial_backoff_s,
         max_backoff_s=src.max_backoff_s,
     )
+
+
+def retention_seconds(days: float) -> float:
+    """Snapshot retention in seconds."""
+    return timedelta(days=days).total_seconds()
 
 
 def gallery_key(config: GateConfig) -> bytes:
