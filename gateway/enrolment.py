@@ -55,7 +55,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.access import Direction, GateInfo, Person, may_use_gate
 from contracts.credentials import normalize_card_uid
-from contracts.gallery import EMBEDDING_DIM, FORMAT, Gallery, encrypt_gallery, gallery_from_json
+from contracts.gallery import EMBEDDING_DIM, FORMAT, Gallery, gallery_from_json
+from contracts.gallery_crypto import encrypt_gallery
 from contracts.models import GalleryAck, GalleryUpdate
 from contracts.signing import MessageSigner
 from contracts.topics import GateAddress, GateChannel, gate_topic

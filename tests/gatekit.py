@@ -11,7 +11,8 @@ import numpy as np
 import yaml
 
 from contracts.access import Person, PersonKind
-from contracts.gallery import Gallery, generate_key, load_key
+from contracts.gallery import Gallery
+from contracts.gallery_crypto import generate_key, load_key
 from edge.gate.gallery import GalleryStore
 from tests.keys import command_auth
 from tests.photos import sample_photos_dir

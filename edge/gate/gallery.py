@@ -13,7 +13,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from contracts.gallery import Gallery, GalleryError, decrypt_gallery, encrypt_gallery
+from contracts.gallery import Gallery, GalleryError
+from contracts.gallery_crypto import decrypt_gallery, encrypt_gallery
 
 logger = logging.getLogger(__name__)
 

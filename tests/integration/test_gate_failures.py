@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from contracts.gallery import encrypt_gallery, generate_key
+from contracts.gallery_crypto import encrypt_gallery, generate_key
 from contracts.models import (
     AccessEvent,
     Availability,
@@ -178,7 +178,7 @@ def test_corrupt_gallery_disables_faces_but_the_access_list_copy_keeps_cards_wor
     config = _config(tmp_path, broker.port)
     first = _started_gate(config)
     try:
-        first.install_gallery(encrypt_gallery(make_gallery(version=1), gallery_key))
+        first.gallery_sync.install(encrypt_gallery(make_gallery(version=1), gallery_key))
     finally:
         first.stop()
     gallery_path = tmp_path / "gallery.bin"
@@ -239,7 +239,7 @@ def test_resending_the_current_gallery_version_repairs_a_corrupt_gallery_file(
     config = _config(tmp_path, broker.port)
     first = _started_gate(config)
     try:
-        first.install_gallery(encrypt_gallery(make_gallery(version=1), gallery_key))
+        first.gallery_sync.install(encrypt_gallery(make_gallery(version=1), gallery_key))
     finally:
         first.stop()
     (tmp_path / "gallery.bin").write_bytes(b"garbage")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from contracts.gallery import encrypt_gallery
+from contracts.gallery_crypto import encrypt_gallery
 from contracts.models import AccessEvent, Command, GalleryUpdate, Heartbeat
 from contracts.registry import parse_message
 from contracts.yamlconfig import load_yaml_model
