@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 from contracts.models import Command, CommandResult, utc_now
-from contracts.registry import PayloadError, parse_payload
 from contracts.signing import MessageVerifier, SignatureError, Verified
 from contracts.topics import GateChannel
 from edge.gate.replay import FreshnessRule, NonceLedger, freshness
@@ -57,10 +56,8 @@ class CommandHandler:
 
     def on_command(self, msg: ReceivedMessage) -> None:
         """A command message: refuse it, or carry it out; answer either way."""
-        try:
-            command = parse_payload(Command, msg.payload, where=f"topic {msg.topic!r}")
-        except PayloadError as exc:
-            self.reporter.reject("command", exc)
+        command = self.reporter.parse(Command, msg, "command")
+        if command is None:
             return
         refusal = self._refusal(msg, command)
         if refusal is not None:

@@ -81,14 +81,8 @@ class ConfirmationSection(StrictModel):
     )
 
     def confirm_rule(self) -> ConfirmRule:
-        """The pure voting rule these settings stand for."""
-        return ConfirmRule(
-            k=self.k,
-            window_s=self.window_s,
-            strong_distance=self.strong_distance,
-            strong_margin=self.strong_margin,
-            reject_after=self.reject_after,
-        )
+        """The pure voting rule these settings stand for (all but the per-track timings)."""
+        return ConfirmRule(**self.model_dump(exclude={"reverify_s", "cooldown_s"}))
 
 
 class CurfewSection(StrictModel):

@@ -21,7 +21,6 @@ import cv2
 from contracts.access import Direction, GateInfo, Method, Person, Reason
 from contracts.credentials import normalize_card_uid, parse_pin_entry, verify_pin
 from contracts.models import CardSwipe, LatencyBreakdown, utc_now
-from contracts.registry import PayloadError, parse_payload
 from contracts.signing import MessageVerifier
 from contracts.topics import GateChannel
 from edge.gate.commands import CommandHandler
@@ -325,10 +324,8 @@ class GateDaemon:
         return decision
 
     def _on_card(self, msg: ReceivedMessage) -> None:
-        try:
-            swipe = parse_payload(CardSwipe, msg.payload, where=f"topic {msg.topic!r}")
-        except PayloadError as exc:
-            self.reporter.reject("card message", exc)
+        swipe = self.reporter.parse(CardSwipe, msg, "card message")
+        if swipe is None:
             return
         if swipe.card_uid:
             try:

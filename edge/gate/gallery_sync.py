@@ -21,7 +21,6 @@ import numpy as np
 
 from contracts.gallery import Gallery, GalleryError, gallery_from_json, gallery_to_json
 from contracts.models import GalleryAck, GalleryUpdate
-from contracts.registry import PayloadError, parse_payload
 from contracts.signing import MessageVerifier, SignatureError
 from contracts.topics import GateChannel
 from edge.gate.gallery import GalleryStore
@@ -151,10 +150,8 @@ class GallerySync:
 
     def on_update(self, msg: ReceivedMessage) -> None:
         """A gallery update from the gateway: check, install and acknowledge it."""
-        try:
-            update = parse_payload(GalleryUpdate, msg.payload, where=f"topic {msg.topic!r}")
-        except PayloadError as exc:
-            self.reporter.reject("gallery update", exc)
+        update = self.reporter.parse(GalleryUpdate, msg, "gallery update")
+        if update is None:
             return
         in_use = self.in_use
         current, face_error = in_use.gallery.version, in_use.face_error

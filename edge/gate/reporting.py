@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypeVar
 
 from contracts.access import GateInfo, Method
 from contracts.models import (
@@ -19,10 +19,13 @@ from contracts.models import (
     GalleryAck,
     LatencyBreakdown,
     SecurityEvent,
+    WireModel,
 )
+from contracts.registry import PayloadError, parse_payload
 from contracts.topics import GateAddress, GateChannel, gate_topic
 from edge.gate.door_logic import DoorEventOut
 from edge.gate.model import AccessDecision
+from edge.mqtt import ReceivedMessage
 from edge.publisher import ReliablePublisher
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 OutboxMessage = AccessEvent | DoorEvent | SecurityEvent | GalleryAck | CommandResult
 AttackTarget = Literal["command", "gallery"]
 AttackKind = Literal["unsigned", "unknown_key", "bad_signature", "replayed", "future_dated"]
+M = TypeVar("M", bound=WireModel)
 
 
 class GateReporter:
@@ -54,6 +58,14 @@ class GateReporter:
         """Count and log an invalid input; the daemon carries on."""
         self.rejected += 1
         log.warning("%s rejected: %s", what, exc)
+
+    def parse(self, model: type[M], msg: ReceivedMessage, what: str) -> M | None:
+        """The message's payload as `model`, or None once it is rejected as `what`."""
+        try:
+            return parse_payload(model, msg.payload, where=f"topic {msg.topic!r}")
+        except PayloadError as exc:
+            self.reject(what, exc)
+            return None
 
     def access(
         self,
