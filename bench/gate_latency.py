@@ -94,7 +94,7 @@ def main() -> None:
         )
         daemon = build_gate(load_yaml_model(cfg, GateConfig))
         daemon.engine.start()  # type: ignore[attr-defined]
-        daemon.load_gallery()
+        daemon.gallery_sync.load()
         daemon.door.start()
         known = [encoding_of("obama.jpg"), encoding_of("biden.jpg")]
 

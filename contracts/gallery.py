@@ -1,10 +1,9 @@
-"""The gallery document: a gate's access list (people) plus their face templates, encrypted.
+"""The gallery document: a gate's access list (people) plus their face templates.
 
-The gateway builds it and the gate installs it, so its format is part of the contract: the
-payload of ``GalleryUpdate.blob_b64`` and the gate's file on disk (edge/gate/gallery.py stores
-it). On disk and on the wire the gallery is one blob,
-``b"DGG1" + nonce(12) + AES-256-GCM(ciphertext + tag)`` with the magic as associated data.
-The plaintext is UTF-8 JSON (schema version ``format: 1``)::
+The gateway builds it and the gate installs it, so its format is part of the contract. It
+travels and rests encrypted (contracts/gallery_crypto.py: the blob in ``GalleryUpdate.blob_b64``
+and the gate's file on disk, stored by edge/gate/gallery.py). The plaintext is UTF-8 JSON
+(schema version ``format: 1``)::
 
     {
       "format": 1,
@@ -39,32 +38,26 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
-import os
 import re
-import secrets
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time
-from enum import StrEnum
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from contracts.access import Person, PersonKind, PersonStatus, TimeWindow
+from contracts.strict_json import (
+    expect_enum,
+    expect_int,
+    expect_list,
+    expect_object,
+    expect_str,
+    expect_str_set,
+)
 
-logger = logging.getLogger(__name__)
-
-MAGIC = b"DGG1"
-NONCE_SIZE = 12
-TAG_SIZE = 16
-KEY_SIZE = 32
 EMBEDDING_DIM = 128
 FORMAT = 1
 
@@ -82,15 +75,10 @@ _PERSON_FIELDS = (
     "card_uids",
     "pin_hash",
 )
-_E = TypeVar("_E", bound=StrEnum)
 
 
 class GalleryError(Exception):
     """The gallery cannot be used: corrupt, truncated, invalid or stale."""
-
-
-class GalleryKeyError(GalleryError):
-    """The key is missing or malformed, or it does not open the gallery (wrong key or tampering)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,30 +183,30 @@ def gallery_from_json(data: bytes) -> Gallery:
         raise ValueError(
             f"gallery: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    root = _expect_object(document, "gallery", ("format", "version", "people", "templates"))
-    if _expect_int(root["format"], "format") != FORMAT:
+    root = expect_object(document, "gallery", ("format", "version", "people", "templates"))
+    if expect_int(root["format"], "format") != FORMAT:
         raise ValueError(
             f"format: unsupported gallery format {root['format']!r}, expected {FORMAT}"
         )
-    version = _expect_int(root["version"], "version")
+    version = expect_int(root["version"], "version")
     if version < 0:
         raise ValueError(f"version: must be >= 0, got {version}")
 
     people: dict[str, Person] = {}
-    for index, item in enumerate(_expect_list(root["people"], "people")):
+    for index, item in enumerate(expect_list(root["people"], "people")):
         where = f"people[{index}]"
         person = _person_from_obj(item, where)
         if person.person_id in people:
             raise ValueError(f"{where}.person_id: duplicate person_id {person.person_id!r}")
         people[person.person_id] = person
 
-    raw_templates = _expect_list(root["templates"], "templates")
+    raw_templates = expect_list(root["templates"], "templates")
     owners: list[str] = []
     encodings = np.empty((len(raw_templates), EMBEDDING_DIM), dtype=np.float32)
     for index, item in enumerate(raw_templates):
         where = f"templates[{index}]"
-        obj = _expect_object(item, where, ("person_id", "encoding"))
-        owner = _expect_str(obj["person_id"], f"{where}.person_id")
+        obj = expect_object(item, where, ("person_id", "encoding"))
+        owner = expect_str(obj["person_id"], f"{where}.person_id")
         if owner not in people:
             raise ValueError(f"{where}.person_id: {owner!r} is not in people")
         owners.append(owner)
@@ -251,33 +239,33 @@ def _person_to_obj(person: Person, where: str) -> dict[str, Any]:
 
 
 def _person_from_obj(value: object, where: str) -> Person:
-    obj = _expect_object(value, where, _PERSON_FIELDS)
+    obj = expect_object(value, where, _PERSON_FIELDS)
     windows = tuple(
         _window_from_obj(item, f"{where}.windows[{i}]")
-        for i, item in enumerate(_expect_list(obj["windows"], f"{where}.windows"))
+        for i, item in enumerate(expect_list(obj["windows"], f"{where}.windows"))
     )
     pin_hash = obj["pin_hash"]
     person = Person(
-        person_id=_expect_str(obj["person_id"], f"{where}.person_id"),
-        status=_expect_enum(obj["status"], PersonStatus, f"{where}.status"),
-        kind=_expect_enum(obj["kind"], PersonKind, f"{where}.kind"),
-        buildings=_expect_str_set(obj["buildings"], f"{where}.buildings"),
-        gates=_expect_str_set(obj["gates"], f"{where}.gates"),
+        person_id=expect_str(obj["person_id"], f"{where}.person_id"),
+        status=expect_enum(obj["status"], PersonStatus, f"{where}.status"),
+        kind=expect_enum(obj["kind"], PersonKind, f"{where}.kind"),
+        buildings=expect_str_set(obj["buildings"], f"{where}.buildings"),
+        gates=expect_str_set(obj["gates"], f"{where}.gates"),
         windows=windows,
         valid_from=_parse_datetime(obj["valid_from"], f"{where}.valid_from"),
         valid_until=_parse_datetime(obj["valid_until"], f"{where}.valid_until"),
-        card_uids=_expect_str_set(obj["card_uids"], f"{where}.card_uids"),
-        pin_hash=None if pin_hash is None else _expect_str(pin_hash, f"{where}.pin_hash"),
+        card_uids=expect_str_set(obj["card_uids"], f"{where}.card_uids"),
+        pin_hash=None if pin_hash is None else expect_str(pin_hash, f"{where}.pin_hash"),
     )
     _check_person(person, where)
     return person
 
 
 def _window_from_obj(value: object, where: str) -> TimeWindow:
-    obj = _expect_object(value, where, ("days", "start", "end"))
+    obj = expect_object(value, where, ("days", "start", "end"))
     days: set[int] = set()
-    for i, item in enumerate(_expect_list(obj["days"], f"{where}.days")):
-        day = _expect_int(item, f"{where}.days[{i}]")
+    for i, item in enumerate(expect_list(obj["days"], f"{where}.days")):
+        day = expect_int(item, f"{where}.days[{i}]")
         if day in days:
             raise ValueError(f"{where}.days[{i}]: duplicate day {day}")
         days.add(day)
@@ -325,7 +313,7 @@ def _format_hhmm(value: time, where: str) -> str:
 
 
 def _parse_hhmm(value: object, where: str) -> time:
-    text = _expect_str(value, where)
+    text = expect_str(value, where)
     if not _HHMM.fullmatch(text):
         raise ValueError(f"{where}: {text!r} is not a time HH:MM (00:00..23:59)")
     return time(int(text[:2]), int(text[3:]))
@@ -342,7 +330,7 @@ def _format_datetime(value: datetime | None, where: str) -> str | None:
 def _parse_datetime(value: object, where: str) -> datetime | None:
     if value is None:
         return None
-    text = _expect_str(value, where)
+    text = expect_str(value, where)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -353,7 +341,7 @@ def _parse_datetime(value: object, where: str) -> datetime | None:
 
 
 def _decode_encoding(value: object, where: str) -> npt.NDArray[np.float32]:
-    text = _expect_str(value, where)
+    text = expect_str(value, where)
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -380,162 +368,3 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"gallery: {name} is not allowed in gallery JSON")
-
-
-def _kind(value: object) -> str:
-    names = {
-        type(None): "null",
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "object",
-    }
-    return names.get(type(value), type(value).__name__)
-
-
-def _expect_object(value: object, where: str, fields: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError(f"{where}: expected an object, got {_kind(value)}")
-    for name in fields:
-        if name not in value:
-            raise ValueError(f"{where}: missing field {name!r}")
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown field {unknown[0]!r}")
-    return value
-
-
-def _expect_list(value: object, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ValueError(f"{where}: expected an array, got {_kind(value)}")
-    return value
-
-
-def _expect_str(value: object, where: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{where}: expected a string, got {_kind(value)}")
-    if not value:
-        raise ValueError(f"{where}: must not be empty")
-    return value
-
-
-def _expect_int(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}: expected an integer, got {_kind(value)}")
-    return value
-
-
-def _expect_enum(value: object, enum: type[_E], where: str) -> _E:
-    allowed = [member.value for member in enum]
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
-    return enum(value)
-
-
-def _expect_str_set(value: object, where: str) -> frozenset[str]:
-    items: set[str] = set()
-    for i, item in enumerate(_expect_list(value, where)):
-        text = _expect_str(item, f"{where}[{i}]")
-        if text in items:
-            raise ValueError(f"{where}[{i}]: duplicate {text!r}")
-        items.add(text)
-    return frozenset(items)
-
-
-# --- encryption -------------------------------------------------------------------------------
-
-
-def encrypt_gallery(g: Gallery, key: bytes) -> bytes:
-    """Encrypt a gallery: b"DGG1" + 12-byte nonce + AES-256-GCM(JSON), magic as AAD."""
-    nonce = os.urandom(NONCE_SIZE)
-    return MAGIC + nonce + _aesgcm(key).encrypt(nonce, gallery_to_json(g), MAGIC)
-
-
-def decrypt_gallery(blob: bytes, key: bytes, *, source: str = "blob") -> Gallery:
-    """Decrypt and validate a gallery blob; source (a path) names it in error messages."""
-    minimum = len(MAGIC) + NONCE_SIZE + TAG_SIZE
-    if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
-        if len(blob) < len(MAGIC) and MAGIC.startswith(blob):
-            what = f"truncated: {len(blob)} bytes, need at least {minimum}"
-        else:
-            what = f"bad magic, expected {MAGIC!r} (not a dormguard gallery)"
-        raise GalleryError(f"corrupt gallery file {source}: {what}")
-    if len(blob) < minimum:
-        raise GalleryError(
-            f"corrupt gallery file {source}: truncated: {len(blob)} bytes, need at least {minimum}"
-        )
-    aesgcm = _aesgcm(key)
-    nonce = blob[len(MAGIC) : len(MAGIC) + NONCE_SIZE]
-    try:
-        plaintext = aesgcm.decrypt(nonce, blob[len(MAGIC) + NONCE_SIZE :], MAGIC)
-    except InvalidTag:
-        raise GalleryKeyError(f"wrong key or tampered gallery file {source}") from None
-    try:
-        return gallery_from_json(plaintext)
-    except ValueError as exc:
-        # Authenticated yet invalid: written by a buggy or foreign tool, not damaged in transit.
-        raise GalleryError(f"invalid gallery content in {source}: {exc}") from None
-
-
-def _aesgcm(key: bytes) -> AESGCM:
-    if not isinstance(key, bytes) or len(key) != KEY_SIZE:
-        size = len(key) if isinstance(key, bytes) else type(key).__name__
-        raise GalleryKeyError(f"gallery key must be {KEY_SIZE} bytes, got {size}")
-    return AESGCM(key)
-
-
-# --- keys -------------------------------------------------------------------------------------
-
-
-def generate_key() -> str:
-    """Return a new random gallery key as URL-safe base64 of 32 bytes."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(KEY_SIZE)).decode("ascii")
-
-
-def load_key(
-    *,
-    key_file: Path | None,
-    key_env: str | None,
-    environ: Mapping[str, str] = os.environ,
-) -> bytes:
-    """Load the 32-byte gallery key from exactly one source: a file or an environment variable."""
-    if key_file is not None and key_env is not None:
-        raise GalleryKeyError("gallery key: give either a key file or an env var, not both")
-    if key_file is not None:
-        source = f"file {key_file}"
-        try:
-            mode = stat.S_IMODE(key_file.stat().st_mode)
-            text = key_file.read_text(encoding="ascii")
-        except FileNotFoundError:
-            raise GalleryKeyError(f"gallery key {source} does not exist") from None
-        except UnicodeDecodeError:
-            raise GalleryKeyError(f"gallery key {source} is not base64 text") from None
-        except OSError as exc:
-            raise GalleryKeyError(f"gallery key {source} cannot be read: {exc.strerror}") from None
-        if mode & ~0o600:
-            logger.warning(
-                "gallery key file %s has mode %s; make it 0600 or stricter", key_file, oct(mode)
-            )
-    elif key_env is not None:
-        source = f"env var {key_env}"
-        if key_env not in environ:
-            raise GalleryKeyError(f"gallery key {source} is not set")
-        text = environ[key_env]
-    else:
-        raise GalleryKeyError("gallery key: no source given (need a key file or an env var)")
-    return _decode_key(text.strip(), source)
-
-
-def _decode_key(text: str, source: str) -> bytes:
-    if not text:
-        raise GalleryKeyError(f"gallery key {source} is empty")
-    padded = text + "=" * (-len(text) % 4)
-    try:
-        key = base64.b64decode(padded, altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise GalleryKeyError(f"gallery key {source} is not valid base64") from None
-    if len(key) != KEY_SIZE:
-        raise GalleryKeyError(f"gallery key {source} decodes to {len(key)} bytes, need {KEY_SIZE}")
-    return key

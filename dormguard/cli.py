@@ -97,7 +97,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 def _cmd_gate(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from contracts.gallery import GalleryKeyError
+    from contracts.gallery_crypto import GalleryKeyError
     from edge.gate.app import run_gate
     from edge.gate.config import GateConfig
 
@@ -140,7 +140,7 @@ def _write_secret(out: Path, text: str, force: bool) -> bool:
 
 
 def _cmd_gallery_keygen(args: argparse.Namespace) -> int:
-    from contracts.gallery import generate_key
+    from contracts.gallery_crypto import generate_key
 
     if not _write_secret(Path(args.out), generate_key(), args.force):
         return 2
@@ -175,7 +175,8 @@ def _cmd_keys_public(args: argparse.Namespace) -> int:
 
 def _cmd_gallery_build(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from contracts.gallery import GalleryError, load_key
+    from contracts.gallery import GalleryError
+    from contracts.gallery_crypto import load_key
     from edge.gate.enrol import build_gallery_from_files
     from edge.gate.gallery import GalleryStore
 

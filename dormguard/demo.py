@@ -29,7 +29,8 @@ import numpy as np
 import yaml
 
 from contracts.access import Person
-from contracts.gallery import Gallery, generate_key, load_key
+from contracts.gallery import Gallery
+from contracts.gallery_crypto import generate_key, load_key
 from contracts.models import Availability, CardSwipe, DeviceState
 from contracts.registry import PayloadError, parse_message
 from contracts.settings import MqttSettings

@@ -26,7 +26,7 @@ import logging
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -212,15 +212,13 @@ def report_to_json(report: CalibrationReport) -> dict[str, Any]:
         "people": report.people,
         "photos": report.photos,
         "skipped": [{"path": path, "reason": reason} for path, reason in report.skipped],
-        "genuine": _stats_to_json(report.genuine),
-        "impostor": _stats_to_json(report.impostor),
+        "genuine": asdict(report.genuine),
+        "impostor": asdict(report.impostor),
         "target_fpir": report.target_fpir,
         "tolerance": report.tolerance,
         "fpir": report.fpir,
         "fnr": report.fnr,
-        "table": [
-            {"tolerance": row.tolerance, "fpir": row.fpir, "fnr": row.fnr} for row in report.table
-        ],
+        "table": [asdict(row) for row in report.table],
         "warnings": list(report.warnings),
     }
 
@@ -387,14 +385,3 @@ def _stats(sorted_values: FloatArray) -> DistStats:
         p95=float(p95),
         max=float(sorted_values[-1]),
     )
-
-
-def _stats_to_json(stats: DistStats) -> dict[str, Any]:
-    return {
-        "count": stats.count,
-        "min": stats.min,
-        "p5": stats.p5,
-        "p50": stats.p50,
-        "p95": stats.p95,
-        "max": stats.max,
-    }

@@ -379,7 +379,7 @@ def _signer(config: GatewayConfig, env: dict[str, str]) -> MessageSigner | None:
 def _build_enrolment(
     config: GatewayConfig, services: Services, env: dict[str, str], signer: MessageSigner | None
 ) -> EnrolmentService:
-    from contracts.gallery import load_key
+    from contracts.gallery_crypto import load_key
     from faces.engine import photo_engine
 
     assert config.enrolment is not None

@@ -1,8 +1,9 @@
-"""Builders for gate tests: keys, galleries from the sample photos, config files."""
+"""Builders for gate tests: keys, galleries from the sample photos, config files, a fake outbox."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import numpy as np
 import yaml
 
 from contracts.access import Person, PersonKind
-from contracts.gallery import Gallery, generate_key, load_key
+from contracts.gallery import Gallery
+from contracts.gallery_crypto import generate_key, load_key
+from contracts.registry import parse_message
 from edge.gate.gallery import GalleryStore
 from tests.keys import command_auth
 from tests.photos import sample_photos_dir
@@ -142,3 +145,17 @@ def spawn_gate(config: Path, log: Path, *, stdin_pipe: bool = False):  # type: i
         stderr=subprocess.STDOUT,
         env=dormguard_env(),
     )
+
+
+class RecordingOutbox:
+    """Stands in for the durable publisher: keeps what was sent, numbered in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def send(self, topic: str, payload: Callable[[int | None], bytes]) -> None:
+        self.sent.append((topic, payload(len(self.sent) + 1)))
+
+    def parsed(self) -> list[object]:
+        """The messages sent, parsed by their topics."""
+        return [parse_message(topic, payload) for topic, payload in self.sent]

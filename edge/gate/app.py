@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import timedelta
 
-from contracts.gallery import load_key
+from contracts.gallery_crypto import load_key
 from contracts.signing import MessageVerifier
 from contracts.topics import GateAddress, GateChannel, gate_topic
+from edge.gate.capture import open_source
 from edge.gate.config import GateConfig
 from edge.gate.credentials import KeyboardWedgeReader
-from edge.gate.daemon import GateDaemon, retention_seconds
+from edge.gate.daemon import GateDaemon
 from edge.gate.door import DoorActuator, GpioContact, GpioDoor, MqttRelayDoor, SimulatedDoor
-from edge.gate.frames import FrameSource, SourceSpec, open_source
+from edge.gate.frames import FrameSource, SourceSpec
 from edge.gate.gallery import GalleryStore
 from edge.gate.replay import NonceLedger
 from edge.gate.snapshots import SnapshotStore
@@ -27,18 +29,13 @@ log = logging.getLogger(__name__)
 
 
 def source_spec(config: GateConfig) -> SourceSpec:
-    """The frame source described by the config."""
-    src = config.source
-    return SourceSpec(
-        kind=src.kind,
-        target=src.target,
-        fps=src.fps,
-        loop=src.loop,
-        width=src.width,
-        height=src.height,
-        initial_backoff_s=src.initial_backoff_s,
-        max_backoff_s=src.max_backoff_s,
-    )
+    """The frame source described by the config (the section has the spec's fields)."""
+    return SourceSpec(**config.source.model_dump())
+
+
+def retention_seconds(days: float) -> float:
+    """Snapshot retention in seconds."""
+    return timedelta(days=days).total_seconds()
 
 
 def gallery_key(config: GateConfig) -> bytes:

@@ -13,6 +13,9 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from contracts.settings import MqttSettings, Secret, StrictModel
 from contracts.signing import MessageVerifier
 from contracts.topics import check_segment
+from edge.gate.model import AccessPolicy, Curfew
+from edge.gate.replay import FreshnessRule
+from edge.gate.voting import ConfirmRule
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -77,6 +80,10 @@ class ConfirmationSection(StrictModel):
         description="the same outcome for the same face is not re-reported within this time",
     )
 
+    def confirm_rule(self) -> ConfirmRule:
+        """The pure voting rule these settings stand for (all but the per-track timings)."""
+        return ConfirmRule(**self.model_dump(exclude={"reverify_s", "cooldown_s"}))
+
 
 class CurfewSection(StrictModel):
     start: str = Field(description="HH:MM local")
@@ -112,6 +119,18 @@ class PolicySection(StrictModel):
         except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a tz folder
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
+
+    def access_policy(self) -> AccessPolicy:
+        """The pure policy settings these stand for."""
+        curfew = None
+        if self.curfew is not None:
+            curfew = Curfew(_parse_hhmm(self.curfew.start), _parse_hhmm(self.curfew.end))
+        return AccessPolicy(
+            timezone=self.timezone,
+            curfew=curfew,
+            anti_passback=self.anti_passback,
+            anti_passback_window_s=self.anti_passback_window_s,
+        )
 
 
 class ContactSection(StrictModel):
@@ -183,6 +202,10 @@ class CommandAuthSection(StrictModel):
     def _keys_parse(cls, value: list[str]) -> list[str]:
         MessageVerifier.from_texts(value)  # ValueError names the bad key by position
         return value
+
+    def freshness_rule(self) -> FreshnessRule:
+        """How old, or how far ahead of the gate's clock, a command may be."""
+        return FreshnessRule(max_age_s=self.max_age_s, max_future_s=self.max_future_s)
 
 
 class OutboxSection(StrictModel):

@@ -57,6 +57,14 @@ class DoorActuator(Protocol):
         """Whether the door is currently unlocked."""
 
 
+class ContactInput(Protocol):
+    """A hardware door-contact input (GPIO) that calls back on changes."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class _TimedDoor:
     """Unlock/relock bookkeeping shared by the actuators; subclasses implement ``_drive``."""
 

@@ -1,6 +1,7 @@
 """The gate's gallery file: load at start, install updates atomically, keep one backup.
 
-The document (format, encryption, keys) is shared with the gateway: contracts/gallery.py.
+The document (format) and its encryption and keys are shared with the gateway: contracts/gallery.py
+and contracts/gallery_crypto.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from contracts.gallery import Gallery, GalleryError, decrypt_gallery, encrypt_gallery
+from contracts.gallery import Gallery, GalleryError
+from contracts.gallery_crypto import decrypt_gallery, encrypt_gallery
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,10 @@ Exits (direction OUT) are always granted to a known person, with no check and no
 safety requires that anyone inside can leave, whatever their status, pass, schedule or passage
 history.
 
-Unknown credentials are not decided here: the caller knows why nobody was identified (unknown
-face, ambiguous match, unknown card, wrong PIN) and builds that denial with deny().
+Unknown credentials are not decided by decide_access: the caller knows why nobody was identified
+(unknown card, wrong PIN) and builds that denial with deny(). For faces, decide_face turns the
+vote's verdict into a decision: a confirmed person goes through decide_access, anyone else is
+denied AMBIGUOUS_MATCH when the track's latest match was ambiguous, otherwise UNKNOWN_FACE.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from contracts.access import (
     scope_denial,
 )
 from edge.gate.model import AccessDecision, AccessPolicy, Curfew, Passage
+from edge.gate.voting import Verdict
 
 _STATUS_REASONS: dict[PersonStatus, Reason] = {
     PersonStatus.SUSPENDED: Reason.SUSPENDED,
@@ -87,6 +90,28 @@ def decide_access(
     return AccessDecision(
         granted=True, reason=Reason.GRANTED, person_id=person.person_id, flags=flags
     )
+
+
+def decide_face(
+    verdict: Verdict,
+    person: Person | None,
+    gate: GateInfo,
+    policy: AccessPolicy,
+    now: datetime,
+    *,
+    last_passage: Passage | None = None,
+    last_match: str | None = None,
+) -> AccessDecision:
+    """Decide on a face whose vote has ended; `person` is the confirmed one, looked up by id.
+
+    `last_match` is the reason of the track's latest 1:N match ("ambiguous", "no_match", ...).
+    """
+    if verdict.state == "confirmed" and verdict.person_id is not None:
+        if person is None:
+            # Confirmed against a gallery that no longer lists them: nobody we know.
+            return deny(Reason.UNKNOWN_FACE)
+        return decide_access(person, gate, policy, now, last_passage=last_passage)
+    return deny(Reason.AMBIGUOUS_MATCH if last_match == "ambiguous" else Reason.UNKNOWN_FACE)
 
 
 def _first_denial(

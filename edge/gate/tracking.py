@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge.gate.voting import Vote
+from edge.gate.voting import TrackOutcome, Vote
 from faces.box import Box
 
 
@@ -26,6 +26,8 @@ class Track:
     last_encode_at: float | None = None
     votes: list[Vote] = field(default_factory=list)
     decided: bool = False
+    last_match: str | None = None  # reason of the latest 1:N match ("ambiguous", ...)
+    outcome: TrackOutcome | None = None  # the last decision, for re-verification and cooldown
 
 
 def iou(a: Box, b: Box) -> float:

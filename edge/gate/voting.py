@@ -18,6 +18,11 @@ frame costs one encoding (~80 ms on the target box). The rule therefore adapts t
 
 Unknown votes (``person_id`` None) never conflict with a known one: frames where the face was
 not recognised are common and do not point at anybody else.
+
+Once a track is decided, `TrackOutcome` remembers the decision: `reverify_due` says when the face
+is checked again (the next person may step into the same spot), and `next_outcome` suppresses
+the same outcome for the same track within a cooldown, so one face standing at the gate is not
+reported over and over.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from edge.gate.model import MatchResult
+from edge.gate.model import AccessDecision, MatchResult
 
 VerdictState = Literal["pending", "confirmed", "rejected"]
 
@@ -143,3 +148,38 @@ def _verdict(state: VerdictState, person_id: str | None, used: Sequence[Vote]) -
         distance=math.fsum(v.distance for v in used) / count,
         margin=math.fsum(v.margin for v in used) / count,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TrackOutcome:
+    """The last face decision on a track, for re-verification and repeat suppression."""
+
+    decided_at: float
+    person_id: str | None
+    granted: bool
+    reported_at: float
+
+    def same_outcome(self, decision: AccessDecision) -> bool:
+        return self.person_id == decision.person_id and self.granted == decision.granted
+
+
+def reverify_due(outcome: TrackOutcome, now: float, reverify_s: float) -> bool:
+    """Whether a decided track has waited long enough to be checked again."""
+    return now - outcome.decided_at >= reverify_s
+
+
+def next_outcome(
+    previous: TrackOutcome | None, decision: AccessDecision, now: float, cooldown_s: float
+) -> tuple[TrackOutcome, bool]:
+    """The track's outcome after deciding at `now`, and whether the decision is to be reported.
+
+    The same person and result as the last report, less than `cooldown_s` after it, is a repeat:
+    not reported, and the cooldown keeps counting from that last report.
+    """
+    if (
+        previous is not None
+        and previous.same_outcome(decision)
+        and now - previous.reported_at < cooldown_s
+    ):
+        return TrackOutcome(now, decision.person_id, decision.granted, previous.reported_at), False
+    return TrackOutcome(now, decision.person_id, decision.granted, now), True

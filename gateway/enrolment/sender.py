@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.access import Direction, GateInfo, Person
-from contracts.gallery import encrypt_gallery
+from contracts.gallery_crypto import encrypt_gallery
 from contracts.models import GalleryUpdate
 from contracts.signing import MessageSigner
 from contracts.topics import GateAddress, GateChannel, gate_topic

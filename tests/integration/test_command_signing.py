@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from contracts.gallery import encrypt_gallery, load_key
+from contracts.gallery_crypto import encrypt_gallery, load_key
 from contracts.models import (
     CardSwipe,
     Command,

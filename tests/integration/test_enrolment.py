@@ -24,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.access import Direction, GateInfo, Person, PersonKind, PersonStatus, may_use_gate
-from contracts.gallery import Gallery, GalleryKeyError, decrypt_gallery
+from contracts.gallery import Gallery
+from contracts.gallery_crypto import GalleryKeyError, decrypt_gallery
 from contracts.models import GalleryAck, GalleryUpdate
 from contracts.settings import Secret
 from faces.engine import DlibFaceEngine, photo_engine

@@ -12,15 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.gate.frames import (
-    CaptureSource,
-    FolderSource,
-    Frame,
-    FrameSource,
-    SourceSpec,
-    SourceStatus,
-    open_source,
-)
+from edge.gate.capture import CaptureSource, FolderSource, open_source
+from edge.gate.frames import Frame, FrameSource, SourceSpec, SourceStatus
 
 BACKOFF_S = 0.02
 MAX_BACKOFF_S = 0.05
@@ -127,7 +120,7 @@ def test_folder_skips_undecodable_image_counts_and_logs_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A corrupt .jpg is skipped every pass and counted; the source stays healthy."""
-    caplog.set_level(logging.WARNING, logger="edge.gate.frames")
+    caplog.set_level(logging.WARNING, logger="edge.gate.capture")
     for i in range(3):
         write_grey(tmp_path / f"frame_{i:03d}.png", LEVELS[i])
     corrupt = tmp_path / "frame_001_corrupt.jpg"
@@ -328,7 +321,8 @@ def test_unreachable_stream_is_degraded_without_leaking_credentials(
     stop_later: Callable[[FrameSource], FrameSource],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="edge.gate.frames")
+    caplog.set_level(logging.DEBUG, logger="edge.gate.grabber")
+    caplog.set_level(logging.DEBUG, logger="edge.gate.capture")
     url = "rtsp://admin:hunter2@127.0.0.1:9/live"  # discard port: connection refused at once
     source = stop_later(
         open_source(

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from contracts.gallery import encrypt_gallery, generate_key
+from contracts.gallery_crypto import encrypt_gallery, generate_key
 from contracts.models import (
     AccessEvent,
     Availability,
@@ -178,7 +178,7 @@ def test_corrupt_gallery_disables_faces_but_the_access_list_copy_keeps_cards_wor
     config = _config(tmp_path, broker.port)
     first = _started_gate(config)
     try:
-        first.install_gallery(encrypt_gallery(make_gallery(version=1), gallery_key))
+        first.gallery_sync.install(encrypt_gallery(make_gallery(version=1), gallery_key))
     finally:
         first.stop()
     gallery_path = tmp_path / "gallery.bin"
@@ -239,14 +239,14 @@ def test_resending_the_current_gallery_version_repairs_a_corrupt_gallery_file(
     config = _config(tmp_path, broker.port)
     first = _started_gate(config)
     try:
-        first.install_gallery(encrypt_gallery(make_gallery(version=1), gallery_key))
+        first.gallery_sync.install(encrypt_gallery(make_gallery(version=1), gallery_key))
     finally:
         first.stop()
     (tmp_path / "gallery.bin").write_bytes(b"garbage")
 
     daemon = _started_gate(config)
     try:
-        assert daemon.face_error is not None
+        assert daemon.gallery_sync.face_error is not None
         update = GalleryUpdate(
             producer="gateway",
             version=1,
@@ -258,8 +258,9 @@ def test_resending_the_current_gallery_version_repairs_a_corrupt_gallery_file(
         collector.client.publish(f"{GATE}/gallery", _signed("gallery", update), qos=1)
         (ack,) = _wait_parsed(collector, GalleryAck, lambda a: len(a) >= 1)
         assert ack.correlation_id == "repair-1"
-        assert daemon.face_error is None, (
-            f"ack applied={ack.applied} but the face path is still disabled: {daemon.face_error}"
+        face_error = daemon.gallery_sync.face_error
+        assert face_error is None, (
+            f"ack applied={ack.applied} but the face path is still disabled: {face_error}"
         )
         assert ack.applied
         assert GalleryStore(tmp_path / "gallery.bin", gallery_key).load().version == 1
@@ -299,7 +300,7 @@ def test_gallery_under_another_key_disables_faces_with_wrong_key_and_never_logs_
         (ack,) = _wait_parsed(collector, GalleryAck, lambda a: len(a) >= 1)
         assert (ack.correlation_id, ack.applied) == ("other-key", False)
         assert ack.error is not None and "wrong key" in ack.error
-        assert daemon.face_error is not None
+        assert daemon.gallery_sync.face_error is not None
     finally:
         daemon.stop()
 
@@ -403,8 +404,8 @@ def test_malformed_messages_are_rejected_with_a_reason_and_the_gate_keeps_workin
         )
         assert _unlocks(daemon) == 1
         assert daemon.link.handler_errors == 0, "a handler raised instead of rejecting"
-        assert daemon.gallery_version == 1
-        assert daemon.face_error is None
+        assert daemon.gallery_sync.version == 1
+        assert daemon.gallery_sync.face_error is None
         assert daemon.link.connected
     finally:
         daemon.stop()
@@ -412,7 +413,7 @@ def test_malformed_messages_are_rejected_with_a_reason_and_the_gate_keeps_workin
     rejections = [
         r.getMessage()
         for r in caplog.records
-        if r.name == "edge.gate.daemon"
+        if r.name in ("edge.gate.reporting", "edge.gate.gallery_sync")
         and r.levelno >= logging.WARNING
         and "rejected" in r.getMessage()
     ]
@@ -558,7 +559,7 @@ def test_an_older_gallery_is_acknowledged_with_the_current_version_and_never_ins
     save_gallery(gallery_path, gallery_key, make_gallery(version=2))
     daemon = _started_gate(_config(tmp_path, broker.port))
     try:
-        assert daemon.gallery_version == 2
+        assert daemon.gallery_sync.version == 2
         payload = _gallery_update(
             gallery_key, announced=announced, content=content, correlation_id="stale"
         )
@@ -568,8 +569,8 @@ def test_an_older_gallery_is_acknowledged_with_the_current_version_and_never_ins
         if must_refuse:
             assert not ack.applied
             assert ack.error is not None and "stale gallery version 1" in ack.error
-        assert daemon.gallery_version == 2
-        assert daemon.face_error is None
+        assert daemon.gallery_sync.version == 2
+        assert daemon.gallery_sync.face_error is None
         assert GalleryStore(gallery_path, gallery_key).load().version == 2
     finally:
         daemon.stop()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from contracts.gallery import encrypt_gallery
+from contracts.gallery_crypto import encrypt_gallery
 from contracts.models import AccessEvent, Command, GalleryUpdate, Heartbeat
 from contracts.registry import parse_message
 from contracts.yamlconfig import load_yaml_model
@@ -172,8 +172,8 @@ def test_gallery_update_over_mqtt_is_applied_and_a_bad_one_keeps_the_last_good(
         ("c-bad", False, 2),
     ]
     assert "gallery" in parsed[1]["error"]
-    assert daemon.gallery_version == 2
-    assert daemon.face_error is None
+    assert daemon.gallery_sync.version == 2
+    assert daemon.gallery_sync.face_error is None
 
 
 def test_unlock_command_opens_the_door_and_is_answered(
@@ -209,7 +209,7 @@ def test_availability_is_retained_online_and_heartbeat_reports_health(
         assert avail and avail[-1]["state"] == "online"
     finally:
         late.stop()
-    beat = daemon.heartbeat(daemon.clock())
+    beat = daemon.health.heartbeat(daemon.clock())
     assert isinstance(beat, Heartbeat)
     assert beat.gallery_version == 1
     assert beat.face_path == "ok"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
+from datetime import time
 from pathlib import Path
 from textwrap import dedent
 
@@ -19,7 +21,12 @@ from edge.gate.config import (
     GateConfig,
     MatchingSection,
     SnapshotSection,
+    SourceSection,
 )
+from edge.gate.frames import SourceSpec
+from edge.gate.model import AccessPolicy, Curfew
+from edge.gate.replay import FreshnessRule
+from edge.gate.voting import ConfirmRule
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gate.example.yaml"
 MARK = "# <-"
@@ -653,3 +660,39 @@ def test_mutual_tls_needs_both_certificate_and_key(tmp_path: Path, given: str) -
     )
     problems = problems_of(tmp_path, text)
     assert len(problems) == 1 and "both cert_file and key_file" in problems[0], problems
+
+
+# --- the pure settings the sections stand for -------------------------------------------------
+
+
+def test_source_section_has_exactly_the_fields_of_a_frame_source_spec() -> None:
+    """build_gate turns the section into a SourceSpec field for field."""
+    assert list(SourceSection.model_fields) == [f.name for f in fields(SourceSpec)]
+
+
+def test_default_sections_give_the_default_rules(tmp_path: Path) -> None:
+    config = load(tmp_path, gate_yaml())
+    assert config.policy.access_policy() == AccessPolicy()
+    assert config.confirmation.confirm_rule() == ConfirmRule()
+    assert config.command_auth.freshness_rule() == FreshnessRule(max_age_s=60.0, max_future_s=30.0)
+
+
+def test_policy_and_confirmation_sections_give_the_rules_they_configure(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        gate_yaml(
+            policy="policy:\n  timezone: Europe/Berlin\n  anti_passback: true\n"
+            "  anti_passback_window_s: 120\n  curfew:\n    start: '23:30'\n    end: '05:00'\n",
+            confirmation="confirmation:\n  k: 3\n  window_s: 2.5\n  strong_distance: 0.35\n"
+            "  strong_margin: 0.2\n  reject_after: 4\n  reverify_s: 2\n  cooldown_s: 5\n",
+        ),
+    )
+    assert config.policy.access_policy() == AccessPolicy(
+        timezone="Europe/Berlin",
+        curfew=Curfew(time(23, 30), time(5, 0)),
+        anti_passback=True,
+        anti_passback_window_s=120.0,
+    )
+    assert config.confirmation.confirm_rule() == ConfirmRule(
+        k=3, window_s=2.5, strong_distance=0.35, strong_margin=0.2, reject_after=4
+    )

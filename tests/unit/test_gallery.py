@@ -15,14 +15,11 @@ import numpy as np
 import pytest
 
 from contracts.access import Person, PersonKind, PersonStatus, TimeWindow
-from contracts.gallery import (
-    Gallery,
-    GalleryError,
+from contracts.gallery import Gallery, GalleryError, gallery_from_json, gallery_to_json
+from contracts.gallery_crypto import (
     GalleryKeyError,
     decrypt_gallery,
     encrypt_gallery,
-    gallery_from_json,
-    gallery_to_json,
     generate_key,
     load_key,
 )

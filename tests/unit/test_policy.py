@@ -20,7 +20,8 @@ from contracts.access import (
     TimeWindow,
 )
 from edge.gate.model import AccessDecision, AccessPolicy, Curfew, Passage
-from edge.gate.policy import decide_access, deny
+from edge.gate.policy import decide_access, decide_face, deny
+from edge.gate.voting import Verdict
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # One calendar week, Monday 2024-03-04 to Monday 2024-03-11 (China has no DST).
@@ -535,3 +536,46 @@ def test_exit_is_not_subject_to_anti_passback() -> None:
 
 def test_exit_during_curfew_is_not_flagged() -> None:
     assert decide_access(STUDENT, EXIT, NIGHT_CURFEW, local("thu", 3)) == granted()
+
+
+# --- faces: the verdict of the vote ---------------------------------------------------------
+
+CONFIRMED = Verdict("confirmed", "S001", 2, 0.35, 0.2)
+REJECTED = Verdict("rejected", None, 3, 0.7, 0.01)
+PENDING = Verdict("pending", None, 0, None, None)
+
+
+def test_confirmed_face_goes_through_the_same_policy_as_everyone() -> None:
+    assert decide_face(CONFIRMED, STUDENT, ENTRY, POLICY, NOW) == granted()
+    suspended = replace(STUDENT, status=PersonStatus.SUSPENDED)
+    assert decide_face(CONFIRMED, suspended, ENTRY, POLICY, NOW) == denied(Reason.SUSPENDED)
+
+
+def test_confirmed_face_is_subject_to_anti_passback() -> None:
+    entered = Passage("B1-main", "B1", Direction.IN, NOW - timedelta(seconds=10))
+    decision = decide_face(CONFIRMED, STUDENT, ENTRY, PASSBACK, NOW, last_passage=entered)
+    assert decision == denied(Reason.ANTI_PASSBACK)
+
+
+def test_confirmed_face_no_longer_in_the_gallery_is_an_unknown_face() -> None:
+    decision = decide_face(CONFIRMED, None, ENTRY, POLICY, NOW, last_match="match")
+    assert decision == AccessDecision(granted=False, reason=Reason.UNKNOWN_FACE)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "last_match", "reason"),
+    [
+        (REJECTED, "ambiguous", Reason.AMBIGUOUS_MATCH),
+        (REJECTED, "no_match", Reason.UNKNOWN_FACE),
+        (REJECTED, "empty_gallery", Reason.UNKNOWN_FACE),
+        (REJECTED, None, Reason.UNKNOWN_FACE),
+        (PENDING, "ambiguous", Reason.AMBIGUOUS_MATCH),
+        (PENDING, "no_match", Reason.UNKNOWN_FACE),
+    ],
+)
+def test_a_face_nobody_was_confirmed_for_is_denied_by_its_latest_match(
+    verdict: Verdict, last_match: str | None, reason: Reason
+) -> None:
+    """Ambiguous when the latest 1:N match was ambiguous, otherwise unknown; never a person."""
+    decision = decide_face(verdict, None, ENTRY, POLICY, NOW, last_match=last_match)
+    assert decision == AccessDecision(granted=False, reason=reason)

@@ -6,8 +6,17 @@ import math
 
 import pytest
 
-from edge.gate.model import MatchResult
-from edge.gate.voting import ConfirmRule, Verdict, Vote, confirm
+from contracts.access import Reason
+from edge.gate.model import AccessDecision, MatchResult
+from edge.gate.voting import (
+    ConfirmRule,
+    TrackOutcome,
+    Verdict,
+    Vote,
+    confirm,
+    next_outcome,
+    reverify_due,
+)
 
 RULE = ConfirmRule()  # k=2, window 1.5 s, strong <= 0.40 with margin >= 0.12, reject after 3
 
@@ -208,3 +217,54 @@ def test_confirm_rule_rejects_out_of_range_settings(kwargs: dict[str, float], me
 def test_vote_rejects_nan_values(at: float, distance: float, margin: float) -> None:
     with pytest.raises(ValueError, match="must"):
         Vote(at=at, person_id="alice", distance=distance, margin=margin)
+
+
+# --- after a decision: re-verification and repeat suppression --------------------------------
+
+GRANT_ALICE = AccessDecision(granted=True, reason=Reason.GRANTED, person_id="alice")
+DENY_UNKNOWN = AccessDecision(granted=False, reason=Reason.UNKNOWN_FACE)
+COOLDOWN_S = 10.0
+
+
+def test_first_decision_on_a_track_is_reported() -> None:
+    outcome, report = next_outcome(None, GRANT_ALICE, now=5.0, cooldown_s=COOLDOWN_S)
+    assert report
+    assert outcome == TrackOutcome(decided_at=5.0, person_id="alice", granted=True, reported_at=5.0)
+
+
+def test_same_outcome_within_the_cooldown_is_not_reported_and_keeps_the_report_time() -> None:
+    first, _ = next_outcome(None, GRANT_ALICE, now=5.0, cooldown_s=COOLDOWN_S)
+    again, report = next_outcome(first, GRANT_ALICE, now=14.9, cooldown_s=COOLDOWN_S)
+    assert not report
+    assert (again.decided_at, again.reported_at) == (14.9, 5.0)
+
+
+def test_same_outcome_once_the_cooldown_has_passed_is_reported_again() -> None:
+    first, _ = next_outcome(None, GRANT_ALICE, now=5.0, cooldown_s=COOLDOWN_S)
+    repeat, _ = next_outcome(first, GRANT_ALICE, now=9.0, cooldown_s=COOLDOWN_S)
+    later, report = next_outcome(repeat, GRANT_ALICE, now=15.0, cooldown_s=COOLDOWN_S)
+    assert report, "the cooldown counts from the last report, not from the last repeat"
+    assert later.reported_at == 15.0
+
+
+@pytest.mark.parametrize(
+    "decision",
+    [DENY_UNKNOWN, AccessDecision(False, Reason.OUTSIDE_SCHEDULE, person_id="alice")],
+    ids=["another-person", "same-person-other-result"],
+)
+def test_a_different_outcome_is_reported_at_once(decision: AccessDecision) -> None:
+    first, _ = next_outcome(None, GRANT_ALICE, now=5.0, cooldown_s=COOLDOWN_S)
+    outcome, report = next_outcome(first, decision, now=5.5, cooldown_s=COOLDOWN_S)
+    assert report
+    assert outcome.reported_at == 5.5
+
+
+def test_zero_cooldown_reports_every_decision() -> None:
+    first, _ = next_outcome(None, GRANT_ALICE, now=5.0, cooldown_s=0.0)
+    assert next_outcome(first, GRANT_ALICE, now=5.0, cooldown_s=0.0)[1]
+
+
+@pytest.mark.parametrize(("now", "due"), [(5.99, False), (6.0, True), (9.0, True)])
+def test_a_decided_track_is_due_for_reverification_after_reverify_s(now: float, due: bool) -> None:
+    outcome = TrackOutcome(decided_at=5.0, person_id="alice", granted=True, reported_at=5.0)
+    assert reverify_due(outcome, now, reverify_s=1.0) is due
