@@ -25,17 +25,15 @@ from gateway.domain.alerts import AlertRules, AlertType, Signal
 from gateway.domain.occupancy import Presence
 from gateway.domain.welfare import evaluate_welfare, reconcile_welfare
 from gateway.enrolment import EnrolmentService
-from gateway.ingest import MqttIngest
-from gateway.pipeline import (
-    BatchOutcome,
-    Inbound,
-    LocalPipeline,
-    dedup_horizon,
-    gate_key,
-    prune_seen,
-)
+from gateway.ingest.batch import BatchOutcome, Inbound
+from gateway.ingest.dedup import dedup_horizon, prune_seen
+from gateway.ingest.mqtt import MqttIngest
+from gateway.ingest.pipeline import LocalPipeline
+from gateway.ingest.store import gate_key
+from gateway.ingest.worker import PipelineWorker
 from gateway.services import Clock, Services
-from gateway.timeseries.base import Point, TimeSeriesWriter, WriterStats
+from gateway.timeseries.base import TimeSeriesWriter
+from gateway.timeseries.fanout import FanOutWriter
 from gateway.timeseries.mapping import (
     APPLIANCE,
     APPLIANCE_STATE,
@@ -45,43 +43,8 @@ from gateway.timeseries.mapping import (
     alert_points,
 )
 from gateway.timeseries.sqlite_store import SqliteSeriesStore
-from gateway.worker import PipelineWorker
 
 log = logging.getLogger(__name__)
-
-
-class FanOutWriter:
-    """Writes each point to every writer that wants its measurement.
-
-    The embedded store keeps what the console charts (appliances, edge and bridge health);
-    access and door events are already in the SQL access log, so only a long-term sink
-    (InfluxDB, for Grafana) gets them.
-    """
-
-    def __init__(self, writers: Sequence[tuple[TimeSeriesWriter, frozenset[str] | None]]) -> None:
-        self._writers = list(writers)
-
-    def start(self) -> None:
-        for w, _ in self._writers:
-            w.start()
-
-    def write(self, points: Sequence[Point]) -> None:
-        for w, wanted in self._writers:
-            chosen = points if wanted is None else [p for p in points if p.measurement in wanted]
-            if chosen:
-                w.write(chosen)
-
-    def flush(self, timeout: float) -> bool:
-        return all(w.flush(timeout) for w, _ in self._writers)
-
-    def close(self) -> None:
-        for w, _ in self._writers:
-            w.close()
-
-    def stats(self) -> WriterStats:
-        """The stats of the long-term sink when there is one, else of the embedded store."""
-        return self._writers[-1][0].stats()
-
 
 EMBEDDED_MEASUREMENTS = frozenset({APPLIANCE, APPLIANCE_STATE, EDGE_HEALTH, BRIDGE_HEALTH})
 

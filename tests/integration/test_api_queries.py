@@ -22,8 +22,8 @@ from gateway.api.deps import Role
 from gateway.config import GatewayMqttSettings
 from gateway.db.schema import Person
 from gateway.domain.alerts import AlertType, Severity
-from gateway.ingest import MqttIngest
-from gateway.pipeline import BatchOutcome, Inbound
+from gateway.ingest.batch import BatchOutcome, Inbound
+from gateway.ingest.mqtt import MqttIngest
 from gateway.services import Services
 from gateway.timeseries.mapping import points_for
 from tests.broker import Broker, Collector

@@ -406,7 +406,7 @@ def test_two_states_of_a_new_appliance_in_one_batch_are_both_stored(gateway: Gat
     from contracts.models import DeviceState
     from contracts.topics import DeviceAddress, DeviceChannel, device_topic
     from gateway.db.schema import Device, DeviceStateRecord
-    from gateway.pipeline import Inbound
+    from gateway.ingest.batch import Inbound
 
     topic = device_topic(DeviceAddress("campus", BUILDING, "laundry", "w9"), DeviceChannel.STATE)
     states = [
@@ -436,7 +436,7 @@ def test_a_message_the_database_refuses_is_isolated_and_the_rest_stored(
     becomes a dead letter with the database's reason; the batch around it is stored."""
     from sqlalchemy import text
 
-    from gateway.pipeline import Inbound
+    from gateway.ingest.batch import Inbound
 
     poison = door_event("opened")
     with gateway.services.engine.begin() as c:
@@ -536,8 +536,8 @@ def test_a_batch_not_stored_when_ingest_stops_is_not_acknowledged(
 ) -> None:
     """Stopping during a database outage leaves the batch with the broker, which redelivers it."""
     from gateway.config import GatewayMqttSettings
-    from gateway.ingest import MqttIngest
-    from gateway.pipeline import BatchOutcome, Inbound
+    from gateway.ingest.batch import BatchOutcome, Inbound
+    from gateway.ingest.mqtt import MqttIngest
 
     settings = GatewayMqttSettings(port=broker.port)
     client_id = f"gw-outage-{tmp_path.name[-10:]}"
