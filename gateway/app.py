@@ -16,6 +16,8 @@ from contracts.models import AlertNotice, utc_now
 from contracts.signing import MessageSigner, parse_private_key
 from contracts.topics import GatewayChannel, gateway_topic
 from gateway.alerting import AlertService, AlertView
+from gateway.auth.throttle import ThrottlePolicy
+from gateway.auth.throttle_store import forget_idle_throttles
 from gateway.commands import CommandService
 from gateway.config import GatewayConfig, check_secret
 from gateway.db import migrate, open_engine, session_factory
@@ -136,10 +138,6 @@ class Gateway:
 
     def _hourly(self, now: datetime) -> None:
         """Hourly pruning: old event ids, expired tokens and photos, idle throttles, old audit."""
-        # Imported here: gateway.api loads FastAPI, which the ingest worker (it imports this
-        # module) does not need.
-        from gateway.api.auth import ThrottlePolicy, forget_idle_throttles
-
         config = self.services.config
         with self.services.sessions.begin() as session:
             pruned = prune_seen(session, dedup_horizon(now, config.dedup_days))
@@ -383,7 +381,7 @@ def run_gateway(config: GatewayConfig) -> int:
             ws_ping_interval=20,
             lifespan="off",
             # The client address is the login throttle's key: only api.trusted_proxies may
-            # name another one (gateway/api/auth.py), never uvicorn's own header handling.
+            # name another one (gateway/auth/addresses.py), never uvicorn's own header handling.
             proxy_headers=False,
         )
     )

@@ -45,7 +45,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _cmd_user_create(args: argparse.Namespace) -> int:
-    from gateway.api.auth import create_user
+    from gateway.auth.users import create_user
     from gateway.db import migrate, open_engine, session_factory
 
     config = _load(args.config)

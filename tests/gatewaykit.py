@@ -23,9 +23,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from gateway.alerting import AlertService
-from gateway.api.auth import create_user
-from gateway.api.deps import Role
 from gateway.audit import chain_head, seal
+from gateway.auth.roles import Role
+from gateway.auth.users import create_user
 from gateway.commands import CommandService
 from gateway.config import GatewayConfig
 from gateway.db import migrate, open_engine, session_factory

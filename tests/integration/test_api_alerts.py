@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.alerting import OVERFLOW, AlertBus
-from gateway.api.deps import Role
+from gateway.auth.roles import Role
 from gateway.domain.alerts import AlertType, Severity
 from gateway.services import Services
 from tests.gatewaykit import (

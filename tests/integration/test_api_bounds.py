@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from edge.gate.faces import Detection
 from edge.gate.model import Box
 from gateway.api import create_app
-from gateway.api.deps import Role
+from gateway.auth.roles import Role
 from gateway.enrolment import EnrolmentService
 from gateway.services import Services
 from tests.gatekit import write_key

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.models import Command, CommandResult, DeviceTelemetry
 from contracts.registry import parse_message
 from contracts.topics import parse_topic
-from gateway.api.deps import Role
+from gateway.auth.roles import Role
 from gateway.config import GatewayMqttSettings
 from gateway.db.schema import Person
 from gateway.domain.alerts import AlertType, Severity

@@ -31,7 +31,7 @@ from schemathesis.core.result import Err
 from sqlalchemy import select, update
 
 from gateway.api import create_app
-from gateway.api.deps import Role
+from gateway.auth.roles import Role
 from gateway.db.schema import ApiToken, User
 from gateway.domain.alerts import AlertType, Severity
 from gateway.services import Services

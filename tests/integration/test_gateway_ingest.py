@@ -257,7 +257,7 @@ def test_an_mqtt_event_reaches_a_guards_websocket(gateway: Gateway, publisher: P
     from fastapi.testclient import TestClient
 
     from gateway.api import create_app
-    from gateway.api.auth import create_user
+    from gateway.auth.users import create_user
 
     with gateway.services.sessions.begin() as s:
         create_user(s, "night-guard", "night-guard-pw-1", "guard", mode="development")
@@ -369,7 +369,7 @@ def test_a_console_on_one_replica_sees_alerts_raised_by_the_other(
     from fastapi.testclient import TestClient
 
     from gateway.api import create_app
-    from gateway.api.auth import create_user
+    from gateway.auth.users import create_user
 
     replicas = _replicas(broker, tmp_path)
     pub = Publisher(broker.port, client_id="replica-pub")
@@ -461,7 +461,8 @@ def test_a_message_the_database_refuses_is_isolated_and_the_rest_stored(
 def test_hourly_upkeep_forgets_old_event_ids_and_expired_tokens(gateway: Gateway) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from gateway.api.auth import create_user, login
+    from gateway.auth.login import login
+    from gateway.auth.users import create_user
     from gateway.db.schema import ApiToken, SeenEvent
 
     with gateway.services.sessions.begin() as s:
@@ -484,7 +485,8 @@ def test_hourly_upkeep_forgets_idle_login_throttles_and_auth_events_past_their_r
     even when no further failure prunes it; auth_events go after api.auth_events_retention_days."""
     from datetime import timedelta
 
-    from gateway.api.auth import LoginError, create_user, login
+    from gateway.auth.login import LoginError, login
+    from gateway.auth.users import create_user
     from gateway.db import migrate
     from gateway.db.schema import AuthEvent, LoginThrottle
     from tests.gatewaykit import FakeClock

@@ -12,7 +12,8 @@ from pydantic import Field
 from sqlalchemy import and_, or_, select
 
 from gateway.api.common import MAX_ROW_ID, Out, PageLimit, PageOffset, UtcDatetime
-from gateway.api.deps import CurrentUser, Role, SessionDep, require
+from gateway.api.deps import SessionDep, require
+from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import AccessRecord, Person
 
 router = APIRouter(prefix="/api/access", tags=["access log"])

@@ -24,7 +24,8 @@ from gateway.alerting import (
     NotFoundError,
 )
 from gateway.api.common import In, PageLimit, RowIdPath, UtcDatetime, conflict, not_found
-from gateway.api.deps import CurrentUser, Role, ServicesDep, require
+from gateway.api.deps import ServicesDep, require
+from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import User
 from gateway.domain.alerts import AlertType, SeverityValue
 

@@ -14,8 +14,9 @@ from pydantic import Field, model_validator
 
 from gateway.alerting import NotFoundError, SilenceView
 from gateway.api.common import In, RowIdPath, UtcDatetime, not_found
-from gateway.api.deps import CurrentUser, Role, ServicesDep, require
+from gateway.api.deps import ServicesDep, require
 from gateway.api.routes.alerts import FACILITIES_TYPES
+from gateway.auth.roles import CurrentUser, Role
 from gateway.domain.alerts import AlertType
 
 router = APIRouter(prefix="/api/silences", tags=["silences"])

@@ -29,9 +29,9 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from gateway.alerting import AlertScope, Overflow
-from gateway.api.auth import authenticate
-from gateway.api.deps import CurrentUser, Role
 from gateway.api.routes.alerts import scope_for
+from gateway.auth.roles import CurrentUser, Role
+from gateway.auth.tokens import authenticate
 from gateway.db.schema import Person
 from gateway.domain.alerts import AlertType
 from gateway.services import Services
