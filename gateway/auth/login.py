@@ -10,21 +10,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from gateway.auth import throttle
 from gateway.auth.addresses import address_key
 from gateway.auth.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from gateway.auth.roles import CurrentUser, Role
-from gateway.auth.throttle import (
-    FailureCount,
-    ThrottleCounts,
-    ThrottlePolicy,
-    ThrottleScope,
-    count_failure,
-    current_count,
-    login_wait_s,
-    retry_after_s,
-    starts_waiting,
-    throttle_delay_s,
-)
+from gateway.auth.throttle import FailureCount, ThrottleCounts, ThrottlePolicy, ThrottleScope
 from gateway.auth.throttle_store import (
     ThrottleKey,
     audit_throttle,
@@ -136,23 +126,25 @@ def _admit(
     cannot all slip through on the same free turn; a success removes the counts again.
     """
     rows = lock_throttle_rows(session, keys, now)
-    before = {scope: current_count(count_of(row), now, policy) for scope, row in rows.items()}
+    before = {
+        scope: throttle.current_count(count_of(row), now, policy) for scope, row in rows.items()
+    }
     counts = ThrottleCounts(
         address=before[ThrottleScope.ADDRESS],
         account_address=before[ThrottleScope.ACCOUNT_ADDRESS],
         account=before[ThrottleScope.ACCOUNT],
     )
-    wait = login_wait_s(counts, now, policy)
+    wait = throttle.login_wait_s(counts, now, policy)
     if wait > 0:
-        raise LoginThrottledError(retry_after_s(wait))  # rolls back: nothing is counted
+        raise LoginThrottledError(throttle.retry_after_s(wait))  # rolls back: nothing is counted
     started: list[tuple[ThrottleScope, FailureCount]] = []
     for scope, row in rows.items():
-        after = count_failure(before[scope], now, policy)
+        after = throttle.count_failure(before[scope], now, policy)
         if before[scope] is None:
             row.first_failure_at = now
         row.failures = after.failures
         row.last_failure_at = after.last_failure_at
-        if starts_waiting(scope, before[scope], after, policy):
+        if throttle.starts_waiting(scope, before[scope], after, policy):
             started.append((scope, after))
     return _Attempt(keys, address, tuple(started))
 
@@ -167,7 +159,7 @@ def _record_failure(
     """Audit the waits this failure starts and forget counts nobody added to for a while."""
     forget_idle_throttles(session, now, policy)
     for scope, count in attempt.started:
-        delay = throttle_delay_s(count.failures, policy.cap_s(scope), policy)
+        delay = throttle.throttle_delay_s(count.failures, policy.cap_s(scope), policy)
         # A name that is no account may be a password typed into the wrong field: not recorded.
         audit_throttle(
             session,
