@@ -7,7 +7,6 @@ Changing, deleting or reordering any stored row breaks the chain from that row o
 from __future__ import annotations
 
 import hashlib
-import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -47,12 +46,11 @@ CHAINED_FIELDS = (
     "faces_in_view",
     "seq",
 )
-_chained_values = operator.attrgetter(*CHAINED_FIELDS)
 
 
 def record_fields(source: AccessRecord | AccessEvent) -> dict[str, Any]:
     """What the chain hash covers of an access-log row, or of the event it is stored from."""
-    fields = dict(zip(CHAINED_FIELDS, _chained_values(source), strict=True))
+    fields = {name: getattr(source, name) for name in CHAINED_FIELDS}
     fields["flags"] = list(fields["flags"])
     return fields
 
