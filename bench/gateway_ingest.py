@@ -144,7 +144,7 @@ def alert_latency(port: int, workdir: Path, *, worker: bool) -> tuple[float, flo
     import websockets
 
     from gateway.api import create_app
-    from gateway.api.auth import create_user
+    from gateway.auth.users import create_user
 
     api_port = free_port()
     config = GatewayConfig.model_validate(

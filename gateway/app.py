@@ -20,6 +20,8 @@ from gateway.alerts.rules.welfare import evaluate_welfare, reconcile_welfare
 from gateway.alerts.service import AlertService
 from gateway.alerts.types import AlertType, Signal
 from gateway.alerts.views import AlertView
+from gateway.auth.throttle import ThrottlePolicy
+from gateway.auth.throttle_store import forget_idle_throttles
 from gateway.commands import CommandService
 from gateway.config import GatewayConfig, check_secret
 from gateway.db import migrate, open_engine, session_factory
@@ -27,18 +29,16 @@ from gateway.db.schema import ApiToken, AuthEvent, Gate, LateReturn
 from gateway.db.schema import Presence as PresenceRow
 from gateway.domain.occupancy import Presence
 from gateway.enrolment.service import EnrolmentService
-from gateway.ingest import MqttIngest
-from gateway.pipeline import (
-    BatchOutcome,
-    Inbound,
-    LocalPipeline,
-    dedup_horizon,
-    gate_key,
-    prune_seen,
-)
+from gateway.ingest.batch import BatchOutcome, Inbound
+from gateway.ingest.dedup import dedup_horizon, prune_seen
+from gateway.ingest.mqtt import MqttIngest
+from gateway.ingest.pipeline import LocalPipeline
+from gateway.ingest.store import gate_key
+from gateway.ingest.worker import PipelineWorker
 from gateway.ports import Clock
 from gateway.services import Services
-from gateway.timeseries.base import Point, TimeSeriesWriter, WriterStats
+from gateway.timeseries.base import TimeSeriesWriter
+from gateway.timeseries.fanout import FanOutWriter
 from gateway.timeseries.mapping import (
     APPLIANCE,
     APPLIANCE_STATE,
@@ -48,43 +48,8 @@ from gateway.timeseries.mapping import (
     alert_points,
 )
 from gateway.timeseries.sqlite_store import SqliteSeriesStore
-from gateway.worker import PipelineWorker
 
 log = logging.getLogger(__name__)
-
-
-class FanOutWriter:
-    """Writes each point to every writer that wants its measurement.
-
-    The embedded store keeps what the console charts (appliances, edge and bridge health);
-    access and door events are already in the SQL access log, so only a long-term sink
-    (InfluxDB, for Grafana) gets them.
-    """
-
-    def __init__(self, writers: Sequence[tuple[TimeSeriesWriter, frozenset[str] | None]]) -> None:
-        self._writers = list(writers)
-
-    def start(self) -> None:
-        for w, _ in self._writers:
-            w.start()
-
-    def write(self, points: Sequence[Point]) -> None:
-        for w, wanted in self._writers:
-            chosen = points if wanted is None else [p for p in points if p.measurement in wanted]
-            if chosen:
-                w.write(chosen)
-
-    def flush(self, timeout: float) -> bool:
-        return all(w.flush(timeout) for w, _ in self._writers)
-
-    def close(self) -> None:
-        for w, _ in self._writers:
-            w.close()
-
-    def stats(self) -> WriterStats:
-        """The stats of the long-term sink when there is one, else of the embedded store."""
-        return self._writers[-1][0].stats()
-
 
 EMBEDDED_MEASUREMENTS = frozenset({APPLIANCE, APPLIANCE_STATE, EDGE_HEALTH, BRIDGE_HEALTH})
 
@@ -176,10 +141,6 @@ class Gateway:
 
     def _hourly(self, now: datetime) -> None:
         """Hourly pruning: old event ids, expired tokens and photos, idle throttles, old audit."""
-        # Imported here: gateway.api loads FastAPI, which the ingest worker (it imports this
-        # module) does not need.
-        from gateway.api.auth import ThrottlePolicy, forget_idle_throttles
-
         config = self.services.config
         with self.services.sessions.begin() as session:
             pruned = prune_seen(session, dedup_horizon(now, config.dedup_days))
@@ -423,7 +384,7 @@ def run_gateway(config: GatewayConfig) -> int:
             ws_ping_interval=20,
             lifespan="off",
             # The client address is the login throttle's key: only api.trusted_proxies may
-            # name another one (gateway/api/auth.py), never uvicorn's own header handling.
+            # name another one (gateway/auth/addresses.py), never uvicorn's own header handling.
             proxy_headers=False,
         )
     )

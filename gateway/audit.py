@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from contracts.models import AccessEvent
 from gateway.db.schema import AccessRecord
 
 GENESIS = "0" * 64
@@ -26,25 +27,32 @@ def canonical(fields: dict[str, Any]) -> bytes:
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
-def record_fields(row: AccessRecord) -> dict[str, Any]:
-    """The chained content of one access-log row (everything but id, received_at, hashes)."""
-    return {
-        "event_id": row.event_id,
-        "ts": row.ts,
-        "site": row.site,
-        "building": row.building,
-        "gate_id": row.gate_id,
-        "direction": row.direction,
-        "decision": row.decision,
-        "method": row.method,
-        "person_id": row.person_id,
-        "reason": row.reason,
-        "flags": list(row.flags),
-        "distance": row.distance,
-        "margin": row.margin,
-        "faces_in_view": row.faces_in_view,
-        "seq": row.seq,
-    }
+# The chained content of an access event and of its access-log row (everything but the row's
+# id, received_at and hashes): the event's fields and the row's columns have the same names.
+CHAINED_FIELDS = (
+    "event_id",
+    "ts",
+    "site",
+    "building",
+    "gate_id",
+    "direction",
+    "decision",
+    "method",
+    "person_id",
+    "reason",
+    "flags",
+    "distance",
+    "margin",
+    "faces_in_view",
+    "seq",
+)
+
+
+def record_fields(source: AccessRecord | AccessEvent) -> dict[str, Any]:
+    """What the chain hash covers of an access-log row, or of the event it is stored from."""
+    fields = {name: getattr(source, name) for name in CHAINED_FIELDS}
+    fields["flags"] = list(fields["flags"])
+    return fields
 
 
 def chain_hash(prev_hash: str, fields: dict[str, Any]) -> str:

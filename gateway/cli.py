@@ -6,10 +6,15 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.yamlconfig import ConfigError, load_yaml_model
 from gateway.config import GatewayConfig
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def _load(path: str) -> GatewayConfig | None:
@@ -20,17 +25,37 @@ def _load(path: str) -> GatewayConfig | None:
         return None
 
 
-def _cmd_gateway(args: argparse.Namespace) -> int:
-    from gateway.app import run_gateway
-
+def _with_config(
+    args: argparse.Namespace,
+    command: str,
+    run: Callable[[GatewayConfig], int],
+    errors: tuple[type[Exception], ...],
+) -> int:
+    """Load ``--config`` and run the command with it; 2, with the reason on stderr, when the
+    configuration is invalid or the command raises one of ``errors``."""
     config = _load(args.config)
     if config is None:
         return 2
     try:
-        return run_gateway(config)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"dormguard gateway: {exc}", file=sys.stderr)
+        return run(config)
+    except errors as exc:
+        print(f"dormguard {command}: {exc}", file=sys.stderr)
         return 2
+
+
+def _engine(config: GatewayConfig) -> Engine:
+    """The configured database, its password (if any) read from the environment."""
+    from gateway.db import open_engine
+
+    env = dict(os.environ)
+    db_password = config.database.password.read(env) if config.database.password else None
+    return open_engine(config.database.url, password=db_password)
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.app import run_gateway
+
+    return _with_config(args, "gateway", run_gateway, (ValueError, RuntimeError, OSError))
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -45,17 +70,12 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _cmd_user_create(args: argparse.Namespace) -> int:
-    from gateway.api.auth import create_user
-    from gateway.db import migrate, open_engine, session_factory
+    from gateway.auth.users import create_user
+    from gateway.db import migrate, session_factory
 
-    config = _load(args.config)
-    if config is None:
-        return 2
-    try:
+    def create(config: GatewayConfig) -> int:
         password = _read_password(args)
-        env = dict(os.environ)
-        db_password = config.database.password.read(env) if config.database.password else None
-        engine = open_engine(config.database.url, password=db_password)
+        engine = _engine(config)
         migrate(engine)
         with session_factory(engine).begin() as session:
             create_user(
@@ -66,23 +86,21 @@ def _cmd_user_create(args: argparse.Namespace) -> int:
                 display_name=args.name or "",
                 mode=config.mode,
             )
-    except (ValueError, OSError) as exc:
-        print(f"dormguard user create: {exc}", file=sys.stderr)
-        return 2
-    print(f"user {args.username!r} created with role {args.role}")
-    return 0
+        return 0
+
+    status = _with_config(args, "user create", create, (ValueError, OSError))
+    if status == 0:
+        print(f"user {args.username!r} created with role {args.role}")
+    return status
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from gateway.audit import verify_chain
-    from gateway.db import open_engine
 
     config = _load(args.config)
     if config is None:
         return 2
-    env = dict(os.environ)
-    db_password = config.database.password.read(env) if config.database.password else None
-    report = verify_chain(open_engine(config.database.url, password=db_password))
+    report = verify_chain(_engine(config))
     if report.ok:
         print(f"access log intact: {report.rows} records, hash chain verified")
         return 0

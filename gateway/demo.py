@@ -98,7 +98,7 @@ def start_demo_gateway(
     import uvicorn
 
     from gateway.api import create_app
-    from gateway.api.auth import create_user
+    from gateway.auth.users import create_user
 
     port = _api_port()
     config = GatewayConfig.model_validate(

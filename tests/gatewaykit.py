@@ -24,9 +24,9 @@ from sqlalchemy import select
 
 from gateway.alerts.service import AlertService
 from gateway.alerts.types import AlertType, Severity, Signal
-from gateway.api.auth import create_user
-from gateway.api.deps import Role
 from gateway.audit import chain_head, seal
+from gateway.auth.roles import Role
+from gateway.auth.users import create_user
 from gateway.commands import CommandService
 from gateway.config import GatewayConfig
 from gateway.db import migrate, open_engine, session_factory

@@ -7,30 +7,15 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from gateway.auth.roles import CurrentUser, Role
+from gateway.auth.tokens import authenticate
 from gateway.services import Services
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    GUARD = "guard"
-    FACILITIES = "facilities"
-    COUNSELLOR = "counsellor"
-    AUDITOR = "auditor"
-
-
-@dataclass(frozen=True, slots=True)
-class CurrentUser:
-    id: int
-    username: str
-    role: Role
 
 
 def get_services(request: Request) -> Services:
@@ -58,8 +43,6 @@ def current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> CurrentUser:
     """The caller, from the bearer token; 401 when missing, unknown, expired or revoked."""
-    from gateway.api.auth import authenticate
-
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

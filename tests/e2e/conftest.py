@@ -15,8 +15,8 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from gateway.api import create_app
-from gateway.api.deps import Role
 from gateway.app import Gateway
+from gateway.auth.roles import Role
 from tests.broker import Broker, free_port
 from tests.e2e.harness import (
     VIEWPORT,

@@ -31,8 +31,8 @@ from contracts.topics import (
     device_topic,
     gate_topic,
 )
-from gateway.api.deps import Role
 from gateway.app import Gateway, build_gateway
+from gateway.auth.roles import Role
 from gateway.config import GatewayConfig
 from tests.gatekit import write_key
 from tests.gatewaykit import PASSWORD, ensure_user

@@ -20,8 +20,8 @@ from typing import Any
 from contracts.models import DeviceTelemetry
 from contracts.topics import DeviceAddress, DeviceChannel, device_topic
 from gateway.api import create_app
-from gateway.api.deps import Role
 from gateway.app import Gateway
+from gateway.auth.roles import Role
 from gateway.db.schema import LoginThrottle
 from tests.broker import Broker, free_port
 from tests.e2e.harness import SITE, VIEWPORT, EdgePublisher, LiveServer, launch_chromium, log_in

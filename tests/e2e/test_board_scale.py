@@ -14,8 +14,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import update
 
-from gateway.api.deps import Role
 from gateway.app import Gateway
+from gateway.auth.roles import Role
 from gateway.db.schema import Device
 from tests.e2e.harness import SITE, LiveServer, log_in
 

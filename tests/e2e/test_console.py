@@ -23,8 +23,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from gateway.api.deps import Role
 from gateway.app import Gateway
+from gateway.auth.roles import Role
 from gateway.web import STATIC_ROOT
 from tests.e2e.harness import SITE, EdgePublisher, LiveServer, log_in, username
 from tests.e2e.screenshots import SCREENS, capture, seed_demo

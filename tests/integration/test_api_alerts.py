@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from gateway.alerts.bus import OVERFLOW, AlertBus
 from gateway.alerts.types import AlertType, Severity
-from gateway.api.deps import Role
+from gateway.auth.roles import Role
 from gateway.services import Services
 from tests.gatewaykit import (
     SITE,

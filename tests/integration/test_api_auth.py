@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from gateway.api import create_app
-from gateway.api.auth import create_user
-from gateway.api.auth import login as login_directly
-from gateway.api.deps import Role
+from gateway.auth.login import login as login_directly
+from gateway.auth.roles import Role
+from gateway.auth.users import create_user
 from gateway.db import open_engine, session_factory
 from gateway.db.schema import ApiToken, AuthEvent, User
 from gateway.services import Services

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from faces.box import Box
 from faces.engine import Detection
 from gateway.api import create_app
-from gateway.api.deps import Role
+from gateway.auth.roles import Role
 from gateway.enrolment.service import EnrolmentService
 from gateway.services import Services
 from tests.gatekit import write_key

@@ -19,11 +19,11 @@ from contracts.models import Command, CommandResult, DeviceTelemetry
 from contracts.registry import parse_message
 from contracts.topics import parse_topic
 from gateway.alerts.types import AlertType, Severity
-from gateway.api.deps import Role
+from gateway.auth.roles import Role
 from gateway.config import GatewayMqttSettings
 from gateway.db.schema import Person
-from gateway.ingest import MqttIngest
-from gateway.pipeline import BatchOutcome, Inbound
+from gateway.ingest.batch import BatchOutcome, Inbound
+from gateway.ingest.mqtt import MqttIngest
 from gateway.services import Services
 from gateway.timeseries.mapping import points_for
 from tests.broker import Broker, Collector

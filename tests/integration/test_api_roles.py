@@ -18,7 +18,7 @@ from starlette.routing import Mount
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.api import PUBLIC_PATHS
-from gateway.api.deps import Role
+from gateway.auth.roles import Role
 from gateway.services import Services
 from tests.gatewaykit import ALL_ROLES, gateway_client, token
 

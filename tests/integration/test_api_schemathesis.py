@@ -32,7 +32,7 @@ from sqlalchemy import select, update
 
 from gateway.alerts.types import AlertType, Severity
 from gateway.api import create_app
-from gateway.api.deps import Role
+from gateway.auth.roles import Role
 from gateway.db.schema import ApiToken, User
 from gateway.services import Services
 from tests.gatewaykit import (

@@ -52,7 +52,7 @@ from contracts.topics import (
 )
 from edge.localbroker import free_port, mosquitto_binary
 from edge.mqtt import MqttLink
-from gateway.ingest import subscriptions
+from gateway.ingest.mqtt import subscriptions
 
 pytestmark = [pytest.mark.broker]
 

@@ -31,8 +31,9 @@ from contracts.settings import Secret
 from faces.engine import DlibFaceEngine, photo_engine
 from faces.images import read_image
 from gateway.api import create_app
-from gateway.api.deps import CurrentUser, Role, current_user
+from gateway.api.deps import current_user
 from gateway.api.routes.enrolment import router
+from gateway.auth.roles import CurrentUser, Role
 from gateway.config import EnrolmentSettings, GatewayConfig, SigningSettings
 from gateway.db import migrate, open_engine, session_factory
 from gateway.db.schema import (

@@ -257,7 +257,7 @@ def test_an_mqtt_event_reaches_a_guards_websocket(gateway: Gateway, publisher: P
     from fastapi.testclient import TestClient
 
     from gateway.api import create_app
-    from gateway.api.auth import create_user
+    from gateway.auth.users import create_user
 
     with gateway.services.sessions.begin() as s:
         create_user(s, "night-guard", "night-guard-pw-1", "guard", mode="development")
@@ -369,7 +369,7 @@ def test_a_console_on_one_replica_sees_alerts_raised_by_the_other(
     from fastapi.testclient import TestClient
 
     from gateway.api import create_app
-    from gateway.api.auth import create_user
+    from gateway.auth.users import create_user
 
     replicas = _replicas(broker, tmp_path)
     pub = Publisher(broker.port, client_id="replica-pub")
@@ -406,7 +406,7 @@ def test_two_states_of_a_new_appliance_in_one_batch_are_both_stored(gateway: Gat
     from contracts.models import DeviceState
     from contracts.topics import DeviceAddress, DeviceChannel, device_topic
     from gateway.db.schema import Device, DeviceStateRecord
-    from gateway.pipeline import Inbound
+    from gateway.ingest.batch import Inbound
 
     topic = device_topic(DeviceAddress("campus", BUILDING, "laundry", "w9"), DeviceChannel.STATE)
     states = [
@@ -436,7 +436,7 @@ def test_a_message_the_database_refuses_is_isolated_and_the_rest_stored(
     becomes a dead letter with the database's reason; the batch around it is stored."""
     from sqlalchemy import text
 
-    from gateway.pipeline import Inbound
+    from gateway.ingest.batch import Inbound
 
     poison = door_event("opened")
     with gateway.services.engine.begin() as c:
@@ -461,7 +461,8 @@ def test_a_message_the_database_refuses_is_isolated_and_the_rest_stored(
 def test_hourly_upkeep_forgets_old_event_ids_and_expired_tokens(gateway: Gateway) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from gateway.api.auth import create_user, login
+    from gateway.auth.login import login
+    from gateway.auth.users import create_user
     from gateway.db.schema import ApiToken, SeenEvent
 
     with gateway.services.sessions.begin() as s:
@@ -484,7 +485,8 @@ def test_hourly_upkeep_forgets_idle_login_throttles_and_auth_events_past_their_r
     even when no further failure prunes it; auth_events go after api.auth_events_retention_days."""
     from datetime import timedelta
 
-    from gateway.api.auth import LoginError, create_user, login
+    from gateway.auth.login import LoginError, login
+    from gateway.auth.users import create_user
     from gateway.db import migrate
     from gateway.db.schema import AuthEvent, LoginThrottle
     from tests.gatewaykit import FakeClock
@@ -536,8 +538,8 @@ def test_a_batch_not_stored_when_ingest_stops_is_not_acknowledged(
 ) -> None:
     """Stopping during a database outage leaves the batch with the broker, which redelivers it."""
     from gateway.config import GatewayMqttSettings
-    from gateway.ingest import MqttIngest
-    from gateway.pipeline import BatchOutcome, Inbound
+    from gateway.ingest.batch import BatchOutcome, Inbound
+    from gateway.ingest.mqtt import MqttIngest
 
     settings = GatewayMqttSettings(port=broker.port)
     client_id = f"gw-outage-{tmp_path.name[-10:]}"

@@ -22,7 +22,7 @@ from gateway.audit import verify_chain
 from gateway.config import GatewayConfig
 from gateway.db import migrate, schema_is_current
 from gateway.db.schema import AccessRecord, AlertRow, Presence
-from gateway.pipeline import Inbound
+from gateway.ingest.batch import Inbound
 from tests.gatewayproc import access_event, door_event, event_topic, gateway_config
 from tests.postgres import Postgres
 

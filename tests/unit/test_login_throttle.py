@@ -7,14 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.api.auth import (
-    UNKNOWN_ADDRESS,
+from gateway.auth.addresses import UNKNOWN_ADDRESS, address_key, client_address
+from gateway.auth.throttle import (
     FailureCount,
     ThrottleCounts,
     ThrottlePolicy,
     ThrottleScope,
-    address_key,
-    client_address,
     count_failure,
     current_count,
     login_wait_s,

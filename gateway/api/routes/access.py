@@ -19,7 +19,8 @@ from gateway.api.common import (
     UtcDatetime,
     where_equal,
 )
-from gateway.api.deps import CurrentUser, Role, SessionDep, require
+from gateway.api.deps import SessionDep, require
+from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import AccessRecord, Person
 
 router = APIRouter(prefix="/api/access", tags=["access log"])

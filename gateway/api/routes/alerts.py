@@ -22,7 +22,8 @@ from gateway.alerts.scope import EVERYTHING, AlertScope
 from gateway.alerts.types import AlertType, SeverityValue
 from gateway.alerts.views import AlertDetailView, AlertView, HandoverView
 from gateway.api.common import In, PageLimit, RowIdPath, UtcDatetime, conflict, not_found
-from gateway.api.deps import CurrentUser, Role, ServicesDep, require
+from gateway.api.deps import ServicesDep, require
+from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import User
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])

@@ -9,9 +9,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field
 
-from gateway.api import auth
 from gateway.api.common import In, Out
-from gateway.api.deps import CurrentUser, Role, ServicesDep, SessionDep, require
+from gateway.api.deps import ServicesDep, SessionDep, require
+from gateway.auth import addresses, tokens
+from gateway.auth.login import LoginError, LoginThrottledError
+from gateway.auth.login import login as password_login
+from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import User
 
 router = APIRouter(tags=["auth"])
@@ -42,7 +45,7 @@ class MeOut(Out):
 
 def client_address(request: Request, services: ServicesDep) -> str | None:
     """The address a request comes from (X-Forwarded-For only behind ``api.trusted_proxies``)."""
-    return auth.client_address(
+    return addresses.client_address(
         request.client.host if request.client is not None else None,
         request.headers.getlist("x-forwarded-for"),
         services.config.api.trusted_proxies,
@@ -63,14 +66,14 @@ ClientAddress = Annotated[str | None, Depends(client_address)]
 def login(body: LoginIn, services: ServicesDep, address: ClientAddress) -> LoginOut:
     """Exchange a username and password for a bearer token."""
     try:
-        result = auth.login(services, body.username, body.password, address)
-    except auth.LoginThrottledError as exc:
+        result = password_login(services, body.username, body.password, address)
+    except LoginThrottledError as exc:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             str(exc),
             headers={"Retry-After": str(exc.retry_after_s)},
         ) from None
-    except auth.LoginError as exc:
+    except LoginError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
         ) from None
@@ -90,7 +93,7 @@ def logout(
 ) -> Response:
     """Revoke the token this request carries."""
     if credentials is not None:
-        auth.logout(services, credentials.credentials)
+        tokens.logout(services, credentials.credentials)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

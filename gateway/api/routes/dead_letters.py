@@ -10,7 +10,8 @@ from pydantic import Field
 from sqlalchemy import select
 
 from gateway.api.common import Out, PageLimit, PageOffset, UtcDatetime
-from gateway.api.deps import CurrentUser, Role, SessionDep, require
+from gateway.api.deps import SessionDep, require
+from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import DeadLetter
 
 router = APIRouter(prefix="/api/dead-letters", tags=["dead letters"])

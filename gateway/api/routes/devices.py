@@ -11,7 +11,8 @@ from pydantic import Field
 from sqlalchemy import select
 
 from gateway.api.common import Out, UtcDatetime, not_found, unavailable, where_equal
-from gateway.api.deps import CurrentUser, Role, ServicesDep, SessionDep, require
+from gateway.api.deps import ServicesDep, SessionDep, require
+from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import Device, DeviceStateRecord
 from gateway.timeseries.mapping import APPLIANCE, APPLIANCE_STATE, BUSY_STATUSES
 

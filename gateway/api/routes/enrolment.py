@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile, 
 from pydantic import BeforeValidator, Field
 
 from gateway.api.common import In, Out, PageLimit, conflict, not_found, unavailable
-from gateway.api.deps import CurrentUser, Role, ServicesDep, require
+from gateway.api.deps import ServicesDep, require
+from gateway.auth.roles import CurrentUser, Role
 from gateway.enrolment.consent import FACE_ACCESS
 from gateway.enrolment.errors import (
     ConsentRequiredError,

@@ -10,7 +10,8 @@ from pydantic import Field
 from sqlalchemy import select
 
 from gateway.api.common import In, Out, not_found, unavailable
-from gateway.api.deps import CurrentUser, Role, ServicesDep, SessionDep, require
+from gateway.api.deps import ServicesDep, SessionDep, require
+from gateway.auth.roles import CurrentUser, Role
 from gateway.commands import (
     BrokerUnavailableError,
     CommandName,

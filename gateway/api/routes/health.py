@@ -11,7 +11,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from gateway.api.common import Out
-from gateway.api.deps import CurrentUser, Role, ServicesDep, require
+from gateway.api.deps import ServicesDep, require
+from gateway.auth.roles import CurrentUser, Role
 from gateway.db import schema_is_current
 from gateway.services import Services
 

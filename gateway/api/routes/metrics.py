@@ -15,7 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.api.deps import CurrentUser, Role, require_or_scrape_token
+from gateway.api.deps import require_or_scrape_token
+from gateway.auth.roles import CurrentUser, Role
 from gateway.services import Services
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,9 @@ from pydantic import Field
 from sqlalchemy import func, select
 
 from gateway.api.common import Out, not_found, unavailable
-from gateway.api.deps import CurrentUser, Role, ServicesDep, SessionDep, require
+from gateway.api.deps import ServicesDep, SessionDep, require
 from gateway.api.routes.gates import command_service
+from gateway.auth.roles import CurrentUser, Role
 from gateway.commands import BrokerUnavailableError, GateDispatch, UnknownGateError
 from gateway.db.schema import Gate, Person
 from gateway.db.schema import Presence as PresenceRow

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from contracts.credentials import hash_pin, normalize_card_uid
 from gateway.api.common import In, Out, PageLimit, PageOffset, UtcDatetime, conflict, not_found
-from gateway.api.deps import CurrentUser, Role, ServicesDep, SessionDep, require
+from gateway.api.deps import ServicesDep, SessionDep, require
+from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import FaceTemplate, Person
 from gateway.enrolment.galleries import person_from_row
 

@@ -16,8 +16,9 @@ from gateway.alerts.repository import NotFoundError
 from gateway.alerts.types import AlertType
 from gateway.alerts.views import SilenceView
 from gateway.api.common import In, RowIdPath, UtcDatetime, not_found
-from gateway.api.deps import CurrentUser, Role, ServicesDep, require
+from gateway.api.deps import ServicesDep, require
 from gateway.api.routes.alerts import FACILITIES_TYPES
+from gateway.auth.roles import CurrentUser, Role
 
 router = APIRouter(prefix="/api/silences", tags=["silences"])
 

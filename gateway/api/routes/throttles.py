@@ -12,9 +12,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from pydantic import Field
 
-from gateway.api import auth
 from gateway.api.common import Out, PageLimit, RowIdPath, not_found
-from gateway.api.deps import CurrentUser, ServicesDep, require
+from gateway.api.deps import ServicesDep, require
+from gateway.auth import throttle_store
+from gateway.auth.roles import CurrentUser
+from gateway.auth.throttle import (
+    FailureCount,
+    ThrottlePolicy,
+    ThrottleScope,
+    throttle_delay_s,
+    throttle_until,
+)
 from gateway.db.schema import LoginThrottle
 
 router = APIRouter(prefix="/api/login-throttles", tags=["auth"])
@@ -24,7 +32,7 @@ Admin = Annotated[CurrentUser, require()]
 
 class ThrottleOut(Out):
     id: int
-    scope: auth.ThrottleScope = Field(
+    scope: ThrottleScope = Field(
         description="address: every failed login from one source; account_address: one user "
         "name from one source; account: one user name from every source"
     )
@@ -41,9 +49,9 @@ class ThrottleOut(Out):
     active: bool = Field(description="the wait has not ended yet")
 
 
-def _out(row: LoginThrottle, now: datetime, policy: auth.ThrottlePolicy) -> ThrottleOut:
-    scope = auth.ThrottleScope(row.scope)
-    until = auth.throttle_until(scope, auth.FailureCount(row.failures, row.last_failure_at), policy)
+def _out(row: LoginThrottle, now: datetime, policy: ThrottlePolicy) -> ThrottleOut:
+    scope = ThrottleScope(row.scope)
+    until = throttle_until(scope, FailureCount(row.failures, row.last_failure_at), policy)
     return ThrottleOut(
         id=row.id,
         scope=scope,
@@ -52,7 +60,7 @@ def _out(row: LoginThrottle, now: datetime, policy: auth.ThrottlePolicy) -> Thro
         failures=row.failures,
         first_failure_at=row.first_failure_at,
         last_failure_at=row.last_failure_at,
-        delay_s=auth.throttle_delay_s(row.failures, policy.cap_s(scope), policy),
+        delay_s=throttle_delay_s(row.failures, policy.cap_s(scope), policy),
         until=until,
         active=until > now,
     )
@@ -68,9 +76,9 @@ def list_throttles(
 ) -> list[ThrottleOut]:
     """Failed-login counts still in force, most recent failure first."""
     now = services.clock()
-    policy = auth.ThrottlePolicy.of(services.config.api)
+    policy = ThrottlePolicy.of(services.config.api)
     with services.sessions() as session:
-        rows = auth.list_throttles(
+        rows = throttle_store.list_throttles(
             session, now, policy, username=username, address=address, limit=limit
         )
         return [_out(row, now, policy) for row in rows]
@@ -80,6 +88,7 @@ def list_throttles(
 def lift_throttle(throttle_id: RowIdPath, admin: Admin, services: ServicesDep) -> Response:
     """Lift a throttle: its count is deleted and the next try is free (audited)."""
     with services.sessions.begin() as session:
-        if auth.lift_throttle(session, throttle_id, admin.username, services.clock()) is None:
+        now = services.clock()
+        if throttle_store.lift_throttle(session, throttle_id, admin.username, now) is None:
             not_found(f"no login throttle with id {throttle_id}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -10,9 +10,11 @@ from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.api import auth
 from gateway.api.common import In, Out, RowIdPath, conflict, not_found
-from gateway.api.deps import CurrentUser, Role, ServicesDep, require
+from gateway.api.deps import ServicesDep, require
+from gateway.auth import users as accounts
+from gateway.auth.roles import CurrentUser, Role
+from gateway.auth.tokens import revoke_all
 from gateway.db.schema import User
 
 router = APIRouter(prefix="/api/users", tags=["users"])
@@ -56,7 +58,7 @@ class PasswordIn(In):
 
 def _out(user: User, services: ServicesDep) -> UserOut:
     now = services.clock()
-    locked = auth.is_locked(user, services.config.api.login_max_failures, now)
+    locked = accounts.is_locked(user, services.config.api.login_max_failures, now)
     return UserOut(
         id=user.id,
         username=user.username,
@@ -100,7 +102,7 @@ def create_user(body: UserCreateIn, admin: Admin, services: ServicesDep) -> User
     """Create an account; weak or placeholder passwords are refused."""
     with services.sessions.begin() as session:
         try:
-            user = auth.create_user(
+            user = accounts.create_user(
                 session,
                 body.username,
                 body.password,
@@ -109,7 +111,7 @@ def create_user(body: UserCreateIn, admin: Admin, services: ServicesDep) -> User
                 mode=services.config.mode,
                 now=services.clock(),
             )
-        except auth.UsernameTakenError as exc:
+        except accounts.UsernameTakenError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
@@ -134,7 +136,7 @@ def update_user(
         if body.active is not None:
             user.active = body.active
         if demoted or deactivated:
-            auth.revoke_all(session, user.id)
+            revoke_all(session, user.id)
         return _out(user, services)
 
 
@@ -145,7 +147,7 @@ def deactivate_user(user_id: RowIdPath, admin: Admin, services: ServicesDep) -> 
         user = _get(session, user_id)
         _keep_an_admin(session, user)
         user.active = False
-        auth.revoke_all(session, user.id)
+        revoke_all(session, user.id)
         return _out(user, services)
 
 
@@ -157,7 +159,7 @@ def reset_password(
     with services.sessions.begin() as session:
         user = _get(session, user_id)
         try:
-            auth.set_password(session, user, body.password, mode=services.config.mode)
+            accounts.set_password(session, user, body.password, mode=services.config.mode)
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     return Response(status_code=status.HTTP_204_NO_CONTENT)

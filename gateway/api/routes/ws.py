@@ -31,9 +31,9 @@ from starlette.concurrency import run_in_threadpool
 from gateway.alerts.bus import Overflow
 from gateway.alerts.scope import AlertScope
 from gateway.alerts.types import AlertType
-from gateway.api.auth import authenticate
-from gateway.api.deps import CurrentUser, Role
 from gateway.api.routes.alerts import scope_for
+from gateway.auth.roles import CurrentUser, Role
+from gateway.auth.tokens import authenticate
 from gateway.db.schema import Person
 from gateway.services import Services
 

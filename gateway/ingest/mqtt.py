@@ -35,7 +35,7 @@ from contracts.topics import (
     shared,
 )
 from gateway.config import GatewayMqttSettings
-from gateway.pipeline import BatchOutcome, Inbound
+from gateway.ingest.batch import BatchOutcome, Inbound
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@
 
 The MQTT client (and its acknowledgements) stays in the gateway process; each batch of raw
 messages goes to the worker over a pipe, the worker validates, stores and raises alerts in one
-transaction exactly as in-process (gateway.pipeline), and sends back the outcome: counts, the
-alerts that changed (the gateway broadcasts them), time-series points, gallery acks and command
-results. The gateway acknowledges the batch to the broker only after that reply, so a crash of
-either process loses nothing: unacknowledged messages are redelivered and deduplicated.
+transaction exactly as in-process (gateway.ingest.pipeline), and sends back the outcome: counts,
+the alerts that changed (the gateway broadcasts them), time-series points, gallery acks and
+command results. The gateway acknowledges the batch to the broker only after that reply, so a
+crash of either process loses nothing: unacknowledged messages are redelivered and deduplicated.
 
 The alert rules' in-memory windows live in the worker; the gateway's maintenance loop asks it to
 ``tick``.
@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from gateway.config import GatewayConfig
-from gateway.pipeline import BatchOutcome, Inbound
+from gateway.ingest.batch import BatchOutcome, Inbound
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class WorkerError(RuntimeError):
 
 
 class PipelineWorker:
-    """Runs gateway.pipeline in a child process; ``process`` blocks until the batch is stored."""
+    """Runs gateway.ingest.pipeline in a child process; ``process`` blocks until it is stored."""
 
     def __init__(self, config: GatewayConfig, db_password: str | None) -> None:
         self._config = config
@@ -125,10 +125,10 @@ def _worker_main(config: GatewayConfig, db_password: str | None, conn: Connectio
     from contracts.models import utc_now
     from gateway.alerts.rules.engine import AlertRules
     from gateway.alerts.service import AlertService
-    from gateway.app import FanOutWriter
     from gateway.db import open_engine, session_factory
-    from gateway.pipeline import LocalPipeline
+    from gateway.ingest.pipeline import LocalPipeline
     from gateway.services import Services
+    from gateway.timeseries.fanout import FanOutWriter
 
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
