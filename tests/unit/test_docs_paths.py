@@ -17,9 +17,12 @@ TOP = (
     "|gateway|tests"
 )
 PATH = re.compile(rf"(?<![\w./-])((?:{TOP})/[\w./*-]*[\w*/])")
+FILE_ENDINGS = frozenset(
+    {"db", "dump", "json", "log", "md", "py", "sql", "toml", "txt", "yaml", "yml"}
+)
 # Paths the docs name that a command creates, not the repository.
 CREATED = frozenset({"deploy/compose/secrets"})
-MODULE = re.compile(r"`(?:python -m )?((?:contracts|dormguard|edge|faces|gateway)(?:\.\w+)+)")
+MODULE = re.compile(r"(?<![\w./-])((?:contracts|dormguard|edge|faces|gateway)(?:\.\w+)+)")
 
 
 def named_paths(text: str) -> set[str]:
@@ -27,8 +30,12 @@ def named_paths(text: str) -> set[str]:
 
 
 def named_modules(text: str) -> set[str]:
-    """Dotted module names (a file name such as `faces.py` is not one)."""
-    return {m.group(1) for m in MODULE.finditer(text) if not m.group(1).endswith(".py")}
+    """Dotted module names (a file name such as `faces.py` or `gateway.yaml` is not one)."""
+    return {
+        m.group(1)
+        for m in MODULE.finditer(text)
+        if m.group(1).rpartition(".")[2] not in FILE_ENDINGS
+    }
 
 
 def path_exists(named: str) -> bool:
@@ -99,7 +106,10 @@ def test_the_scanner_reads_paths_and_modules() -> None:
     assert path_exists("edge/gate/*.py")
     assert not path_exists("gateway/no_such_module.py")
     assert path_exists("docs/decisions/0001")
-    assert named_modules("`faces.py` and `gateway.app`") == {"gateway.app"}
+    assert named_modules("`faces.py`, gateway.yaml and `gateway.app`") == {"gateway.app"}
+    assert named_modules("# from edge.gate.credentials.hash_pin") == {
+        "edge.gate.credentials.hash_pin"
+    }
     assert module_exists("gateway.app")
     assert not module_exists("gateway.no_such_module")
     assert not module_exists("gateway.app.no_such_name")
