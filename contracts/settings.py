@@ -1,18 +1,32 @@
-"""Config pieces every daemon shares, edge and gateway: strict models, secrets, MQTT, TLS."""
+"""Config pieces edge and gateway share: strict models, secrets, time zones, MQTT, TLS."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 class StrictModel(BaseModel):
     """Config base: unknown keys are errors, values immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def known_time_zone(name: str) -> str:
+    """The name itself if it is an IANA time zone; ValueError otherwise."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a tz folder
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name)") from exc
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(known_time_zone)]
+"""A config field holding an IANA time zone name, e.g. 'Asia/Shanghai'."""
 
 
 class Secret(StrictModel):
