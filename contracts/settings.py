@@ -1,4 +1,4 @@
-"""Config pieces edge and gateway share: strict models, secrets, time zones, MQTT, TLS."""
+"""Config pieces edge and gateway share: strict models, secrets, time fields, MQTT, TLS."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class StrictModel(BaseModel):
@@ -27,6 +27,19 @@ def known_time_zone(name: str) -> str:
 
 TimeZoneName = Annotated[str, AfterValidator(known_time_zone)]
 """A config field holding an IANA time zone name, e.g. 'Asia/Shanghai'."""
+
+
+def not_a_yaml_number(value: object) -> object:
+    """The value as it is, unless YAML has read an unquoted time of day as a number."""
+    if isinstance(value, int):
+        raise ValueError(
+            "write times of day in quotes, e.g. '23:00' (YAML reads 23:00 as a number)"
+        )
+    return value
+
+
+TimeOfDayText = Annotated[str, BeforeValidator(not_a_yaml_number)]
+"""A config field holding a time of day as written, e.g. '23:00' (each daemon parses it)."""
 
 
 class Secret(StrictModel):

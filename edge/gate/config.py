@@ -9,7 +9,7 @@ from typing import Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from contracts.settings import MqttSettings, Secret, StrictModel, TimeZoneName
+from contracts.settings import MqttSettings, Secret, StrictModel, TimeOfDayText, TimeZoneName
 from contracts.signing import MessageVerifier
 from contracts.topics import check_segment
 from edge.gate.model import AccessPolicy, Curfew
@@ -85,17 +85,8 @@ class ConfirmationSection(StrictModel):
 
 
 class CurfewSection(StrictModel):
-    start: str = Field(description="HH:MM local")
-    end: str = Field(description="HH:MM local")
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _quoted(cls, v: object) -> object:
-        if isinstance(v, int):
-            raise ValueError(
-                "write times of day in quotes, e.g. '23:00' (YAML reads 23:00 as a number)"
-            )
-        return v
+    start: TimeOfDayText = Field(description="HH:MM local")
+    end: TimeOfDayText = Field(description="HH:MM local")
 
     @field_validator("start", "end")
     @classmethod
