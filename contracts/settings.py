@@ -1,18 +1,45 @@
-"""Config pieces every daemon shares, edge and gateway: strict models, secrets, MQTT, TLS."""
+"""Config pieces edge and gateway share: strict models, secrets, time fields, MQTT, TLS."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class StrictModel(BaseModel):
     """Config base: unknown keys are errors, values immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def known_time_zone(name: str) -> str:
+    """The name itself if it is an IANA time zone; ValueError otherwise."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a tz folder
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name)") from exc
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(known_time_zone)]
+"""A config field holding an IANA time zone name, e.g. 'Asia/Shanghai'."""
+
+
+def not_a_yaml_number(value: object) -> object:
+    """The value as it is, unless YAML has read an unquoted time of day as a number."""
+    if isinstance(value, int):
+        raise ValueError(
+            "write times of day in quotes, e.g. '23:00' (YAML reads 23:00 as a number)"
+        )
+    return value
+
+
+TimeOfDayText = Annotated[str, BeforeValidator(not_a_yaml_number)]
+"""A config field holding a time of day as written, e.g. '23:00' (each daemon parses it)."""
 
 
 class Secret(StrictModel):

@@ -43,6 +43,24 @@ export function tabBar(tabs, activeId) {
   );
 }
 
+/**
+ * A page of sub-tabs, each shown only to the roles its permission allows: fills `root` with the
+ * title, the tab bar and an empty body. The active tab is `requested` if allowed, else the first.
+ * tabs: [{id, permission, label}]; href(id) links a tab. Returns {active, body}.
+ */
+export function tabbedPage(root, { title, tabs, user, requested, href }) {
+  const allowed = tabs.filter((tab) => can(user, tab.permission));
+  const active = allowed.find((tab) => tab.id === requested) || allowed[0];
+  const body = h('div', { class: 'tab-body' });
+  fill(
+    root,
+    h('h1', null, title),
+    tabBar(allowed.map((tab) => ({ id: tab.id, label: t(tab.label), href: href(tab.id) })), active.id),
+    body,
+  );
+  return { active: active.id, body };
+}
+
 /** A message line for errors and confirmations. */
 export function messageLine() {
   return h('p', { class: 'message', role: 'status', hidden: true });

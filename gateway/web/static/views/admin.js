@@ -5,7 +5,7 @@
 import { api, keyPath } from '../api.js';
 import { h, fill, select, field, table, splitList } from '../dom.js';
 import { t, label, fmtTime, fmtNumber } from '../i18n.js';
-import { can, tabBar, messageLine, showMessage, showError, busy, badge, localToIso, isoToLocal } from '../ui.js';
+import { can, tabbedPage, messageLine, showMessage, showError, busy, badge, localToIso, isoToLocal } from '../ui.js';
 import { deviceHref, statusText, faultText } from './board.js';
 
 const TABS = [
@@ -24,19 +24,13 @@ const PERSON_STATUSES = ['active', 'suspended', 'graduated'];
 const COMMANDS = ['unlock', 'lock', 'hold_open', 'release', 'ping'];
 
 export function mount(root, args, ctx) {
-  const tabs = TABS.filter((tab) => can(ctx.user, tab.permission));
-  const active = tabs.find((tab) => tab.id === args[0]) || tabs[0];
-  const body = h('div', { class: 'tab-body' });
-  fill(
-    root,
-    h('h1', null, t('admin.title')),
-    tabBar(tabs.map((tab) => ({ id: tab.id, label: t(tab.label), href: `#/admin/${tab.id}` })), active.id),
-    body,
-  );
-  if (active.id === 'gates') return mountGates(body, args.slice(1), ctx);
-  if (active.id === 'devices') return mountDevices(body);
-  if (active.id === 'users') return mountUsers(body, ctx);
-  if (active.id === 'throttles') return mountThrottles(body);
+  const { active, body } = tabbedPage(root, {
+    title: t('admin.title'), tabs: TABS, user: ctx.user, requested: args[0], href: (id) => `#/admin/${id}`,
+  });
+  if (active === 'gates') return mountGates(body, args.slice(1), ctx);
+  if (active === 'devices') return mountDevices(body);
+  if (active === 'users') return mountUsers(body, ctx);
+  if (active === 'throttles') return mountThrottles(body);
   return mountPeople(body, args.slice(1), ctx);
 }
 

@@ -4,7 +4,7 @@
 import { api } from '../api.js';
 import { h, fill, select, field, table } from '../dom.js';
 import { t, label, fmtTime, fmtDuration, fmtNumber } from '../i18n.js';
-import { can, tabBar, messageLine, showMessage, showError, busy, badge, localToIso, isoToLocal } from '../ui.js';
+import { can, tabbedPage, messageLine, showMessage, showError, busy, badge, localToIso, isoToLocal } from '../ui.js';
 
 const TABS = [
   { id: 'list', permission: 'alerts.read', label: 'guard.tab.alerts' },
@@ -17,22 +17,13 @@ const TABS = [
 const SILENCE_DURATIONS = [1800, 3600, 4 * 3600, 24 * 3600];
 
 export function mount(root, args, ctx) {
-  const tabs = TABS.filter((tab) => can(ctx.user, tab.permission));
-  const active = tabs.find((tab) => tab.id === args[0]) || tabs[0];
-  const body = h('div', { class: 'tab-body' });
-  fill(
-    root,
-    h('h1', null, t('guard.title')),
-    tabBar(
-      tabs.map((tab) => ({ id: tab.id, label: t(tab.label), href: `#/alerts/${tab.id}` })),
-      active.id,
-    ),
-    body,
-  );
-  if (active.id === 'rollcall') return mountRollCall(body, args.slice(1), ctx);
-  if (active.id === 'access') return mountAccess(body, ctx);
-  if (active.id === 'handover') return mountHandover(body, ctx);
-  if (active.id === 'silences') return mountSilences(body, ctx);
+  const { active, body } = tabbedPage(root, {
+    title: t('guard.title'), tabs: TABS, user: ctx.user, requested: args[0], href: (id) => `#/alerts/${id}`,
+  });
+  if (active === 'rollcall') return mountRollCall(body, args.slice(1), ctx);
+  if (active === 'access') return mountAccess(body, ctx);
+  if (active === 'handover') return mountHandover(body, ctx);
+  if (active === 'silences') return mountSilences(body, ctx);
   return mountAlerts(body, ctx);
 }
 
