@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts.models import AccessEvent
+from gateway.attributes import from_attributes
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +42,7 @@ class Presence:
     @classmethod
     def of(cls, row: Any) -> Presence:
         """The presence held by anything with these attributes (a stored row, say)."""
-        return cls(
-            person_id=row.person_id,
-            building=row.building,
-            inside=row.inside,
-            since=row.since,
-            gate_id=row.gate_id,
-            irregular=row.irregular,
-        )
+        return from_attributes(cls, row)
 
 
 @dataclass(frozen=True, slots=True)
