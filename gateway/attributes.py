@@ -1,4 +1,4 @@
-"""Build a dataclass or pydantic model from another object's attributes of the same names."""
+"""Build a dataclass, pydantic model or SQL row from another object's same-named attributes."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ T = TypeVar("T")
 
 
 def field_names(cls: type) -> tuple[str, ...]:
-    """The constructor field names of a dataclass or a pydantic model."""
+    """The constructor field names of a dataclass, a pydantic model or a mapped SQL class."""
     if isinstance(cls, type) and issubclass(cls, BaseModel):
         return tuple(cls.model_fields)
     if dataclasses.is_dataclass(cls):
         return tuple(f.name for f in dataclasses.fields(cls) if f.init)
-    raise TypeError(f"{cls.__name__} is neither a dataclass nor a pydantic model")
+    mapper = getattr(cls, "__mapper__", None)  # SQLAlchemy declarative: its column attributes
+    if mapper is not None:
+        return tuple(attr.key for attr in mapper.column_attrs)
+    raise TypeError(f"{cls.__name__} is not a dataclass, pydantic model or mapped SQL class")
 
 
 def from_attributes(cls: type[T], source: object, **overrides: Any) -> T:

@@ -106,13 +106,8 @@ def vacate_elsewhere(presences: Iterable[Presence], ev: AccessEvent) -> list[Pre
 def roll_call(presences: Iterable[Presence], building: str, now: datetime) -> list[RollCallEntry]:
     """Everyone inside ``building`` at ``now``, sorted by person id."""
     entries = [
-        RollCallEntry(
-            person_id=p.person_id,
-            building=p.building,
-            since=p.since,
-            hours_inside=max(0.0, (now - p.since).total_seconds() / 3600),
-            gate_id=p.gate_id,
-            irregular=p.irregular,
+        from_attributes(
+            RollCallEntry, p, hours_inside=max(0.0, (now - p.since).total_seconds() / 3600)
         )
         for p in presences
         if p.building == building and p.inside
