@@ -56,17 +56,7 @@ class CommandView(BaseModel):
 
     @classmethod
     def of(cls, row: GateCommand) -> CommandView:
-        return cls(
-            correlation_id=row.correlation_id,
-            gate_key=row.gate_key,
-            command=row.command,
-            reason=row.reason,
-            issued_by=row.issued_by,
-            issued_at=row.issued_at,
-            ok=row.ok,
-            detail=row.detail,
-            result_at=row.result_at,
-        )
+        return cls.model_validate(row, from_attributes=True)
 
 
 class GateDispatch(BaseModel):

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.access import require_aware
 from gateway.alerts.originators import originator_matches
 from gateway.alerts.types import MOMENTARY_TYPES, AlertType, JsonDict, Severity, Signal
+from gateway.attributes import from_attributes
 
 COMMENT_MAX_CHARS = 2000
 
@@ -230,14 +231,10 @@ def apply_signal(
     silenced = any(s.covers(signal.type, signal.originator, signal.at) for s in silences)
     condition = signal.type not in MOMENTARY_TYPES
     if open_alert is None:
-        return AlertRecord(
+        return from_attributes(
+            AlertRecord,
+            signal,
             id=None,
-            type=signal.type,
-            originator=signal.originator,
-            site=signal.site,
-            building=signal.building,
-            severity=signal.severity,
-            title=signal.title,
             detail=dict(signal.detail),
             state=AlertState.ACTIVE,
             condition_active=condition,

@@ -16,6 +16,7 @@ from gateway.alerts.lifecycle import AlertRecord, AlertState
 from gateway.alerts.scope import AlertScope, scope_filter
 from gateway.alerts.types import AlertType, Severity
 from gateway.alerts.views import AlertStats, AlertView
+from gateway.attributes import from_attributes
 from gateway.db.schema import AlertHistory, AlertRow
 
 OPEN_STATES = (AlertState.ACTIVE.value, AlertState.ACKNOWLEDGED.value)
@@ -86,18 +87,12 @@ def view_of(row: AlertRow) -> AlertView:
 def view_of_record(rec: AlertRecord, updated_at: datetime) -> AlertView:
     """The API view of a stored domain record (one with an id)."""
     assert rec.id is not None
-    return AlertView(
-        id=rec.id,
-        type=rec.type,
+    return from_attributes(
+        AlertView,
+        rec,
         severity=int(rec.severity),
         severity_name=rec.severity.name.lower(),
-        title=rec.title,
-        detail=rec.detail,
-        state=rec.state,
-        annunciated_at=rec.annunciated_at,
-        needs_review=rec.needs_review,
         updated_at=updated_at,
-        **_same_fields(rec),
     )
 
 

@@ -34,6 +34,7 @@ from gateway.alerts.views import (
     HistoryEntry,
     SilenceView,
 )
+from gateway.attributes import from_attributes
 from gateway.db.schema import AlertRow
 from gateway.ports import Clock
 
@@ -190,15 +191,9 @@ class AlertService:
         def views(records: Iterable[AlertRecord]) -> list[AlertView]:
             return [view_of_record(r, updated[r.id or 0]) for r in records]
 
-        return HandoverView(
-            generated_at=summary.generated_at,
-            since=summary.since,
-            open_count=summary.open_count,
-            unacknowledged_count=summary.unacknowledged_count,
-            silenced_count=summary.silenced_count,
-            escalated_count=summary.escalated_count,
-            unassigned_count=summary.unassigned_count,
-            oldest_open_age_s=summary.oldest_open_age_s,
+        return from_attributes(
+            HandoverView,
+            summary,
             open_by_severity={
                 sev.name.lower(): views(recs) for sev, recs in summary.open_by_severity.items()
             },

@@ -17,33 +17,21 @@ from gateway.alerts.originators import originator_matches
 from gateway.alerts.repository import NotFoundError
 from gateway.alerts.types import AlertType
 from gateway.alerts.views import AlertView, SilenceView
+from gateway.attributes import from_attributes
 from gateway.db.schema import AlertRow, SilenceRow
 
 
 def silence_of(row: SilenceRow) -> Silence:
     """The domain value of a stored silence."""
-    return Silence(
-        originator=row.originator,
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        reason=row.reason,
-        created_by=row.created_by,
-        types=frozenset(AlertType(t) for t in row.types or []),
-        id=row.id,
-    )
+    return from_attributes(Silence, row, types=frozenset(AlertType(t) for t in row.types or []))
 
 
 def silence_view(row: SilenceRow, now: datetime) -> SilenceView:
     """The API view of a stored silence (``active``: in force at ``now``)."""
-    return SilenceView(
-        id=row.id,
-        originator=row.originator,
+    return from_attributes(
+        SilenceView,
+        row,
         types=[AlertType(t) for t in row.types or []],
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        reason=row.reason,
-        created_by=row.created_by,
-        created_at=row.created_at,
         active=row.starts_at <= now < row.ends_at,
     )
 

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts.models import AccessEvent
+from gateway.attributes import from_attributes
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +42,7 @@ class Presence:
     @classmethod
     def of(cls, row: Any) -> Presence:
         """The presence held by anything with these attributes (a stored row, say)."""
-        return cls(
-            person_id=row.person_id,
-            building=row.building,
-            inside=row.inside,
-            since=row.since,
-            gate_id=row.gate_id,
-            irregular=row.irregular,
-        )
+        return from_attributes(cls, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +106,8 @@ def vacate_elsewhere(presences: Iterable[Presence], ev: AccessEvent) -> list[Pre
 def roll_call(presences: Iterable[Presence], building: str, now: datetime) -> list[RollCallEntry]:
     """Everyone inside ``building`` at ``now``, sorted by person id."""
     entries = [
-        RollCallEntry(
-            person_id=p.person_id,
-            building=p.building,
-            since=p.since,
-            hours_inside=max(0.0, (now - p.since).total_seconds() / 3600),
-            gate_id=p.gate_id,
-            irregular=p.irregular,
+        from_attributes(
+            RollCallEntry, p, hours_inside=max(0.0, (now - p.since).total_seconds() / 3600)
         )
         for p in presences
         if p.building == building and p.inside

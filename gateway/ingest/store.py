@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from contracts.access import Flag
 from contracts.models import AccessEvent, DeviceState, DoorEvent, Heartbeat, WireModel
 from contracts.topics import ParsedTopic
+from gateway.attributes import from_attributes
 from gateway.audit import chain_hash, chain_head, record_fields
 from gateway.db.bulk import bulk_insert, table_of, upsert
 from gateway.db.schema import (
@@ -149,18 +150,7 @@ class BatchWork:
 
 def store_door(work: BatchWork, ev: DoorEvent) -> None:
     """Keep a door event in the door log."""
-    work.session.add(
-        DoorRecord(
-            event_id=ev.event_id,
-            ts=ev.ts,
-            site=ev.site,
-            building=ev.building,
-            gate_id=ev.gate_id,
-            kind=ev.kind,
-            open_for_s=ev.open_for_s,
-            seq=ev.seq,
-        )
-    )
+    work.session.add(from_attributes(DoorRecord, ev))
 
 
 def store_heartbeat(work: BatchWork, topic: ParsedTopic, hb: Heartbeat) -> None:
@@ -175,17 +165,7 @@ def store_device_state(work: BatchWork, ev: DeviceState) -> None:
     """Keep an appliance's state in its history and, unless it is older, as its current state."""
     session = work.session
     key = device_key(ev.site, ev.building, ev.room, ev.device_id)
-    session.add(
-        DeviceStateRecord(
-            event_id=ev.event_id,
-            device_key=key,
-            ts=ev.ts,
-            status=ev.status,
-            faults=list(ev.faults),
-            online=ev.online,
-            energy_kwh=ev.energy_kwh,
-        )
-    )
+    session.add(from_attributes(DeviceStateRecord, ev, device_key=key, faults=list(ev.faults)))
     device = work.device(key)
     if device is None:
         device = Device(

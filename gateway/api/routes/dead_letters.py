@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from gateway.api.common import Out, PageLimit, PageOffset, UtcDatetime
 from gateway.api.deps import SessionDep, require
+from gateway.attributes import from_attributes
 from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import DeadLetter
 
@@ -66,12 +67,9 @@ def list_dead_letters(
         query = query.where(DeadLetter.received_at >= since)
     query = query.order_by(DeadLetter.received_at.desc(), DeadLetter.id.desc())
     return [
-        DeadLetterOut(
-            id=row.id,
-            received_at=row.received_at,
-            topic=row.topic,
-            reason=row.reason,
-            payload_size=row.payload_size,
+        from_attributes(
+            DeadLetterOut,
+            row,
             payload_preview=preview(row.payload),
             truncated=row.payload_size > PREVIEW_BYTES,
         )

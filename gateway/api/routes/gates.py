@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from gateway.api.common import In, Out, not_found, unavailable
 from gateway.api.deps import ServicesDep, SessionDep, require
+from gateway.attributes import from_attributes
 from gateway.auth.roles import CurrentUser, Role
 from gateway.commands import (
     BrokerUnavailableError,
@@ -61,19 +62,10 @@ class CommandIn(In):
 
 def _out(gate: Gate) -> GateOut:
     beat = gate.heartbeat or {}
-    return GateOut(
-        gate_key=gate.gate_key,
-        site=gate.site,
-        building=gate.building,
-        gate_id=gate.gate_id,
-        direction=gate.direction,
-        name=gate.name,
-        online=gate.online,
-        availability_at=gate.availability_at,
-        last_heartbeat_at=gate.last_heartbeat_at,
+    return from_attributes(
+        GateOut,
+        gate,
         heartbeat={k: beat[k] for k in _HEARTBEAT_FIELDS if k in beat} if beat else None,
-        gallery_version=gate.gallery_version,
-        last_seq=gate.last_seq,
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from gateway.api.common import Out
 from gateway.api.deps import ServicesDep, require
+from gateway.attributes import from_attributes
 from gateway.auth.roles import CurrentUser, Role
 from gateway.db import schema_is_current
 from gateway.services import Services
@@ -96,20 +97,12 @@ def health(_user: Operator, services: ServicesDep) -> DetailedHealth:
     db = _database(services)
     series = _series(services)
     connected = services.ingest_connected()
-    c = services.counters
     return DetailedHealth(
         status=_overall(db, connected, series),
         mode=services.config.mode,
         site=services.config.site,
         database=db,
-        ingest=IngestHealth(
-            connected=connected,
-            received=c.received,
-            stored=c.stored,
-            duplicates=c.duplicates,
-            dead_letters=c.dead_letters,
-            alerts_raised=c.alerts_raised,
-        ),
+        ingest=from_attributes(IngestHealth, services.counters, connected=connected),
         series=series,
         commands_available=services.commands is not None,
     )

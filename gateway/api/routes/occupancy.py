@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from gateway.api.common import Out, not_found, unavailable
 from gateway.api.deps import ServicesDep, SessionDep, require
 from gateway.api.routes.gates import command_service
+from gateway.attributes import from_attributes
 from gateway.auth.roles import CurrentUser, Role
 from gateway.commands import BrokerUnavailableError, GateDispatch, UnknownGateError
 from gateway.db.schema import Gate, Person
@@ -72,13 +73,11 @@ def _roll_call(services: ServicesDep, building: str) -> RollCallOut:
         generated_at=now,
         count=len(entries),
         people=[
-            RollCallPerson(
-                person_id=e.person_id,
+            from_attributes(
+                RollCallPerson,
+                e,
                 name=names.get(e.person_id, ""),
-                since=e.since,
                 hours_inside=round(e.hours_inside, 2),
-                gate_id=e.gate_id,
-                irregular=e.irregular,
             )
             for e in entries
         ],

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from contracts.credentials import hash_pin, normalize_card_uid
 from gateway.api.common import In, Out, PageLimit, PageOffset, UtcDatetime, conflict, not_found
 from gateway.api.deps import ServicesDep, SessionDep, require
+from gateway.attributes import from_attributes
 from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import FaceTemplate, Person
 from gateway.enrolment.galleries import person_from_row
@@ -131,23 +132,15 @@ def _mask(card: str) -> str:
 
 def _out(person: Person, user: CurrentUser, enrolled: bool) -> PersonOut:
     cards = list(person.cards) if user.role is Role.ADMIN else [_mask(c) for c in person.cards]
-    return PersonOut(
-        person_id=person.person_id,
-        name=person.name,
-        kind=person.kind,
-        status=person.status,
+    return from_attributes(
+        PersonOut,
+        person,
         buildings=list(person.buildings),
         gates=list(person.gates),
         windows=list(person.windows),
-        valid_from=person.valid_from,
-        valid_until=person.valid_until,
         cards=cards,
         has_pin=person.pin_hash is not None,
-        counsellor=person.counsellor,
-        face_opt_out=person.face_opt_out,
         face_enrolled=enrolled,
-        created_at=person.created_at,
-        updated_at=person.updated_at,
     )
 
 

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from gateway.api.common import Out, PageLimit, RowIdPath, not_found
 from gateway.api.deps import ServicesDep, require
+from gateway.attributes import from_attributes
 from gateway.auth import throttle_store
 from gateway.auth.roles import CurrentUser
 from gateway.auth.throttle import (
@@ -52,14 +53,12 @@ class ThrottleOut(Out):
 def _out(row: LoginThrottle, now: datetime, policy: ThrottlePolicy) -> ThrottleOut:
     scope = ThrottleScope(row.scope)
     until = throttle_until(scope, FailureCount(row.failures, row.last_failure_at), policy)
-    return ThrottleOut(
-        id=row.id,
+    return from_attributes(
+        ThrottleOut,
+        row,
         scope=scope,
         username=row.username or None,
         address=row.address or None,
-        failures=row.failures,
-        first_failure_at=row.first_failure_at,
-        last_failure_at=row.last_failure_at,
         delay_s=throttle_delay_s(row.failures, policy.cap_s(scope), policy),
         until=until,
         active=until > now,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from gateway.api.common import In, Out, RowIdPath, conflict, not_found
 from gateway.api.deps import ServicesDep, require
+from gateway.attributes import from_attributes
 from gateway.auth import users as accounts
 from gateway.auth.roles import CurrentUser, Role
 from gateway.auth.tokens import revoke_all
@@ -59,14 +60,10 @@ class PasswordIn(In):
 def _out(user: User, services: ServicesDep) -> UserOut:
     now = services.clock()
     locked = accounts.is_locked(user, services.config.api.login_max_failures, now)
-    return UserOut(
-        id=user.id,
-        username=user.username,
-        display_name=user.display_name,
+    return from_attributes(
+        UserOut,
+        user,
         role=Role(user.role),
-        active=user.active,
-        created_at=user.created_at,
-        last_login_at=user.last_login_at,
         locked=locked,
         locked_until=user.locked_until if locked else None,
     )
