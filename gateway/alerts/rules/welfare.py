@@ -33,11 +33,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.access import require_aware
+from contracts.settings import TimeOfDayText, TimeZoneName
 from gateway.alerts.lifecycle import AlertRecord
 from gateway.alerts.originators import person_originator
 from gateway.alerts.types import AlertType, JsonDict, Severity, SeverityValue, Signal
@@ -74,10 +75,12 @@ class WelfareConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timezone: str = Field(
+    timezone: TimeZoneName = Field(
         default="Asia/Shanghai", description="IANA zone of the curfew's wall-clock time"
     )
-    curfew: str = Field(default="23:00", description="curfew, HH:MM local time (quoted in YAML)")
+    curfew: TimeOfDayText = Field(
+        default="23:00", description="curfew, HH:MM local time (quoted in YAML)"
+    )
     grace_minutes: float = Field(
         default=30.0, ge=0, le=12 * 60, description="minutes after curfew before a warning"
     )
@@ -95,24 +98,6 @@ class WelfareConfig(BaseModel):
         default_factory=dict,
         description="severity per kind (defaults: warning, warning, info for late returns)",
     )
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a tz folder
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
-        return value
-
-    @field_validator("curfew", mode="before")
-    @classmethod
-    def _quoted(cls, value: object) -> object:
-        if isinstance(value, int):
-            raise ValueError(
-                "write the curfew in quotes, e.g. '23:00' (YAML reads 23:00 as a number)"
-            )
-        return value
 
     @field_validator("curfew")
     @classmethod
