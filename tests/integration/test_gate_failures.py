@@ -428,9 +428,19 @@ def test_malformed_messages_are_rejected_with_a_reason_and_the_gate_keeps_workin
 
 
 def test_full_disk_holds_access_events_raises_an_alarm_and_delivers_them_in_order_later(
-    tmp_path: Path, broker: Broker, collector: Collector, gallery_key: bytes
+    tmp_path: Path, gallery_key: bytes
 ) -> None:
-    """Outbox cannot store: grants still happen, an alarm is raised, nothing lost or reordered."""
+    """Outbox cannot store, broker away: grants still happen, the events wait in memory under an
+    alarm; once the disk has room and the broker is back, all arrive, in order, none lost.
+
+    The broker is down for the first four events, so nothing can deliver them meanwhile (with a
+    broker connected, held events go out at once: the next test covers that). The collector's
+    persistent session, made before, keeps its subscription across the broker's restart.
+    """
+    broker = Broker(tmp_path / "mq")
+    broker.start()
+    collector = _collector(broker.port)
+    broker.stop()
     save_gallery(tmp_path / "gallery.bin", gallery_key, make_gallery(version=1, extra_cards=6))
     config = _config(tmp_path, broker.port)
     daemon = build_gate(config, source=ScriptedSource())
@@ -442,17 +452,19 @@ def test_full_disk_holds_access_events_raises_an_alarm_and_delivers_them_in_orde
         disk_free=lambda _folder: free_bytes[0],
     )
     daemon.publisher.outbox.open()
-    _start(daemon)
+    daemon.start()
     try:
         for i in range(4):
             assert daemon.handle_card(f"CA{i:06X}").granted  # the gate decides locally
         assert daemon.doors_opened == 4
-        beat = _published_heartbeat(daemon, collector)
+        beat = daemon.health.heartbeat(time.monotonic())
         assert any("outbox full" in alarm for alarm in beat.alarms), beat.alarms
         assert beat.outbox_depth == 4
         assert daemon.publisher.outbox.depth() == 0  # nothing could be stored on disk
 
         free_bytes[0] = 10 * 1024**3
+        broker.start()
+        assert daemon.link.wait_ready(20), daemon.link.last_error
         for i in range(4, 6):
             assert daemon.handle_card(f"CA{i:06X}").granted
         assert daemon.publisher.flush(10)
@@ -466,6 +478,8 @@ def test_full_disk_holds_access_events_raises_an_alarm_and_delivers_them_in_orde
         assert beat.outbox_depth == 0
     finally:
         daemon.stop()
+        collector.stop()
+        broker.stop()
 
 
 def _disk_full_gate(tmp_path: Path, port: int, key: bytes) -> GateDaemon:
