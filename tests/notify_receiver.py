@@ -35,6 +35,7 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self._answers: dict[str, list[tuple[int, Any]]] = {}
+        self._standing: dict[str, tuple[int, Any]] = {}
         self._lock = threading.Lock()
         self.url = ""
 
@@ -42,6 +43,14 @@ class Receiver:
         """Queue one answer for the next POST to ``path``."""
         with self._lock:
             self._answers.setdefault(path, []).append((status, body))
+
+    def answer_always(self, path: str, status: int | None, body: Any = None) -> None:
+        """Give this answer to every POST to ``path`` (after the queued ones); None: stop."""
+        with self._lock:
+            if status is None:
+                self._standing.pop(path, None)
+            else:
+                self._standing[path] = (status, body)
 
     def on(self, path: str) -> list[Received]:
         """The requests to one path, in order."""
@@ -54,6 +63,8 @@ class Receiver:
             queued = self._answers.get(request.path)
             if queued:
                 return queued.pop(0)
+            if request.path in self._standing:
+                return self._standing[request.path]
         return 200, {"errcode": 0, "errmsg": "ok", "code": 0, "msg": "success"}
 
 
