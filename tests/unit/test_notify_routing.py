@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -241,3 +242,22 @@ def test_bad_notification_config_is_refused_with_the_reason(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         NotificationsConfig.model_validate(data)
+
+
+def test_the_documented_notification_examples_are_valid_config() -> None:
+    """docs/configuration.md's example and the commented one in examples/ both validate."""
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    doc = (repo / "docs" / "configuration.md").read_text(encoding="utf-8")
+    block = doc.split("```yaml\nnotifications:", 1)[1].split("```", 1)[0]
+    NotificationsConfig.model_validate(yaml.safe_load("notifications:" + block)["notifications"])
+    example = (repo / "examples" / "gateway.example.yaml").read_text(encoding="utf-8")
+    lines = example.split("# notifications:\n", 1)[1].splitlines()
+    commented = []
+    for line in lines:
+        if not line.startswith("#  "):
+            break
+        commented.append(line[1:])
+    config = NotificationsConfig.model_validate(yaml.safe_load("\n".join(commented)))
+    assert [r.name for r in config.routes] == ["guards", "facilities"]
