@@ -77,55 +77,53 @@ def check_error_code(response: httpx.Response, *fields: str) -> None:
     raise ConnectionError(f"answer has none of {', '.join(fields)}: {response.text[:200]!r}")
 
 
-class WeComRobot:
-    """WeCom group robot: {"msgtype": "text"|"markdown", ...}; answers {"errcode": 0}."""
-
-    def __init__(self, name: str, url: str, fmt: str, timeout_s: float) -> None:
-        self.name = name
-        self._url = url
-        self._format = fmt
-        self._timeout_s = timeout_s
-
-    def send(self, message: Message) -> None:
-        """Post one message to the group."""
-        if self._format == "markdown":
-            body: dict[str, Any] = {
-                "msgtype": "markdown",
-                "markdown": {"content": message.markdown},
-            }
-        else:
-            body = {"msgtype": "text", "text": {"content": message.text}}
-        check_error_code(post_json(self._url, body, self._timeout_s), "errcode")
-
-
-class DingTalkRobot:
-    """DingTalk robot; with a secret, ``timestamp`` (ms) and ``sign`` go in the query string."""
+class _Robot:
+    """What the group robots share: a secret URL, an optional signing secret, a format."""
 
     def __init__(
         self,
         name: str,
         url: str,
-        secret: str | None,
-        fmt: str,
         timeout_s: float,
+        *,
+        secret: str | None = None,
+        fmt: str = "text",
         wall_clock: WallClock = time.time,
     ) -> None:
         self.name = name
         self._url = url
+        self._timeout_s = timeout_s
         self._secret = secret
         self._format = fmt
-        self._timeout_s = timeout_s
         self._wall_clock = wall_clock
+
+    def _text_body(self, message: Message) -> dict[str, Any]:
+        return {"msgtype": "text", "text": {"content": message.text}}
+
+
+class WeComRobot(_Robot):
+    """WeCom group robot: {"msgtype": "text"|"markdown", ...}; answers {"errcode": 0}."""
+
+    def send(self, message: Message) -> None:
+        """Post one message to the group."""
+        body = (
+            {"msgtype": "markdown", "markdown": {"content": message.markdown}}
+            if self._format == "markdown"
+            else self._text_body(message)
+        )
+        check_error_code(post_json(self._url, body, self._timeout_s), "errcode")
+
+
+class DingTalkRobot(_Robot):
+    """DingTalk robot; with a secret, ``timestamp`` (ms) and ``sign`` go in the query string."""
 
     def send(self, message: Message) -> None:
         """Post one message, signed when the robot has a secret."""
-        if self._format == "markdown":
-            body: dict[str, Any] = {
-                "msgtype": "markdown",
-                "markdown": {"title": message.title, "text": message.markdown},
-            }
-        else:
-            body = {"msgtype": "text", "text": {"content": message.text}}
+        body = (
+            {"msgtype": "markdown", "markdown": {"title": message.title, "text": message.markdown}}
+            if self._format == "markdown"
+            else self._text_body(message)
+        )
         url = self._url
         if self._secret is not None:
             stamp = int(self._wall_clock() * 1000)
@@ -134,23 +132,9 @@ class DingTalkRobot:
         check_error_code(post_json(url, body, self._timeout_s), "errcode")
 
 
-class FeishuBot:
+class FeishuBot(_Robot):
     """Feishu/Lark custom bot: {"msg_type": "text", ...}; ``timestamp`` (s) and ``sign`` in
     the body when it has a secret; answers {"code": 0} (older: {"StatusCode": 0})."""
-
-    def __init__(
-        self,
-        name: str,
-        url: str,
-        secret: str | None,
-        timeout_s: float,
-        wall_clock: WallClock = time.time,
-    ) -> None:
-        self.name = name
-        self._url = url
-        self._secret = secret
-        self._timeout_s = timeout_s
-        self._wall_clock = wall_clock
 
     def send(self, message: Message) -> None:
         """Post one text message."""

@@ -31,31 +31,30 @@ def _check_clock_time(value: str) -> str:
     return value
 
 
-class WeComChannel(StrictModel):
+class _RobotChannel(StrictModel):
+    name: ChannelName
+    url: Secret = Field(description="the webhook URL as issued (it holds the token: a secret)")
+
+
+class WeComChannel(_RobotChannel):
     """WeCom (企业微信) group robot: POST JSON to its webhook URL (which holds the key)."""
 
     type: Literal["wecom"]
-    name: ChannelName
-    url: Secret = Field(description="the robot's webhook URL (it contains the key: a secret)")
     format: MessageFormat = "markdown"
 
 
-class DingTalkChannel(StrictModel):
+class DingTalkChannel(_RobotChannel):
     """DingTalk (钉钉) robot: POST JSON, signed with the robot's secret when one is set."""
 
     type: Literal["dingtalk"]
-    name: ChannelName
-    url: Secret = Field(description="the robot's webhook URL (with access_token: a secret)")
     secret: Secret | None = Field(default=None, description="the robot's signing secret (SEC...)")
     format: MessageFormat = "markdown"
 
 
-class FeishuChannel(StrictModel):
+class FeishuChannel(_RobotChannel):
     """Feishu/Lark (飞书) custom bot: POST a text message, signed when a secret is set."""
 
     type: Literal["feishu"]
-    name: ChannelName
-    url: Secret = Field(description="the bot's webhook URL (with its hook token: a secret)")
     secret: Secret | None = Field(default=None, description="the bot's signing secret")
 
 

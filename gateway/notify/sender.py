@@ -27,13 +27,15 @@ log = logging.getLogger(__name__)
 def build_channel(config: ChannelConfig, timeout_s: float, env: dict[str, str]) -> Channel:
     """One channel with its secrets read; ValueError names the secret's source, not its value."""
     if config.type == "wecom":
-        return WeComRobot(config.name, config.url.read(env), config.format, timeout_s)
+        return WeComRobot(config.name, config.url.read(env), timeout_s, fmt=config.format)
     if config.type == "dingtalk":
         secret = config.secret.read(env) if config.secret else None
-        return DingTalkRobot(config.name, config.url.read(env), secret, config.format, timeout_s)
+        return DingTalkRobot(
+            config.name, config.url.read(env), timeout_s, secret=secret, fmt=config.format
+        )
     if config.type == "feishu":
         secret = config.secret.read(env) if config.secret else None
-        return FeishuBot(config.name, config.url.read(env), secret, timeout_s)
+        return FeishuBot(config.name, config.url.read(env), timeout_s, secret=secret)
     if config.type == "webhook":
         return JsonWebhook(
             config.name,

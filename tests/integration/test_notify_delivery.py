@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from email import message_from_bytes
 from pathlib import Path
@@ -22,12 +22,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from gateway.alerts.service import AlertService
 from gateway.alerts.types import AlertType, Severity
 from gateway.auth.roles import Role
 from gateway.db import open_engine, session_factory
 from gateway.db.schema import NoticeRow
-from gateway.notify.outbox import Outbox
+from gateway.notify.outbox import claim_due
 from gateway.notify.schedule import NoticeScheduler
 from gateway.notify.sender import NoticeSender, build_channels
 from gateway.services import Services
@@ -135,8 +134,14 @@ def notifications(receiver: Receiver, smtp_port: int = 1, **extra: Any) -> dict[
     return data
 
 
-def services_with(tmp_path: Path, notify: dict[str, Any]) -> Services:
-    return make_services(tmp_path, config=make_config(notifications=notify))
+@contextmanager
+def notifying(tmp_path: Path, notify: dict[str, Any]) -> Iterator[Services]:
+    """Services over a fresh SQLite file with this ``notifications:`` section."""
+    services = make_services(tmp_path, config=make_config(notifications=notify))
+    try:
+        yield services
+    finally:
+        close_services(services)
 
 
 def sender_of(services: Services, receiver: Receiver) -> NoticeSender:
@@ -158,8 +163,7 @@ def test_a_raise_reaches_every_channel_in_its_documented_shape_and_signed(
     tmp_path: Path, receiver: Receiver, mailbox: tuple[Mailbox, int]
 ) -> None:
     box, port = mailbox
-    services = services_with(tmp_path, notifications(receiver, port))
-    try:
+    with notifying(tmp_path, notifications(receiver, port)) as services:
         alert_id = raise_door(services)
         assert [(r.channel, r.kind, r.status) for r in rows(services)] == [
             (c, "raise", "queued") for c in ("wecom", "ding", "feishu", "hook", "mail")
@@ -207,16 +211,13 @@ def test_a_raise_reaches_every_channel_in_its_documented_shape_and_signed(
         assert rcpts == ["guards@campus.example", "duty@campus.example"]
         mail = message_from_bytes(content)
         assert "door forced open" in mail["Subject"]
-    finally:
-        close_services(services)
 
 
 def test_a_vendor_error_code_is_retried_with_back_off_then_fails(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     notify = notifications(receiver, routes=[{"name": "g", "channels": ["wecom"]}])
-    services = services_with(tmp_path, notify)
-    try:
+    with notifying(tmp_path, notify) as services:
         raise_door(services)
         for _ in range(3):
             receiver.answer("/cgi-bin/webhook/send", 200, {"errcode": 45009, "errmsg": "limit"})
@@ -237,16 +238,13 @@ def test_a_vendor_error_code_is_retried_with_back_off_then_fails(
         (row,) = rows(services)
         assert (row.status, row.attempts) == ("failed", 3)
         assert len(receiver.on("/cgi-bin/webhook/send")) == 3
-    finally:
-        close_services(services)
 
 
 def test_a_refused_request_fails_at_once_and_a_server_error_is_retried(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     notify = notifications(receiver, routes=[{"name": "g", "channels": ["hook", "feishu"]}])
-    services = services_with(tmp_path, notify)
-    try:
+    with notifying(tmp_path, notify) as services:
         raise_door(services)
         receiver.answer("/hook", 403, {"error": "forbidden"})
         receiver.answer("/open-apis/bot/v2/hook/feishu-hook", 503, {})
@@ -255,16 +253,13 @@ def test_a_refused_request_fails_at_once_and_a_server_error_is_retried(
         assert (hook.status, hook.attempts) == ("failed", 1)
         assert hook.last_error is not None and hook.last_error.startswith("HTTP 403")
         assert (feishu.status, feishu.last_error) == ("retrying", "HTTP 503")
-    finally:
-        close_services(services)
 
 
 def test_an_unreachable_receiver_is_retried_and_no_secret_url_is_recorded(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     notify = notifications(receiver, routes=[{"name": "g", "channels": ["wecom"]}])
-    services = services_with(tmp_path, notify)
-    try:
+    with notifying(tmp_path, notify) as services:
         raise_door(services)
         env = env_of(receiver) | {"WECOM_URL": "http://127.0.0.1:9/send?key=wecom-key"}
         channels = build_channels(services.config.notifications, env)
@@ -274,15 +269,12 @@ def test_an_unreachable_receiver_is_retried_and_no_secret_url_is_recorded(
         (row,) = rows(services)
         assert row.status == "retrying"
         assert row.last_error is not None and "wecom-key" not in row.last_error
-    finally:
-        close_services(services)
 
 
 def test_notices_are_written_in_the_alerts_transaction_and_roll_back_with_it(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    services = services_with(tmp_path, notifications(receiver))
-    try:
+    with notifying(tmp_path, notifications(receiver)) as services:
         with pytest.raises(RuntimeError), services.sessions.begin() as session:
             services.alerts.apply_in(session, [signal()])
             raise RuntimeError("the batch failed before its commit")
@@ -290,8 +282,6 @@ def test_notices_are_written_in_the_alerts_transaction_and_roll_back_with_it(
         with services.sessions.begin() as session:
             services.alerts.apply_in(session, [signal()])
         assert len(rows(services)) == 5
-    finally:
-        close_services(services)
 
 
 def test_only_matching_alerts_make_notices_and_repeats_do_not(
@@ -303,31 +293,25 @@ def test_only_matching_alerts_make_notices_and_repeats_do_not(
             {"name": "g", "channels": ["wecom"], "min_severity": "critical", "buildings": ["b1"]}
         ],
     )
-    services = services_with(tmp_path, notify)
-    try:
+    with notifying(tmp_path, notify) as services:
         raise_door(services, severity=Severity.MAJOR)  # too mild
         raise_door(services, originator="gate:campus/b2/main", building="b2")  # elsewhere
         assert rows(services) == []
         raise_door(services, originator="gate:campus/b1/west")
         raise_door(services, originator="gate:campus/b1/west")  # counts on the open alert
         assert len(rows(services)) == 1
-    finally:
-        close_services(services)
 
 
 def test_queued_notices_survive_a_restart_and_are_delivered_once(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     notify = notifications(receiver, routes=[{"name": "g", "channels": ["wecom", "hook"]}])
-    services = services_with(tmp_path, notify)
-    try:
+    with notifying(tmp_path, notify) as services:
         raise_door(services)
         first = sender_of(services, receiver)
         first.start()
         first.stop()  # stopped before its first poll: nothing was sent
         assert receiver.requests == []
-    finally:
-        close_services(services)
 
     # A new gateway process: its own engine over the same file.
     engine = open_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
@@ -348,11 +332,8 @@ def test_a_notice_claimed_by_a_sender_that_died_is_retried_after_its_lease(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     notify = notifications(receiver, routes=[{"name": "g", "channels": ["hook"]}], lease_s=60)
-    services = services_with(tmp_path, notify)
-    try:
+    with notifying(tmp_path, notify) as services:
         raise_door(services)
-        from gateway.notify.outbox import claim_due
-
         clock = clock_of(services)
         (claimed,) = claim_due(services.sessions, clock.now, 60, 10)  # then the sender "dies"
         sender = sender_of(services, receiver)
@@ -362,8 +343,6 @@ def test_a_notice_claimed_by_a_sender_that_died_is_retried_after_its_lease(
         (row,) = rows(services)
         assert (row.status, row.attempts) == ("sent", 2)
         assert claimed.attempts == 1
-    finally:
-        close_services(services)
 
 
 def test_unacknowledged_alerts_escalate_to_the_next_channel_once_per_step(
@@ -371,8 +350,7 @@ def test_unacknowledged_alerts_escalate_to_the_next_channel_once_per_step(
 ) -> None:
     route = {"name": "g", "channels": ["wecom"], "escalate_to": ["ding", "hook"]}
     notify = notifications(receiver, routes=[route | {"escalate_after_min": 5}])
-    services = services_with(tmp_path, notify)
-    try:
+    with notifying(tmp_path, notify) as services:
         alert_id = raise_door(services)
         scheduler = NoticeScheduler(services.sessions, services.config.notifications)
         clock = clock_of(services)
@@ -388,8 +366,6 @@ def test_unacknowledged_alerts_escalate_to_the_next_channel_once_per_step(
         sender_of(services, receiver).send_due()
         (ding,) = receiver.on("/robot/send")
         assert "Not acknowledged" in ding.json["text"]["content"]
-    finally:
-        close_services(services)
 
 
 def test_a_clear_tells_the_channels_that_were_told_about_the_raise(
@@ -402,8 +378,7 @@ def test_a_clear_tells_the_channels_that_were_told_about_the_raise(
             {"name": "quiet", "channels": ["hook"], "notify_clear": False},
         ],
     )
-    services = services_with(tmp_path, notify)
-    try:
+    with notifying(tmp_path, notify) as services:
         alert_id = raise_door(services)
         services.alerts.clear(alert_id, "guard-user")
         assert [(r.channel, r.kind) for r in rows(services)] == [
@@ -421,15 +396,12 @@ def test_a_clear_tells_the_channels_that_were_told_about_the_raise(
             ("hook", "raise"),
             ("wecom", "clear"),
         ]
-    finally:
-        close_services(services)
 
 
 def test_quiet_hours_hold_a_notice_until_they_end(tmp_path: Path, receiver: Receiver) -> None:
     # The fake clock starts at 22:00 UTC = 06:00 in Shanghai.
     route = {"name": "g", "channels": ["wecom"], "quiet_hours": {"start": "23:00", "end": "07:00"}}
-    services = services_with(tmp_path, notifications(receiver, routes=[route]))
-    try:
+    with notifying(tmp_path, notifications(receiver, routes=[route])) as services:
         raise_door(services, severity=Severity.MAJOR)
         (row,) = rows(services)
         clock = clock_of(services)
@@ -438,8 +410,6 @@ def test_quiet_hours_hold_a_notice_until_they_end(tmp_path: Path, receiver: Rece
         assert sender.send_due() == 0
         clock.advance(3600)
         assert sender.send_due() == 1
-    finally:
-        close_services(services)
 
 
 def test_the_daily_digest_lists_the_days_welfare_alerts_once(
@@ -450,8 +420,7 @@ def test_the_daily_digest_lists_the_days_welfare_alerts_once(
         routes=[],
         digests=[{"name": "welfare", "channels": ["hook"], "at": "07:00"}],
     )
-    services = services_with(tmp_path, notify)
-    try:
+    with notifying(tmp_path, notify) as services:
         clock = clock_of(services)  # 06:00 local
         welfare = signal(
             AlertType.WELFARE,
@@ -470,8 +439,6 @@ def test_the_daily_digest_lists_the_days_welfare_alerts_once(
         assert hook.json["kind"] == "digest"
         assert hook.json["day"] == "2025-03-02"
         assert [a["title"] for a in hook.json["alerts"]] == ["s1 has not gone out for 3 days"]
-    finally:
-        close_services(services)
 
 
 def test_the_alert_detail_shows_its_notifications_to_those_who_see_the_alert(
@@ -503,17 +470,7 @@ def test_a_channel_whose_secret_is_missing_is_named_at_start(receiver: Receiver)
         build_channels(config, {})
 
 
-def test_the_alert_service_without_routes_writes_nothing(tmp_path: Path) -> None:
-    services = make_services(tmp_path)
-    try:
-        plain = AlertService(
-            services.sessions,
-            services.clock,
-            services.config.escalation,
-            in_transaction=Outbox(services.config.notifications),
-        )
-        plain.apply([signal()])
+def test_without_routes_an_alert_writes_no_notice(tmp_path: Path) -> None:
+    with notifying(tmp_path, {}) as services:
+        services.alerts.apply([signal()])
         assert rows(services) == []
-        assert json.dumps(services.config.notifications.model_dump(mode="json"))
-    finally:
-        close_services(services)
