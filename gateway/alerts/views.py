@@ -60,7 +60,9 @@ class NotificationView(BaseModel):
 
     channel: str
     kind: Literal["raise", "escalation", "clear"]
-    status: Literal["queued", "retrying", "sent", "failed"]
+    status: Literal["queued", "retrying", "sent", "failed", "cancelled"] = Field(
+        description="cancelled: an escalation whose alert was acknowledged before it was due"
+    )
     attempts: int
     last_error: str | None
     created_at: datetime

@@ -458,7 +458,7 @@ class NoticeRow(Base):
     kind: Mapped[str] = mapped_column(String(16))  # raise escalation clear digest
     dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16))  # queued retrying sent failed
+    status: Mapped[str] = mapped_column(String(16))  # queued retrying sent failed cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -18,8 +18,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.alerts.lifecycle import AlertRecord
-from gateway.db.schema import NoticeRow
+from gateway.alerts.lifecycle import AlertRecord, AlertState
+from gateway.db.schema import AlertRow, NoticeRow
 from gateway.notify.config import NotificationsConfig
 from gateway.notify.messages import Message, alert_message
 from gateway.notify.routing import (
@@ -32,6 +32,7 @@ from gateway.notify.routing import (
 )
 
 QUEUED, RETRYING, SENT, FAILED = "queued", "retrying", "sent", "failed"
+CANCELLED = "cancelled"  # an escalation whose alert was acknowledged or cleared before it was due
 PENDING = (QUEUED, RETRYING)
 
 
@@ -124,21 +125,34 @@ def told_about(session: Session, alert_id: int) -> list[tuple[str, str]]:
 def claim_due(
     sessions: sessionmaker[Session], now: datetime, lease_s: float, limit: int
 ) -> list[ClaimedNotice]:
-    """Take up to ``limit`` due notices for one attempt each (committed before sending)."""
+    """Take up to ``limit`` due notices for one attempt each (committed before sending).
+
+    An escalation whose alert is no longer active (a guard acknowledged it while the notice
+    waited out quiet hours or a retry) is cancelled instead: nobody needs waking any more.
+    """
     claimed: list[ClaimedNotice] = []
     with sessions.begin() as session:
         rows = session.execute(
-            select(NoticeRow.id, NoticeRow.attempts)
+            select(NoticeRow.id, NoticeRow.attempts, NoticeRow.kind, AlertRow.state)
+            .outerjoin(AlertRow, AlertRow.id == NoticeRow.alert_id)
             .where(NoticeRow.status.in_(PENDING), NoticeRow.next_attempt_at <= now)
             .order_by(NoticeRow.next_attempt_at, NoticeRow.id)
             .limit(limit)
         ).all()
-        for notice_id, attempts in rows:
+        for notice_id, attempts, kind, alert_state in rows:
+            stale = kind == "escalation" and alert_state != AlertState.ACTIVE.value
+            values: dict[str, Any] = (
+                {"status": CANCELLED, "last_error": "the alert was acknowledged or cleared"}
+                if stale
+                else {"attempts": attempts + 1, "next_attempt_at": now + timedelta(seconds=lease_s)}
+            )
             result: Any = session.execute(
                 update(NoticeRow)
                 .where(NoticeRow.id == notice_id, NoticeRow.attempts == attempts)
-                .values(attempts=attempts + 1, next_attempt_at=now + timedelta(seconds=lease_s))
+                .values(**values)
             )
+            if stale:
+                continue
             if result.rowcount != 1:
                 continue  # another replica took it
             row = session.get(NoticeRow, notice_id)

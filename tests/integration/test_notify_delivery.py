@@ -361,11 +361,37 @@ def test_unacknowledged_alerts_escalate_to_the_next_channel_once_per_step(
             ("wecom", "raise"),
             ("ding", "escalation"),
         ]
-        services.alerts.acknowledge(alert_id, "guard-user")
-        assert scheduler.tick(clock.advance(3600)) == 0
         sender_of(services, receiver).send_due()
         (ding,) = receiver.on("/robot/send")
         assert "Not acknowledged" in ding.json["text"]["content"]
+        services.alerts.acknowledge(alert_id, "guard-user")
+        assert scheduler.tick(clock.advance(3600)) == 0  # no step 2 for the hook
+
+
+def test_an_escalation_held_by_quiet_hours_is_cancelled_when_a_guard_acknowledges_first(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # The fake clock starts at 22:00 UTC = 06:00 in Shanghai: quiet until 07:00.
+    route = {
+        "name": "g",
+        "channels": ["wecom"],
+        "escalate_to": ["ding"],
+        "escalate_after_min": 5,
+        "quiet_hours": {"start": "23:00", "end": "07:00", "critical_overrides": False},
+    }
+    with notifying(tmp_path, notifications(receiver, routes=[route])) as services:
+        alert_id = raise_door(services)
+        clock = clock_of(services)
+        scheduler = NoticeScheduler(services.sessions, services.config.notifications)
+        assert scheduler.tick(clock.advance(300)) == 1
+        services.alerts.acknowledge(alert_id, "guard-user")
+        clock.advance(3600)
+        assert sender_of(services, receiver).send_due() == 1  # the raise only
+        assert [(r.kind, r.status) for r in rows(services)] == [
+            ("raise", "sent"),
+            ("escalation", "cancelled"),
+        ]
+        assert receiver.on("/robot/send") == []
 
 
 def test_a_clear_tells_the_channels_that_were_told_about_the_raise(
