@@ -276,7 +276,7 @@ class AlertService:
         with self._sessions.begin() as session:
             row = silences.add_silence(session, silence, now)
             view = silences.silence_view(row, now)
-            changed = silences.refresh_open_alerts(session, now)
+            changed = self._refresh_silences(session, now)
         log.info("silence %d on %s until %s by %s", view.id, originator, ends_at, user)
         self.broadcast(changed)
         return view
@@ -305,7 +305,7 @@ class AlertService:
                 row.ends_at = min(row.ends_at, now)
                 view = silences.silence_view(row, now)
             session.flush()
-            changed = silences.refresh_open_alerts(session, now)
+            changed = self._refresh_silences(session, now)
         log.info("silence %d ended by %s", silence_id, user)
         self.broadcast(changed)
         return view
@@ -316,7 +316,7 @@ class AlertService:
         """Re-evaluate silences that ended and escalate alerts unacknowledged for too long."""
         now = self._clock()
         with self._sessions.begin() as session:
-            changed = {v.id: v for v in silences.refresh_open_alerts(session, now)}
+            changed = {v.id: v for v in self._refresh_silences(session, now)}
             rows = session.scalars(
                 select(AlertRow).where(AlertRow.state == AlertState.ACTIVE.value)
             )
@@ -336,6 +336,14 @@ class AlertService:
         return views
 
     # --- internals ------------------------------------------------------------------------
+
+    def _refresh_silences(self, session: Session, now: datetime) -> builtins.list[AlertView]:
+        """Silences in force now applied to open alerts; an alert that sounds again notifies."""
+        changes: builtins.list[tuple[str, AlertRecord]] = []
+        views = silences.refresh_open_alerts(session, now, changes)
+        if self._in_transaction is not None and changes:
+            self._in_transaction(session, changes, now)
+        return views
 
     def _act(
         self,

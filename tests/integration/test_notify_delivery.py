@@ -394,6 +394,22 @@ def test_an_escalation_held_by_quiet_hours_is_cancelled_when_a_guard_acknowledge
         assert receiver.on("/robot/send") == []
 
 
+def test_a_silenced_alert_notifies_when_its_silence_ends_and_it_still_holds(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    notify = notifications(receiver, routes=[{"name": "g", "channels": ["wecom"]}])
+    with notifying(tmp_path, notify) as services:
+        clock = clock_of(services)
+        door = "gate:campus/b1/west"
+        start, end = clock.now - timedelta(minutes=1), clock.now + timedelta(hours=1)
+        silence = services.alerts.create_silence(door, [], start, end, "repair", "admin")
+        services.alerts.apply([signal(AlertType.DOOR_HELD_OPEN, door, at=clock.now)])
+        assert rows(services) == []  # recorded silently
+        clock.advance(60)
+        services.alerts.end_silence(silence.id, "admin")
+        assert [(r.channel, r.kind) for r in rows(services)] == [("wecom", "raise")]
+
+
 def test_a_clear_tells_the_channels_that_were_told_about_the_raise(
     tmp_path: Path, receiver: Receiver
 ) -> None:
