@@ -35,6 +35,9 @@ from gateway.ingest.mqtt import MqttIngest
 from gateway.ingest.pipeline import LocalPipeline
 from gateway.ingest.store import gate_key
 from gateway.ingest.worker import PipelineWorker
+from gateway.notify.outbox import Outbox
+from gateway.notify.schedule import NoticeScheduler
+from gateway.notify.sender import NoticeSender, build_channels
 from gateway.ports import Clock
 from gateway.services import Services
 from gateway.timeseries.base import TimeSeriesWriter
@@ -62,6 +65,9 @@ class Gateway:
     store: LocalPipeline | PipelineWorker
     _stop: threading.Event
     _maintenance: threading.Thread | None = None
+    # Notifications: the sender delivers the outbox here, also in ingest-worker mode.
+    notices: NoticeSender | None = None
+    notice_schedule: NoticeScheduler | None = None
 
     def start(self, *, wait_broker_s: float = 0.0) -> None:
         """Migrate, seed gates, start stores, the pipeline, ingest and maintenance."""
@@ -69,6 +75,8 @@ class Gateway:
         seed_gates(self.services)
         self.store.start()
         self.services.series_writer.start()
+        if self.notices is not None:
+            self.notices.start()
         if self.services.enrolment is not None:
             self.services.enrolment.start()
         self.ingest.start()
@@ -85,6 +93,8 @@ class Gateway:
         self.ingest.stop()
         if self._maintenance is not None:
             self._maintenance.join(10)
+        if self.notices is not None:
+            self.notices.stop()
         self.store.stop()
         self.services.series_writer.flush(5.0)
         self.services.series_writer.close()
@@ -119,7 +129,7 @@ class Gateway:
                 s.alerts.bus.publish({"type": "alert", "alert": notice.alert})
 
     def _maintain(self) -> None:
-        """Time-driven work: rule windows, escalation, welfare, pending galleries, pruning."""
+        """Time-driven work: rule windows, escalation, notices due, welfare, galleries, pruning."""
         last_welfare = last_hourly = 0.0
         tick = 0.0
         while not self._stop.wait(1.0):
@@ -131,6 +141,8 @@ class Gateway:
                     last_welfare = tick
                     self.services.alerts.apply(self.welfare_signals(now))
                 self.services.alerts.escalate_due()
+                if self.notice_schedule is not None:
+                    self.notice_schedule.tick(now)
                 if self.services.enrolment is not None:
                     self.services.enrolment.retry_pending()
                 if tick - last_hourly >= 3600 or last_hourly == 0.0:
@@ -278,7 +290,9 @@ def build_gateway(
                 None,
             )
         )
-    alerts = AlertService(sessions, now_fn, config.escalation)
+    alerts = AlertService(
+        sessions, now_fn, config.escalation, in_transaction=Outbox(config.notifications)
+    )
     services = Services(
         config=config,
         engine=engine,
@@ -307,6 +321,11 @@ def build_gateway(
         store=store,
         _stop=threading.Event(),
     )
+    if config.notifications.channels:
+        gw.notices = NoticeSender(
+            sessions, build_channels(config.notifications, env), now_fn, config.notifications
+        )
+        gw.notice_schedule = NoticeScheduler(sessions, config.notifications)
     gw.ingest = MqttIngest(
         config.mqtt, config.site, config.client_id, gw.process, password=password
     )

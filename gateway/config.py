@@ -12,6 +12,7 @@ from contracts.topics import check_segment
 from gateway.alerts.lifecycle import EscalationPolicy
 from gateway.alerts.rules.config import RulesConfig
 from gateway.alerts.rules.welfare import WelfareConfig
+from gateway.notify.config import NotificationsConfig
 
 PLACEHOLDER_SECRETS = frozenset(
     {"", "change-me", "changeme", "secret", "password", "admin", "dormguard", "placeholder"}
@@ -193,6 +194,10 @@ class GatewayConfig(StrictModel):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
     welfare: WelfareConfig = Field(default_factory=WelfareConfig)
+    notifications: NotificationsConfig = Field(
+        default_factory=NotificationsConfig,
+        description="WeCom, DingTalk, Feishu, e-mail and webhook notifications of alerts",
+    )
     command_signing: SigningSettings | None = Field(
         default=None,
         description="signs commands and gallery updates; without it no gate obeys this gateway "

@@ -40,6 +40,7 @@ from gateway.db.schema import (
     Presence,
     User,
 )
+from gateway.notify.outbox import Outbox
 from gateway.ports import Publisher
 from gateway.services import Services
 from gateway.timeseries.sqlite_store import SqliteSeriesStore
@@ -106,7 +107,9 @@ def make_services(
         engine=engine,
         sessions=sessions,
         clock=clock,
-        alerts=AlertService(sessions, clock, config.escalation),
+        alerts=AlertService(
+            sessions, clock, config.escalation, in_transaction=Outbox(config.notifications)
+        ),
         series_writer=store,
         series_reader=store,
         publisher=publisher,

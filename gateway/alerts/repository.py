@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from gateway.alerts.lifecycle import AlertRecord, AlertState
 from gateway.alerts.scope import AlertScope, scope_filter
 from gateway.alerts.types import AlertType, Severity
-from gateway.alerts.views import AlertStats, AlertView
+from gateway.alerts.views import AlertStats, AlertView, NotificationView
 from gateway.attributes import from_attributes
-from gateway.db.schema import AlertHistory, AlertRow
+from gateway.db.schema import AlertHistory, AlertRow, NoticeRow
 
 OPEN_STATES = (AlertState.ACTIVE.value, AlertState.ACKNOWLEDGED.value)
 COMMENT_ACTION = "comment"
@@ -130,6 +130,21 @@ def add_history(
 ) -> None:
     """One entry in an alert's history (a change, or a comment)."""
     session.add(AlertHistory(alert_id=alert_id, at=at, action=action, actor=actor, text=text))
+
+
+def notifications(session: Session, alert_id: int) -> list[NotificationView]:
+    """An alert's notices (gateway.notify's outbox), oldest first."""
+    rows = session.scalars(
+        select(NoticeRow).where(NoticeRow.alert_id == alert_id).order_by(NoticeRow.id)
+    )
+    return [
+        from_attributes(
+            NotificationView,
+            row,
+            next_attempt_at=row.next_attempt_at if row.status in ("queued", "retrying") else None,
+        )
+        for row in rows
+    ]
 
 
 def history(session: Session, alert_id: int) -> list[AlertHistory]:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,6 +41,15 @@ from gateway.ports import Clock
 log = logging.getLogger(__name__)
 
 
+class ChangeHook(Protocol):
+    """Called inside the transaction with each changed alert and the change's name (the
+    lifecycle's ``AlertChange`` or the operator action), before the commit."""
+
+    def __call__(
+        self, session: Session, changes: Sequence[tuple[str, AlertRecord]], now: datetime
+    ) -> None: ...
+
+
 class AlertService:
     """Applies rule signals and operator actions to stored alerts, and tells subscribers."""
 
@@ -51,8 +60,11 @@ class AlertService:
         escalation: EscalationPolicy,
         *,
         bus: AlertBus | None = None,
+        in_transaction: ChangeHook | None = None,
     ) -> None:
         self._sessions = sessions
+        # Writes what must commit with the change (the notifications outbox: gateway.notify).
+        self._in_transaction = in_transaction
         self._clock = clock
         self._escalation = escalation
         self.bus = bus if bus is not None else AlertBus()
@@ -79,6 +91,7 @@ class AlertService:
         latest = max(s.at for s in signals)
         in_force = silences.silences_between(session, earliest, latest)
         changed: dict[int, AlertView] = {}
+        changes: list[tuple[str, AlertRecord]] = []
         for signal in signals:
             row = repository.open_row(session, signal.type, signal.originator)
             before = repository.record_of(row) if row is not None else None
@@ -90,10 +103,14 @@ class AlertService:
                 session.add(row)
             repository.store(row, after, now)
             session.flush()
-            change = lifecycle.signal_change(before, replace(after, id=row.id))
+            stored = replace(after, id=row.id)
+            change = lifecycle.signal_change(before, stored)
             repository.add_history(session, row.id, change.value, None, signal.title, now)
+            changes.append((change.value, stored))
             changed.pop(row.id, None)  # keep the order of the latest change
             changed[row.id] = view_of(row)
+        if self._in_transaction is not None and changes:
+            self._in_transaction(session, changes, now)
         return list(changed.values())
 
     def broadcast(self, views: Iterable[AlertView]) -> None:
@@ -167,6 +184,7 @@ class AlertService:
         with self._sessions() as session:
             row = repository.row_in_scope(session, alert_id, scope)
             entries = repository.history(session, alert_id)
+            notices = repository.notifications(session, alert_id)
             view = view_of(row)
         return AlertDetailView(
             **view.model_dump(),
@@ -178,6 +196,7 @@ class AlertService:
                 for e in entries
                 if e.action == COMMENT_ACTION
             ],
+            notifications=notices,
         )
 
     def handover(self, since: datetime, *, scope: AlertScope = EVERYTHING) -> HandoverView:
@@ -257,7 +276,7 @@ class AlertService:
         with self._sessions.begin() as session:
             row = silences.add_silence(session, silence, now)
             view = silences.silence_view(row, now)
-            changed = silences.refresh_open_alerts(session, now)
+            changed = self._refresh_silences(session, now)
         log.info("silence %d on %s until %s by %s", view.id, originator, ends_at, user)
         self.broadcast(changed)
         return view
@@ -286,7 +305,7 @@ class AlertService:
                 row.ends_at = min(row.ends_at, now)
                 view = silences.silence_view(row, now)
             session.flush()
-            changed = silences.refresh_open_alerts(session, now)
+            changed = self._refresh_silences(session, now)
         log.info("silence %d ended by %s", silence_id, user)
         self.broadcast(changed)
         return view
@@ -297,7 +316,7 @@ class AlertService:
         """Re-evaluate silences that ended and escalate alerts unacknowledged for too long."""
         now = self._clock()
         with self._sessions.begin() as session:
-            changed = {v.id: v for v in silences.refresh_open_alerts(session, now)}
+            changed = {v.id: v for v in self._refresh_silences(session, now)}
             rows = session.scalars(
                 select(AlertRow).where(AlertRow.state == AlertState.ACTIVE.value)
             )
@@ -318,6 +337,14 @@ class AlertService:
 
     # --- internals ------------------------------------------------------------------------
 
+    def _refresh_silences(self, session: Session, now: datetime) -> builtins.list[AlertView]:
+        """Silences in force now applied to open alerts; an alert that sounds again notifies."""
+        changes: builtins.list[tuple[str, AlertRecord]] = []
+        views = silences.refresh_open_alerts(session, now, changes)
+        if self._in_transaction is not None and changes:
+            self._in_transaction(session, changes, now)
+        return views
+
     def _act(
         self,
         alert_id: int,
@@ -333,6 +360,8 @@ class AlertService:
             after: AlertRecord = transition(repository.record_of(row), now)
             repository.store(row, after, now)
             repository.add_history(session, row.id, action, user, text, now)
+            if self._in_transaction is not None:
+                self._in_transaction(session, [(action, after)], now)
             view = view_of(row)
         self.broadcast([view])
         return view

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.alerts import lifecycle, repository
-from gateway.alerts.lifecycle import Silence
+from gateway.alerts.lifecycle import AlertRecord, Silence
 from gateway.alerts.originators import originator_matches
 from gateway.alerts.repository import NotFoundError
 from gateway.alerts.types import AlertType
@@ -76,8 +76,13 @@ def silences_between(session: Session, start: datetime, end: datetime) -> list[S
     return [silence_of(r) for r in rows]
 
 
-def refresh_open_alerts(session: Session, now: datetime) -> list[AlertView]:
-    """Silence or unsilence open alerts according to the silences in force now."""
+def refresh_open_alerts(
+    session: Session, now: datetime, changes: list[tuple[str, AlertRecord]] | None = None
+) -> list[AlertView]:
+    """Silence or unsilence open alerts according to the silences in force now.
+
+    ``changes`` (when given) collects (action, record) of each alert changed.
+    """
     silences = silences_between(session, now, now)
     query = select(AlertRow).where(AlertRow.state.in_(repository.OPEN_STATES))
     if not silences:
@@ -96,5 +101,7 @@ def refresh_open_alerts(session: Session, now: datetime) -> list[AlertView]:
         repository.store(row, after, now)
         action = "silenced" if after.silenced else "unsilenced"
         repository.add_history(session, row.id, action, None, "", now)
+        if changes is not None:
+            changes.append((action, after))
         changed.append(repository.view_of(row))
     return changed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -55,9 +55,25 @@ class CommentView(BaseModel):
     text: str
 
 
+class NotificationView(BaseModel):
+    """One notification of an alert (WeCom, DingTalk, Feishu, e-mail, webhook)."""
+
+    channel: str
+    kind: Literal["raise", "escalation", "clear"]
+    status: Literal["queued", "retrying", "sent", "failed", "cancelled"] = Field(
+        description="cancelled: an escalation whose alert was acknowledged before it was due"
+    )
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime | None = Field(description="when it is tried next (pending only)")
+    sent_at: datetime | None
+
+
 class AlertDetailView(AlertView):
     history: list[HistoryEntry] = Field(description="every change, oldest first")
     comments: list[CommentView] = Field(description="guards' notes, oldest first")
+    notifications: list[NotificationView] = Field(description="notices sent or due, oldest first")
 
 
 class SilenceView(BaseModel):

@@ -432,3 +432,35 @@ class SilenceRow(Base):
     reason: Mapped[str] = mapped_column(String(300))
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+
+
+# --- notifications -----------------------------------------------------------------------------
+
+
+class NoticeRow(Base):
+    """One notification to send (the durable outbox of gateway/notify).
+
+    Written in the transaction that raises or changes its alert, so a crash between the alert
+    and the delivery loses nothing; ``alert_id`` is NULL for a daily digest. ``dedup_key``
+    (NULL for raise and clear notices) makes escalations and digests idempotent across ticks
+    and replicas.
+    """
+
+    __tablename__ = "notices"
+    __table_args__ = (Index("ix_notices_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int | None] = mapped_column(
+        ForeignKey("alerts.id", ondelete="CASCADE"), index=True
+    )
+    route: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # raise escalation clear digest
+    dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16))  # queued retrying sent failed cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

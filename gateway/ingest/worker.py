@@ -127,6 +127,7 @@ def _worker_main(config: GatewayConfig, db_password: str | None, conn: Connectio
     from gateway.alerts.service import AlertService
     from gateway.db import open_engine, session_factory
     from gateway.ingest.pipeline import LocalPipeline
+    from gateway.notify.outbox import Outbox
     from gateway.services import Services
     from gateway.timeseries.fanout import FanOutWriter
 
@@ -141,7 +142,9 @@ def _worker_main(config: GatewayConfig, db_password: str | None, conn: Connectio
             engine=engine,
             sessions=sessions,
             clock=utc_now,
-            alerts=AlertService(sessions, utc_now, config.escalation),
+            alerts=AlertService(
+                sessions, utc_now, config.escalation, in_transaction=Outbox(config.notifications)
+            ),
             series_writer=FanOutWriter([]),
             series_reader=None,  # type: ignore[arg-type]  # the worker answers no queries
         )
