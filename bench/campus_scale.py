@@ -51,7 +51,8 @@ import orjson
 from sqlalchemy import Engine, create_engine, event, func, select, text
 
 from contracts.access import Flag, Reason
-from contracts.models import SCHEMA_VERSION, new_event_id
+from contracts.models import SCHEMA_VERSION, DeviceState, new_event_id
+from contracts.registry import parse_message
 from contracts.topics import (
     DeviceAddress,
     DeviceChannel,
@@ -60,7 +61,9 @@ from contracts.topics import (
     device_topic,
     gate_topic,
 )
-from edge.devices.model import ApplianceType
+from edge.devices.config import TYPE_DEFAULTS
+from edge.devices.machines import initial_state, next_state, publishable_change
+from edge.devices.model import ApplianceType, MachineParams, Reading
 from edge.devices.simulation.fleet import SimDevice, plan_rooms
 from edge.devices.simulation.physics import generate
 from edge.devices.simulation.trace import ApplianceTrace
@@ -73,6 +76,7 @@ from gateway.db.bulk import bulk_insert, table_of
 from gateway.db.schema import AccessRecord, AlertRow, DeviceStateRecord, LateReturn, Person
 from gateway.ingest.batch import Inbound
 from gateway.ingest.store import device_key
+from gateway.timeseries.mapping import points_for
 from tests.gatewayproc import gateway_config
 
 SITE = "campus"
@@ -91,6 +95,7 @@ class Scale:
     beds: int = 2_000
     telemetry_minutes: int = 15
     retention_days: int = 30  # the time-series store's default: older telemetry is pruned
+    live_days: int = 7  # appliance messages through the ingest (before: written in bulk)
     repeats: int = 20
     seed: int = 11
 
@@ -132,12 +137,43 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat()
 
 
-def _appliance_status(kind: ApplianceType, sample: ApplianceTrace) -> str:
-    if kind is ApplianceType.WATER_DISPENSER:
-        return "heating" if sample.phase == "heating" else "ready"
-    if kind is ApplianceType.HAIR_DRYER:
-        return "in_use" if sample.phase == "on" else "idle"
-    return "idle" if sample.phase == "idle" else "running"
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A state the bridge's state machine publishes, at an offset into a simulated day."""
+
+    at_s: float
+    status: str
+    faults: tuple[str, ...]
+    sessions: int
+
+
+def state_changes(kind: ApplianceType, samples: Sequence[ApplianceTrace]) -> list[StateChange]:
+    """What the device bridge would publish for a simulated day: the machine (edge/devices/
+    machines.py, the type's default thresholds) run over the readings, the day run twice so
+    the second pass starts from a settled state; the changes of the second pass."""
+    params = MachineParams(**TYPE_DEFAULTS.get(kind, {}))  # type: ignore[arg-type]
+    state = initial_state("sim", kind)
+    day0 = datetime(2026, 1, 1, tzinfo=UTC)
+    changes: list[StateChange] = []
+    for offset in (0.0, 86400.0):
+        for sample in samples:
+            reading = Reading(
+                device_id="sim",
+                at=day0 + timedelta(seconds=offset + sample.at_s),
+                power_w=sample.power_w,
+                energy_kwh=sample.energy_kwh + offset,  # a meter only counts up
+                voltage_v=sample.voltage_v,
+                current_a=sample.current_a,
+                temperature_c=sample.temperature_c,
+                water_l=sample.water_l,
+                door_open=sample.door_open,
+            )
+            new = next_state(state, reading, params)
+            if offset and publishable_change(state, new):
+                faults = tuple(sorted(f.value for f in new.faults))
+                changes.append(StateChange(sample.at_s, new.status.value, faults, new.sessions))
+            state = new
+    return changes
 
 
 _FAULT_OF = {
@@ -172,8 +208,11 @@ class Semester:
             ]
             for kind in ApplianceType
         }
+        self.changes = {
+            kind: [state_changes(kind, samples) for samples in days]
+            for kind, days in self.templates.items()
+        }
         self.meters = {d.device_id: self.rng.uniform(50, 900) for d in self.devices}
-        self.last_status: dict[str, str] = {}
 
     def _plan_devices(self, buildings: list[str]) -> list[SimDevice]:
         rooms = math.ceil(self.scale.appliances / 5)
@@ -328,43 +367,33 @@ class Semester:
         every = self.scale.telemetry_minutes
         out: list[Message] = []
         for dev in self.devices:
-            samples = self.templates[dev.kind][rng.randrange(TEMPLATES_PER_KIND)]
+            template = rng.randrange(TEMPLATES_PER_KIND)
+            samples = self.templates[dev.kind][template]
             base = self.meters[dev.device_id] - samples[0].energy_kwh
             addr = DeviceAddress(SITE, dev.building, dev.room, dev.device_id)
-            fault_at = rng.randrange(len(samples)) if rng.random() < 0.003 else -1
-            for i, sample in enumerate(samples):
-                ts = start + timedelta(seconds=sample.at_s)
-                status = _appliance_status(dev.kind, sample)
-                faults = [_FAULT_OF[dev.kind]] if fault_at <= i < fault_at + 120 else []
-                state_key = f"{status}|{faults}"
-                if state_key != self.last_status.get(dev.device_id):
-                    self.last_status[dev.device_id] = state_key
-                    out.append(
-                        (
-                            ts,
-                            device_topic(addr, DeviceChannel.STATE),
-                            self._state(dev, ts, status, faults, sample, base),
-                        )
-                    )
-                if with_telemetry and i % every == every - 1:
-                    out.append(
-                        (
-                            ts,
-                            device_topic(addr, DeviceChannel.TELEMETRY),
-                            self._reading(dev, ts, sample, base),
-                        )
-                    )
+            state_topic = device_topic(addr, DeviceChannel.STATE)
+            changes = list(self.changes[dev.kind][template])
+            if rng.random() < 0.003:  # a fault for two hours: raised, then cleared
+                at = rng.uniform(0, 86400 - 7200)
+                before = [c for c in changes if c.at_s <= at]
+                last = before[-1] if before else StateChange(0, "idle", (), 0)
+                fault = (_FAULT_OF[dev.kind],)
+                changes += [replace(last, at_s=at, faults=fault), replace(last, at_s=at + 7200)]
+                changes.sort(key=lambda c: c.at_s)
+            for change in changes:
+                sample = samples[min(len(samples) - 1, int(change.at_s // 60))]
+                ts = start + timedelta(seconds=change.at_s)
+                out.append((ts, state_topic, self._state(dev, ts, change, sample, base)))
+            if with_telemetry:
+                telemetry_topic = device_topic(addr, DeviceChannel.TELEMETRY)
+                for sample in samples[every - 1 :: every]:
+                    ts = start + timedelta(seconds=sample.at_s)
+                    out.append((ts, telemetry_topic, self._reading(dev, ts, sample, base)))
             self.meters[dev.device_id] = base + samples[-1].energy_kwh
         return out
 
     def _state(
-        self,
-        dev: SimDevice,
-        ts: datetime,
-        status: str,
-        faults: list[str],
-        sample: ApplianceTrace,
-        base: float,
+        self, dev: SimDevice, ts: datetime, change: StateChange, sample: ApplianceTrace, base: float
     ) -> bytes:
         self.counts.states += 1
         return orjson.dumps(
@@ -378,13 +407,14 @@ class Semester:
                 "room": dev.room,
                 "device_id": dev.device_id,
                 "kind": dev.kind.value,
-                "status": status,
+                "status": change.status,
                 "since": _iso(ts),
-                "faults": faults,
+                "faults": list(change.faults),
                 "online": True,
                 "power_w": round(sample.power_w, 1),
                 "energy_kwh": round(base + sample.energy_kwh, 3),
                 "temperature_c": sample.temperature_c,
+                "sessions": change.sessions,
             }
         )
 
@@ -466,6 +496,37 @@ def feed(gw: Gateway, clock: SimClock, messages: Sequence[Message]) -> int:
     return stored
 
 
+def backfill_appliances(gw: Gateway, messages: Sequence[Message]) -> int:
+    """Appliance messages of the days before the live window, written in bulk: the state history
+    rows the ingest would write (gateway.db.bulk, one transaction) and the telemetry's points
+    (the same mapping, into the series store); the number written."""
+    history: list[dict[str, Any]] = []
+    points = []
+    for _ts, topic, payload in messages:
+        model = parse_message(topic, payload)
+        if isinstance(model, DeviceState):
+            key = device_key(model.site, model.building, model.room, model.device_id)
+            history.append(
+                {
+                    "event_id": model.event_id,
+                    "device_key": key,
+                    "ts": model.ts,
+                    "status": model.status,
+                    "faults": list(model.faults),
+                    "online": model.online,
+                    "energy_kwh": model.energy_kwh,
+                }
+            )
+        else:
+            points += points_for(model)
+    with gw.services.sessions.begin() as session:
+        for start in range(0, len(history), 20_000):
+            bulk_insert(session, table_of(DeviceStateRecord), history[start : start + 20_000])
+    if points:
+        gw.services.series_writer.write(points)
+    return len(messages)
+
+
 @dataclass
 class Fill:
     seconds: float
@@ -474,12 +535,18 @@ class Fill:
 
 
 def fill(gw: Gateway, clock: SimClock, semester: Semester, log: Callable[[str], None]) -> Fill:
-    """The whole semester through the ingest, day by day; welfare after curfew, upkeep daily."""
+    """The whole semester, day by day: gate traffic through the ingest, and appliances too in
+    the last ``live_days`` (before that, in bulk); welfare after curfew, the upkeep daily."""
     started = time.monotonic()
     stored = 0
+    scale = semester.scale
     grace = timedelta(minutes=gw.services.config.welfare.grace_minutes + 1)
-    for day in range(semester.scale.days):
-        messages = sorted(semester.passes(day) + semester.appliances(day), key=lambda m: m[0])
+    for day in range(scale.days):
+        appliances = semester.appliances(day)
+        if day < scale.days - scale.live_days:
+            stored += backfill_appliances(gw, appliances)
+            appliances = []
+        messages = sorted(semester.passes(day) + appliances, key=lambda m: m[0])
         welfare_at = semester.day_start(day) + timedelta(hours=semester.curfew_hour) + grace
         before = [m for m in messages if m[0] < welfare_at]
         stored += feed(gw, clock, before)
@@ -488,13 +555,14 @@ def fill(gw: Gateway, clock: SimClock, semester: Semester, log: Callable[[str], 
         stored += feed(gw, clock, messages[len(before) :])
         clock.now = semester.day_start(day + 1)
         gw._hourly(clock.now)  # the upkeep's retention (it runs hourly in the gateway)
-        if day % 10 == 9 or day == semester.scale.days - 1:
-            rate = semester.counts.access / (time.monotonic() - started)
+        if day % 10 == 9 or day == scale.days - 1:
+            elapsed = time.monotonic() - started
             log(
-                f"  day {day + 1}/{semester.scale.days}: {semester.counts.access:,} access "
-                f"events, {stored:,} messages stored, {rate:,.0f} access events/s"
+                f"  day {day + 1}/{scale.days}: {semester.counts.access:,} access events, "
+                f"{stored:,} messages stored, {semester.counts.access / elapsed:,.0f} access "
+                f"events/s, {stored / elapsed:,.0f} messages/s"
             )
-    gw.services.series_writer.flush(120.0)
+    gw.services.series_writer.flush(600.0)
     return Fill(time.monotonic() - started, stored, replace(semester.counts))
 
 

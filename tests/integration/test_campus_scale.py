@@ -13,7 +13,7 @@ from bench.campus_scale import Backend, Scale, run_database
 
 
 def test_campus_scale_figures_match_the_filled_database(tmp_path: Path) -> None:
-    scale = Scale(days=2, students=150, appliances=10, beds=100, repeats=2)
+    scale = Scale(days=3, students=150, appliances=10, beds=100, repeats=2, live_days=1)
     backend = Backend(
         "sqlite",
         f"sqlite:///{tmp_path / 'full' / 'gateway.db'}",
