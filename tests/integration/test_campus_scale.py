@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.campus_scale import Backend, Scale, run_database
+from bench.campus.semester import Scale
+from bench.campus_scale import Backend, run_database
 
 
 def test_campus_scale_figures_match_the_filled_database(tmp_path: Path) -> None:
