@@ -348,21 +348,11 @@ class Semester:
         self.counts.states += 1
         return orjson.dumps(
             {
-                "schema": SCHEMA_VERSION,
-                "event_id": new_event_id(),
-                "ts": iso_text(ts),
-                "producer": f"bridge-{dev.building}",
-                "site": SITE,
-                "building": dev.building,
-                "room": dev.room,
-                "device_id": dev.device_id,
-                "kind": dev.kind.value,
+                **_device_head(dev, ts, sample, base),
                 "status": change.status,
                 "since": iso_text(ts),
                 "faults": list(change.faults),
                 "online": True,
-                "power_w": round(sample.power_w, 1),
-                "energy_kwh": round(base + sample.energy_kwh, 3),
                 "temperature_c": sample.temperature_c,
                 "sessions": change.sessions,
             }
@@ -371,23 +361,32 @@ class Semester:
     def _reading(self, dev: SimDevice, ts: datetime, sample: ApplianceTrace, base: float) -> bytes:
         self.counts.telemetry += 1
         reading: dict[str, Any] = {
-            "schema": SCHEMA_VERSION,
-            "event_id": new_event_id(),
-            "ts": iso_text(ts),
-            "producer": f"bridge-{dev.building}",
-            "site": SITE,
-            "building": dev.building,
-            "room": dev.room,
-            "device_id": dev.device_id,
-            "kind": dev.kind.value,
-            "power_w": round(sample.power_w, 1),
-            "energy_kwh": round(base + sample.energy_kwh, 3),
+            **_device_head(dev, ts, sample, base),
             "voltage_v": round(sample.voltage_v, 1),
             "current_a": round(sample.current_a, 3),
         }
         if sample.temperature_c is not None:
             reading["temperature_c"] = round(sample.temperature_c, 1)
         return orjson.dumps(reading)
+
+
+def _device_head(
+    dev: SimDevice, ts: datetime, sample: ApplianceTrace, base: float
+) -> dict[str, Any]:
+    """What a device state and a telemetry reading of the bridge both carry."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "event_id": new_event_id(),
+        "ts": iso_text(ts),
+        "producer": f"bridge-{dev.building}",
+        "site": SITE,
+        "building": dev.building,
+        "room": dev.room,
+        "device_id": dev.device_id,
+        "kind": dev.kind.value,
+        "power_w": round(sample.power_w, 1),
+        "energy_kwh": round(base + sample.energy_kwh, 3),
+    }
 
 
 # --- the gateway over one database ------------------------------------------------------------
