@@ -222,13 +222,7 @@ class Semester:
     ) -> Message:
         face = method == "face"
         payload = {
-            "schema": SCHEMA_VERSION,
-            "event_id": new_event_id(),
-            "ts": iso_text(ts),
-            "producer": f"gate-{building}-{gate}",
-            "site": SITE,
-            "building": building,
-            "gate_id": gate,
+            **_gate_head(ts, building, gate),
             "direction": direction,
             "decision": decision,
             "method": method,
@@ -295,13 +289,7 @@ class Semester:
 
     def _door(self, ts: datetime, building: str, gate: str, kind: str = "held_open") -> Message:
         payload = {
-            "schema": SCHEMA_VERSION,
-            "event_id": new_event_id(),
-            "ts": iso_text(ts),
-            "producer": f"gate-{building}-{gate}",
-            "site": SITE,
-            "building": building,
-            "gate_id": gate,
+            **_gate_head(ts, building, gate),
             "kind": kind,
             "open_for_s": round(self.rng.uniform(35, 120), 1) if kind == "held_open" else None,
             "seq": self._next_seq(building, gate),
@@ -368,6 +356,19 @@ class Semester:
         if sample.temperature_c is not None:
             reading["temperature_c"] = round(sample.temperature_c, 1)
         return orjson.dumps(reading)
+
+
+def _gate_head(ts: datetime, building: str, gate: str) -> dict[str, Any]:
+    """What every message of a gate carries."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "event_id": new_event_id(),
+        "ts": iso_text(ts),
+        "producer": f"gate-{building}-{gate}",
+        "site": SITE,
+        "building": building,
+        "gate_id": gate,
+    }
 
 
 def _device_head(
