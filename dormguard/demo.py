@@ -311,8 +311,9 @@ class _ServiceRoom:
                 print(f"  ! {name} exited with code {code}")
 
     def stop(self) -> None:
-        """Stop the bridge first, so devices going offline at shutdown are not reported."""
-        for name, proc in self._procs:
+        """Stop in reverse order of start: the bridge before the appliances, so devices going
+        offline at shutdown are not reported."""
+        for name, proc in reversed(self._procs):
             proc.terminate()
             try:
                 proc.wait(timeout=10)
@@ -339,6 +340,7 @@ class _Monitor:
         self.device_statuses: dict[str, list[str]] = {}
         self.device_faults: dict[str, list[str]] = {}
         self.bridge_online = threading.Event()
+        self.room_reporting = threading.Event()  # the first appliance state came through
         self._lock = threading.Lock()
 
     def report(self) -> dict[str, Any]:
@@ -382,6 +384,7 @@ class _Monitor:
     def _device_state(self, state: DeviceState) -> None:
         with self._lock:
             self.device_states += 1
+            self.room_reporting.set()
             statuses = self.device_statuses.setdefault(state.device_id, [])
             if state.status not in statuses:
                 statuses.append(state.status)
@@ -436,10 +439,14 @@ def run_demo(duration: float | None) -> int:
             print(f"console: {gateway.url}  (logins: ", end="")
             print(", ".join(f"{x.username} / {x.password}" for x in gateway.logins) + ")")
             # The room first: it runs while the gate's gallery and camera frames are prepared.
+            # The appliances start before the bridge and report before the gallery work takes
+            # the CPU, so no appliance is silent long enough to count as offline.
+            room.start_simulator()
             room.start_bridge()
             if not monitor.bridge_online.wait(30):
                 raise RuntimeError("the demo's device bridge did not come online within 30 s")
-            room.start_simulator()
+            if not monitor.room_reporting.wait(30):
+                raise RuntimeError("the demo's appliances reported nothing within 30 s")
             print(
                 f"service room: {BUILDING}/r101, 5 appliances at {SIM_SPEED:.0f}x speed "
                 "(a washer's hour takes 12 s); the dryer's programme hangs, the hair dryer "
