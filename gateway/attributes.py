@@ -10,8 +10,21 @@ from pydantic import BaseModel
 T = TypeVar("T")
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def field_names(cls: type) -> tuple[str, ...]:
-    """The constructor field names of a dataclass, a pydantic model or a mapped SQL class."""
+    """The constructor field names of a dataclass, a pydantic model or a mapped SQL class.
+
+    Kept per class: the ingest builds door and appliance-state rows with it for every event.
+    """
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = _find_field_names(cls)
+    return names
+
+
+def _find_field_names(cls: type) -> tuple[str, ...]:
     if isinstance(cls, type) and issubclass(cls, BaseModel):
         return tuple(cls.model_fields)
     if dataclasses.is_dataclass(cls):
