@@ -127,6 +127,11 @@ class Gateway:
         for notice in out.notices:
             if notice.replica != self.services.config.client_id:
                 s.alerts.bus.publish({"type": "alert", "alert": notice.alert})
+        if s.student_bus.subscribers:
+            for device in out.devices:
+                s.student_bus.publish({"type": "device", "device": device})
+            for fired in out.watch_notices:
+                s.student_bus.publish(fired)
 
     def _maintain(self) -> None:
         """Time-driven work: rule windows, escalation, notices due, welfare, galleries, pruning."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.alerts.bus import AlertBus
 from gateway.config import GatewayConfig
 from gateway.ports import Clock, Counters, Publisher
 
@@ -38,3 +39,5 @@ class Services:
     counters: Counters = field(default_factory=Counters)
     ingest_connected: Callable[[], bool] = lambda: False
     metrics_token: str | None = None  # Prometheus' scrape token (api.metrics_token)
+    # The student pages' live feed: appliance changes and fired watches, after each commit.
+    student_bus: AlertBus = field(default_factory=lambda: AlertBus(queue_size=4096))

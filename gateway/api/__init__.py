@@ -25,6 +25,8 @@ from gateway.api.routes import (
     occupancy,
     people,
     silences,
+    student,
+    student_ws,
     throttles,
     users,
     ws,
@@ -82,6 +84,8 @@ def create_app(services: Services, *, ws_ping_interval_s: float = 20.0) -> FastA
         enrolment,
         gates,
         dead_letters,
+        student,
+        student_ws,
         metrics,
     ):
         app.include_router(module.router)

@@ -81,6 +81,18 @@ def require(*roles: Role) -> Any:
     return Depends(check)
 
 
+def require_student() -> Any:
+    """A dependency admitting students only: the student routes show the caller's own data,
+    which an admin (or any staff account) does not have."""
+    allowed = frozenset({Role.STUDENT})
+
+    def check(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
+        return _admitted(user, allowed)
+
+    check.allowed_roles = allowed  # type: ignore[attr-defined]  # read by the role-matrix test
+    return Depends(check)
+
+
 def require_or_scrape_token(*roles: Role) -> Any:
     """As ``require``, but the site's scrape token (``api.metrics_token``) is accepted too.
 

@@ -1,4 +1,8 @@
-"""Who may do what: the gateway's five roles, and the user a request authenticated as."""
+"""Who may do what: the gateway's six roles, and the user a request authenticated as.
+
+Five are staff roles; ``student`` is a resident who sees only their own data (their record,
+their building's service rooms) through /api/student.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,10 @@ class Role(StrEnum):
     FACILITIES = "facilities"
     COUNSELLOR = "counsellor"
     AUDITOR = "auditor"
+    STUDENT = "student"
+
+
+STAFF_ROLES = frozenset(r for r in Role if r is not Role.STUDENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +27,7 @@ class CurrentUser:
     id: int
     username: str
     role: Role
+    person_id: str | None = None  # the student's own person (students only)
 
 
 def check_role(role: str) -> Role:

@@ -42,7 +42,14 @@ def authenticate(services: Services, token: str) -> CurrentUser | None:
     now = services.clock()
     with services.sessions() as session:
         row = session.execute(
-            select(ApiToken.expires_at, ApiToken.revoked, User.id, User.username, User.role)
+            select(
+                ApiToken.expires_at,
+                ApiToken.revoked,
+                User.id,
+                User.username,
+                User.role,
+                User.person_id,
+            )
             .join(User, User.id == ApiToken.user_id)
             .where(ApiToken.token_hash == token_digest(token), User.active.is_(True))
         ).first()
@@ -52,7 +59,9 @@ def authenticate(services: Services, token: str) -> CurrentUser | None:
         role = Role(row.role)
     except ValueError:
         return None
-    return CurrentUser(row.id, row.username, role)
+    if role is Role.STUDENT and not row.person_id:
+        return None  # a student account is always someone's own; without one it sees nothing
+    return CurrentUser(row.id, row.username, role, row.person_id)
 
 
 def logout(services: Services, token: str) -> bool:

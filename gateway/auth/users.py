@@ -54,6 +54,7 @@ def create_user(
     *,
     mode: str = "production",
     now: datetime | None = None,
+    person_id: str | None = None,
 ) -> User:
     """Add a user with an argon2 password hash; ValueError for a taken name or weak password."""
     check_username(username)
@@ -67,6 +68,7 @@ def create_user(
         display_name=display_name,
         password_hash=hash_password(password),
         role=checked_role.value,
+        person_id=person_id,
         active=True,
         created_at=now if now is not None else utc_now(),
     )

@@ -62,7 +62,9 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(128), default="")
     password_hash: Mapped[str] = mapped_column(String(256))
-    role: Mapped[str] = mapped_column(String(16))  # admin guard facilities counsellor auditor
+    role: Mapped[str] = mapped_column(String(16))  # admin guard facilities ... student
+    # A student account's own person (its username is the student id); NULL for staff.
+    person_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
@@ -371,6 +373,34 @@ class DeviceStateRecord(Base):
     faults: Mapped[list[str]] = mapped_column(JSON, default=list)
     online: Mapped[bool] = mapped_column(Boolean)
     energy_kwh: Mapped[float | None] = mapped_column(Float)
+
+
+class Watch(Base):
+    """A student's "notify me": when one appliance finishes, or when a kind of appliance is free.
+
+    Fired (``fired_at`` set, a notice written) in the ingest transaction that stores the state
+    change, so a restart loses no watch and no replica fires one twice.
+    """
+
+    __tablename__ = "watches"
+    __table_args__ = (
+        Index("ix_watches_device_open", "device_key", "fired_at"),
+        Index("ix_watches_building_open", "building", "fired_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[str] = mapped_column(
+        ForeignKey("people.person_id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # finished | free
+    device_key: Mapped[str | None] = mapped_column(String(260))  # finished: the appliance
+    building: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str | None] = mapped_column(String(64))  # free: this room only, or any
+    device_kind: Mapped[str | None] = mapped_column(String(32))  # free: washer, dryer, ...
+    created_at: Mapped[datetime]
+    fired_at: Mapped[datetime | None]
+    fired_device_key: Mapped[str | None] = mapped_column(String(260))
+    cancelled_at: Mapped[datetime | None]
 
 
 # --- alerts ----------------------------------------------------------------------------------

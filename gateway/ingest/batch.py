@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from contracts.models import AlertNotice, CommandResult, GalleryAck
 from gateway.alerts.types import Signal
@@ -31,6 +32,9 @@ class BatchOutcome:
     alerts_raised: int = 0
     notices: list[AlertNotice] = field(default_factory=list)
     views: list[AlertView] = field(default_factory=list)  # alerts changed: broadcast them
+    # For the student pages: appliances whose state changed (device_fields), watches fired.
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    watch_notices: list[dict[str, Any]] = field(default_factory=list)
 
 
 def merge_outcomes(a: BatchOutcome, b: BatchOutcome) -> BatchOutcome:

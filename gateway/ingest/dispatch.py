@@ -25,6 +25,7 @@ from contracts.topics import ParsedTopic
 from gateway.alerts.originators import bridge_originator, device_originator, gate_originator
 from gateway.alerts.rules.engine import AlertRules
 from gateway.alerts.types import Signal
+from gateway.domain.appliances import device_fields
 from gateway.ingest.batch import BatchOutcome, Inbound
 from gateway.ingest.store import (
     BatchWork,
@@ -35,6 +36,7 @@ from gateway.ingest.store import (
     store_heartbeat,
 )
 from gateway.services import Services
+from gateway.students.watches import fire_watches
 from gateway.timeseries.mapping import points_for
 
 
@@ -49,6 +51,7 @@ class Dispatcher:
         # Access and door events are in the SQL access log already; only a long-term sink
         # (InfluxDB) wants them as points too.
         self._series_for_events = series_for_events
+        self._student_channels = tuple(services.config.notifications.students.channels)
 
     def handle(
         self,
@@ -83,8 +86,14 @@ class Dispatcher:
             store_heartbeat(work, topic, model)
             out.signals += rules.on_heartbeat(model, topic.site, topic.building, now)
         elif isinstance(model, DeviceState):
-            store_device_state(work, model)
+            stored = store_device_state(work, model)
             out.signals += rules.on_device_state(model, now)
+            if stored is not None:
+                device, before = stored
+                out.devices.append(device_fields(device))
+                out.watch_notices += fire_watches(
+                    work.session, device, before, now, self._student_channels
+                )
         elif isinstance(model, GalleryAck | CommandResult):
             key = gate_key(topic.site, topic.building, topic.gate_id or "")
             if isinstance(model, GalleryAck):

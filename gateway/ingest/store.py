@@ -29,6 +29,7 @@ from gateway.db.schema import (
 )
 from gateway.db.schema import Presence as PresenceRow
 from gateway.domain import occupancy
+from gateway.domain.appliances import BoardStatus, board_status
 from gateway.ingest.batch import Inbound
 from gateway.timeseries.mapping import device_series_key
 
@@ -161,8 +162,14 @@ def store_heartbeat(work: BatchWork, topic: ParsedTopic, hb: Heartbeat) -> None:
     gate.gallery_version = hb.gallery_version
 
 
-def store_device_state(work: BatchWork, ev: DeviceState) -> None:
-    """Keep an appliance's state in its history and, unless it is older, as its current state."""
+def store_device_state(
+    work: BatchWork, ev: DeviceState
+) -> tuple[Device, BoardStatus | None] | None:
+    """Keep an appliance's state in its history and, unless it is older, as its current state.
+
+    Returns the device with its board status before this state (None for a new device), or
+    None when the state was older than the one kept (history only).
+    """
     session = work.session
     key = device_key(ev.site, ev.building, ev.room, ev.device_id)
     session.add(from_attributes(DeviceStateRecord, ev, device_key=key, faults=list(ev.faults)))
@@ -177,8 +184,11 @@ def store_device_state(work: BatchWork, ev: DeviceState) -> None:
         )
         session.add(device)
         work.devices[key] = device
+        before: BoardStatus | None = None
     elif device.updated_at is not None and device.updated_at > ev.ts:
-        return  # an older state redelivered after a newer one: history only
+        return None  # an older state redelivered after a newer one: history only
+    else:
+        before = board_status(device.online, list(device.faults or []), device.status or "")
     device.kind = ev.kind
     device.status = ev.status
     device.faults = list(ev.faults)
@@ -186,6 +196,7 @@ def store_device_state(work: BatchWork, ev: DeviceState) -> None:
     device.since = ev.since
     device.updated_at = ev.ts
     device.state = ev.model_dump(mode="json", by_alias=True)
+    return device, before
 
 
 def add_dead_letter(session: Session, msg: Inbound, reason: str, now: datetime) -> None:

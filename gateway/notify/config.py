@@ -172,6 +172,15 @@ class RetryPolicy(StrictModel):
     max_delay_s: float = Field(default=3600.0, gt=0)
 
 
+class StudentNoticesConfig(StrictModel):
+    """Where students' "notify me" notices go besides their page (e.g. the campus app's webhook,
+    which reads ``data.person_id`` to reach the student)."""
+
+    channels: list[ChannelName] = Field(
+        default_factory=list, description="told when a student's watch fires; empty: page only"
+    )
+
+
 class NotificationsConfig(StrictModel):
     """Notifications to guards, counsellors and facilities staff outside the console."""
 
@@ -181,6 +190,7 @@ class NotificationsConfig(StrictModel):
     channels: list[ChannelConfig] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
     digests: list[DigestConfig] = Field(default_factory=list)
+    students: StudentNoticesConfig = Field(default_factory=StudentNoticesConfig)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_s: float = Field(default=10.0, gt=0, description="per HTTP request or SMTP session")
     poll_interval_s: float = Field(default=1.0, gt=0, description="how often due notices go out")
@@ -209,6 +219,9 @@ class NotificationsConfig(StrictModel):
                 for channel in used:
                     if channel not in known:
                         raise ValueError(f"notifications.{what}[{i}]: unknown channel {channel!r}")
+        for channel in self.students.channels:
+            if channel not in known:
+                raise ValueError(f"notifications.students.channels: unknown channel {channel!r}")
         return self
 
     @property

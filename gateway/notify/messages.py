@@ -110,3 +110,37 @@ def digest_message(name: str, day: str, records: Sequence[AlertRecord], zone: tz
         "alerts": [alert_data(r) for r in records],
     }
     return Message("digest", title, text, markdown, data)
+
+
+_APPLIANCE_NAMES: dict[str, tuple[str, str]] = {
+    "washer": ("洗衣机", "washer"),
+    "dryer": ("烘干机", "dryer"),
+    "water_dispenser": ("饮水机", "water dispenser"),
+    "hair_dryer": ("吹风机", "hair dryer"),
+}
+
+
+def watch_message(
+    watch_kind: str, person_id: str, watch_id: int, device: dict[str, str], at: datetime
+) -> Message:
+    """The notice a student asked for: their machine finished, or a machine became free.
+
+    ``device`` holds the appliance's device_key, building, room, device_id and kind. The text
+    is in Chinese and English (the student page's two languages); ``data.person_id`` lets a
+    campus app route it to the student.
+    """
+    zh, en = _APPLIANCE_NAMES.get(device["kind"], (device["kind"], device["kind"]))
+    place = f"{device['building']} {device['room']} {device['device_id']}"
+    if watch_kind == "finished":
+        title = f"{zh}已完成 / Your {en} has finished: {place}"
+    else:
+        title = f"{zh}空闲 / A {en} is free: {place}"
+    text = f"{title}\n{at.isoformat(timespec='seconds')}"
+    data = {
+        "kind": "watch",
+        "watch": {"id": watch_id, "kind": watch_kind, "person_id": person_id},
+        "person_id": person_id,
+        "device": dict(device),
+        "at": at.isoformat(),
+    }
+    return Message("watch", title, text, f"### {title}", data)

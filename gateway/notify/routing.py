@@ -17,7 +17,7 @@ from gateway.alerts.lifecycle import AlertRecord
 from gateway.alerts.types import Severity
 from gateway.notify.config import QuietHours, RetryPolicy, RouteConfig
 
-NoticeKind = Literal["raise", "escalation", "clear", "digest"]
+NoticeKind = Literal["raise", "escalation", "clear", "digest", "watch"]
 
 # The lifecycle's change names (gateway.alerts.lifecycle.AlertChange, operator actions) that
 # start an alert sounding, and those that end it.

@@ -25,6 +25,7 @@ from contracts.models import (
     WireModel,
 )
 from contracts.topics import ParsedTopic
+from gateway.domain.appliances import BUSY_STATUSES
 from gateway.timeseries.base import FieldValue, Point
 
 ACCESS = "access"
@@ -38,7 +39,6 @@ ALERT = "alert"
 MEASUREMENTS = (ACCESS, DOOR, EDGE_HEALTH, APPLIANCE, APPLIANCE_STATE, BRIDGE_HEALTH, ALERT)
 
 # Statuses in which an appliance is occupied (the `running` field is 1).
-BUSY_STATUSES = frozenset({"running", "in_use", "heating"})
 APPLIANCE_FAULTS: tuple[str, ...] = get_args(ApplianceFault)
 
 

@@ -14,7 +14,9 @@ from gateway.api.deps import ServicesDep, SessionDep, require
 from gateway.auth import addresses, tokens
 from gateway.auth.login import LoginError, LoginThrottledError
 from gateway.auth.login import login as password_login
+from gateway.auth.passwords import verify_password
 from gateway.auth.roles import CurrentUser, Role
+from gateway.auth.users import set_password
 from gateway.db.schema import User
 
 router = APIRouter(tags=["auth"])
@@ -41,6 +43,7 @@ class MeOut(Out):
     username: str
     display_name: str
     role: Role
+    person_id: str | None = Field(default=None, description="a student's own person")
 
 
 def client_address(request: Request, services: ServicesDep) -> str | None:
@@ -97,6 +100,30 @@ def logout(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+class PasswordChangeIn(In):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+@router.post(
+    "/api/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={403: {"description": "the current password is wrong"}},
+)
+def change_own_password(body: PasswordChangeIn, user: AnyRole, services: ServicesDep) -> Response:
+    """Replace the caller's own password (e.g. a student's one-time code); every token of
+    theirs, this one included, is revoked: log in again with the new password."""
+    with services.sessions.begin() as session:
+        row = session.get(User, user.id)
+        if row is None or not verify_password(row.password_hash, body.current_password):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "the current password is wrong")
+        try:
+            set_password(session, row, body.new_password, mode=services.config.mode)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get("/api/me", response_model=MeOut)
 def me(user: AnyRole, session: SessionDep) -> MeOut:
     """The caller's account."""
@@ -106,4 +133,5 @@ def me(user: AnyRole, session: SessionDep) -> MeOut:
         username=user.username,
         display_name=row.display_name if row is not None else "",
         role=user.role,
+        person_id=user.person_id,
     )

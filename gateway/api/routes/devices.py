@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import Field
@@ -14,7 +14,8 @@ from gateway.api.common import Out, UtcDatetime, not_found, unavailable, where_e
 from gateway.api.deps import ServicesDep, SessionDep, require
 from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import Device, DeviceStateRecord
-from gateway.timeseries.mapping import APPLIANCE, APPLIANCE_STATE, BUSY_STATUSES
+from gateway.domain.appliances import BoardStatus, device_fields
+from gateway.timeseries.mapping import APPLIANCE, APPLIANCE_STATE
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,6 @@ router = APIRouter(prefix="/api/devices", tags=["devices"])
 
 Reader = Annotated[CurrentUser, require(Role.FACILITIES, Role.GUARD, Role.AUDITOR)]
 
-BoardStatus = Literal["free", "running", "finished", "fault", "offline", "unknown"]
-_FREE = frozenset({"idle", "ready", "standby"})
 _FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 DEFAULT_SERIES_SPAN = timedelta(hours=24)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -33,21 +32,6 @@ def _default_start(end: datetime) -> datetime:
     """A day before ``end``, or the first day of the calendar when ``end`` is within it."""
     # end - span would overflow (a 500) for an `until` in year 1.
     return end - DEFAULT_SERIES_SPAN if end - _EARLIEST > DEFAULT_SERIES_SPAN else _EARLIEST
-
-
-def board_status(online: bool, faults: list[str], status: str) -> BoardStatus:
-    """What the board shows: offline and fault win over the appliance's own status."""
-    if not online:
-        return "offline"
-    if faults:
-        return "fault"
-    if status in BUSY_STATUSES:
-        return "running"
-    if status == "finished":
-        return "finished"
-    if status in _FREE:
-        return "free"
-    return "unknown"
 
 
 class DeviceOut(Out):
@@ -95,36 +79,6 @@ class SeriesOut(Out):
     samples: list[SampleOut] = Field(description="oldest first")
 
 
-def _number(state: dict[str, Any], name: str) -> float | None:
-    value = state.get(name)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _device_out(device: Device) -> dict[str, Any]:
-    state = device.state or {}
-    sessions = state.get("sessions")
-    return {
-        "device_key": device.device_key,
-        "site": device.site,
-        "building": device.building,
-        "room": device.room,
-        "device_id": device.device_id,
-        "kind": device.kind,
-        "board_status": board_status(device.online, list(device.faults), device.status),
-        "status": device.status,
-        "faults": list(device.faults),
-        "online": device.online,
-        "since": device.since,
-        "updated_at": device.updated_at,
-        "remaining_s": _number(state, "remaining_s"),
-        "power_w": _number(state, "power_w"),
-        "energy_kwh": _number(state, "energy_kwh"),
-        "temperature_c": _number(state, "temperature_c"),
-        "sessions": sessions if isinstance(sessions, int) else None,
-        "filter_life_pct": _number(state, "filter_life_pct"),
-    }
-
-
 @router.get("", response_model=list[DeviceOut])
 def list_devices(
     _user: Reader,
@@ -146,7 +100,7 @@ def list_devices(
         select(Device), (Device.building, building), (Device.room, room), (Device.kind, kind)
     )
     query = query.order_by(Device.building, Device.room, Device.device_id)
-    out = [DeviceOut(**_device_out(d)) for d in session.scalars(query)]
+    out = [DeviceOut(**device_fields(d)) for d in session.scalars(query)]
     if status is not None:
         out = [d for d in out if status in (d.board_status, d.status)]
     return out
@@ -211,5 +165,5 @@ def get_device(
         .limit(history)
     )
     return DeviceDetailOut(
-        **_device_out(device), history=[StateOut.model_validate(r) for r in rows]
+        **device_fields(device), history=[StateOut.model_validate(r) for r in rows]
     )

@@ -20,8 +20,10 @@ from gateway.api.common import In, Out, PageLimit, PageOffset, UtcDatetime, conf
 from gateway.api.deps import ServicesDep, SessionDep, require
 from gateway.attributes import from_attributes
 from gateway.auth.roles import CurrentUser, Role
+from gateway.auth.users import UsernameTakenError
 from gateway.db.schema import FaceTemplate, Person
 from gateway.enrolment.galleries import person_from_row
+from gateway.students import accounts as students
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +293,47 @@ def update_person(
         services.enrolment.erase(person_id, user.username)
         return out.model_copy(update={"face_enrolled": False})
     return _published(out, services, user, f"person {person_id} changed")
+
+
+class StudentAccountOut(Out):
+    person_id: str
+    username: str = Field(description="the student signs in with their student id")
+    code: str = Field(description="the one-time sign-in code: shown only in this answer")
+    created: bool = Field(description="false: the existing account got a new code")
+
+
+@router.post(
+    "/{person_id}/student-account",
+    response_model=StudentAccountOut,
+    responses={409: {"description": "a staff account has this name"}},
+)
+def issue_student_account(person_id: str, user: Admin, services: ServicesDep) -> StudentAccountOut:
+    """Give a student a sign-in code for the student page (a new one replaces the old and
+    signs them out everywhere); print it on the enrolment slip, it is not shown again."""
+    with services.sessions.begin() as session:
+        person = session.get(Person, person_id)
+        if person is None:
+            not_found(f"no person {person_id!r}")
+        try:
+            issued = students.issue_student_account(
+                session, person, mode=services.config.mode, now=services.clock()
+            )
+        except UsernameTakenError:
+            conflict(
+                f"a staff account is called {person_id!r}: rename it before the student can "
+                "have their account"
+            )
+        except ValueError as exc:
+            raise _unprocessable(str(exc)) from None
+    log.info(
+        "student account %s for %s by %s",
+        "created" if issued.created else "given a new code",
+        person_id,
+        user.username,
+    )
+    return StudentAccountOut(
+        person_id=person_id, username=issued.username, code=issued.code, created=issued.created
+    )
 
 
 def _published(out: PersonOut, services: ServicesDep, user: CurrentUser, reason: str) -> PersonOut:

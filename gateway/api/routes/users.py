@@ -76,6 +76,19 @@ def _get(session: Session, user_id: int) -> User:
     return user
 
 
+_STUDENT_ACCOUNTS = (
+    "student accounts belong to a person: issue one at POST /api/people/{person_id}/student-account"
+)
+
+
+def _no_student_role(role: Role | None, user: User | None = None) -> None:
+    """Student accounts are made and kept by the people API (they carry their person)."""
+    if role is Role.STUDENT or (
+        user is not None and user.role == Role.STUDENT.value and role not in (None, Role.STUDENT)
+    ):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _STUDENT_ACCOUNTS)
+
+
 def _keep_an_admin(session: Session, user: User) -> None:
     """Refuse to demote or deactivate the last active admin (nobody could manage users)."""
     if user.role != Role.ADMIN.value or not user.active:
@@ -96,7 +109,8 @@ def list_users(_admin: Admin, services: ServicesDep) -> list[UserOut]:
 
 @router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED)
 def create_user(body: UserCreateIn, admin: Admin, services: ServicesDep) -> UserOut:
-    """Create an account; weak or placeholder passwords are refused."""
+    """Create a staff account; weak or placeholder passwords are refused."""
+    _no_student_role(body.role)
     with services.sessions.begin() as session:
         try:
             user = accounts.create_user(
@@ -122,6 +136,8 @@ def update_user(
     """Change a display name, role or active flag; a role change or deactivation logs them out."""
     with services.sessions.begin() as session:
         user = _get(session, user_id)
+        if body.role is not None and body.role.value != user.role:
+            _no_student_role(body.role, user)
         demoted = body.role is not None and body.role.value != user.role
         deactivated = body.active is False and user.active
         if demoted or deactivated:

@@ -117,8 +117,14 @@ async def _first_frame_token(websocket: WebSocket, timeout_s: float) -> str | No
     return token
 
 
-async def _authenticated(websocket: WebSocket, services: Services) -> CurrentUser | None:
-    """Accept the socket and find its caller; None once it is closed with the reason."""
+async def authenticated(
+    websocket: WebSocket,
+    services: Services,
+    roles: frozenset[Role] = READ_ROLES,
+    what: str = "read alerts",
+) -> CurrentUser | None:
+    """Accept the socket and find its caller (one of ``roles``); None once it is closed with
+    the reason."""
     settings = services.config.api
     in_url = "token" in websocket.query_params
     peer = websocket.client.host if websocket.client else "?"
@@ -142,8 +148,8 @@ async def _authenticated(websocket: WebSocket, services: Services) -> CurrentUse
     if user is None:
         await websocket.close(CLOSE_UNAUTHORIZED, "invalid or expired token: log in again")
         return None
-    if user.role not in READ_ROLES:
-        await websocket.close(CLOSE_FORBIDDEN, f"role {user.role.value!r} may not read alerts")
+    if user.role not in roles:
+        await websocket.close(CLOSE_FORBIDDEN, f"role {user.role.value!r} may not {what}")
         return None
     return user
 
@@ -154,7 +160,7 @@ async def alerts_ws(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
     ping_s: float = websocket.app.state.ws_ping_interval_s
     try:
-        user = await _authenticated(websocket, services)
+        user = await authenticated(websocket, services)
     except WebSocketDisconnect:
         return
     if user is None:
@@ -170,7 +176,7 @@ async def alerts_ws(websocket: WebSocket) -> None:
             {"type": "snapshot", "alerts": [v.model_dump(mode="json") for v in snapshot]}
         )
         log.info("alert feed opened for %s (%s)", user.username, user.role.value)
-        reader = asyncio.create_task(_drain(websocket))
+        reader = asyncio.create_task(drain(websocket))
         try:
             await _send_changes(websocket, services, queue, visibility, ping_s, reader)
         finally:
@@ -184,7 +190,7 @@ async def alerts_ws(websocket: WebSocket) -> None:
         log.info("alert feed closed for %s", user.username)
 
 
-async def _drain(websocket: WebSocket) -> None:
+async def drain(websocket: WebSocket) -> None:
     """Read (and ignore) what the client sends, so a disconnect is noticed at once."""
     with contextlib.suppress(WebSocketDisconnect):
         while True:

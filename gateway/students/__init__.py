@@ -1,0 +1,1 @@
+"""Students' own side of the gateway: their accounts and their "notify me" watches."""
