@@ -163,11 +163,40 @@ def ensure_user(services: Services, role: Role, username: str | None = None) -> 
     """Create a user of that role (named after it) unless it exists; returns the username."""
     name = username or f"{role.value}-user"
     with services.sessions.begin() as session:
-        if session.scalar(select(User.id).where(User.username == name)) is None:
-            create_user(
-                session, name, PASSWORD, role.value, mode=services.config.mode, now=services.clock()
-            )
+        if session.scalar(select(User.id).where(User.username == name)) is not None:
+            return name
+        person_id = None
+        if role is Role.STUDENT:  # a student account is a person's own: make the person too
+            person_id = name
+            if session.get(Person, name) is None:
+                session.add(student_person(name, services.clock()))
+        create_user(
+            session,
+            name,
+            PASSWORD,
+            role.value,
+            mode=services.config.mode,
+            now=services.clock(),
+            person_id=person_id,
+        )
     return name
+
+
+def student_person(person_id: str, now: datetime, buildings: tuple[str, ...] = ("b1",)) -> Person:
+    """A people row for a student of ``buildings`` (no face, no card)."""
+    return Person(
+        person_id=person_id,
+        name=f"Student {person_id}",
+        kind="student",
+        status="active",
+        buildings=list(buildings),
+        gates=[],
+        windows=[],
+        cards=[],
+        face_opt_out=False,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def token(client: TestClient, role: Role, username: str | None = None) -> str:

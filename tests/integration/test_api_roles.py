@@ -23,6 +23,7 @@ from gateway.services import Services
 from tests.gatewaykit import ALL_ROLES, gateway_client, token
 
 A, G, F, C, AU = Role.ADMIN, Role.GUARD, Role.FACILITIES, Role.COUNSELLOR, Role.AUDITOR
+S = Role.STUDENT
 EVERYONE = frozenset(ALL_ROLES)
 
 # (method, path) -> roles allowed (admin is always allowed and listed for clarity).
@@ -32,6 +33,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/api/auth/login"): EVERYONE,
     ("POST", "/api/auth/logout"): EVERYONE,
     ("GET", "/api/me"): EVERYONE,
+    ("POST", "/api/me/password"): EVERYONE,
     ("GET", "/api/health"): frozenset({A, AU}),
     ("GET", "/metrics"): frozenset({A, AU}),
     # users
@@ -69,6 +71,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/api/people"): frozenset({A}),
     ("PATCH", "/api/people/{person_id}"): frozenset({A}),
     # enrolment (gateway/api/routes/enrolment.py)
+    ("POST", "/api/people/{person_id}/student-account"): frozenset({A}),
     ("POST", "/api/people/{person_id}/consent"): frozenset({A}),
     ("POST", "/api/people/{person_id}/photos"): frozenset({A}),
     ("DELETE", "/api/people/{person_id}/face"): frozenset({A}),
@@ -81,9 +84,20 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/api/gates/{gate_key:path}/command"): frozenset({A, G}),
     # dead letters
     ("GET", "/api/dead-letters"): frozenset({A, AU}),
+    # the student page: students only, each their own data (an admin has none to see)
+    ("GET", "/api/student/record"): frozenset({S}),
+    ("POST", "/api/student/face/withdraw"): frozenset({S}),
+    ("POST", "/api/student/pin"): frozenset({S}),
+    ("GET", "/api/student/rooms"): frozenset({S}),
+    ("GET", "/api/student/watches"): frozenset({S}),
+    ("POST", "/api/student/watches"): frozenset({S}),
+    ("DELETE", "/api/student/watches/{watch_id}"): frozenset({S}),
 }
 
-WEBSOCKETS: dict[str, frozenset[Role]] = {"/api/ws/alerts": frozenset({A, G, F, C, AU})}
+WEBSOCKETS: dict[str, frozenset[Role]] = {
+    "/api/ws/alerts": frozenset({A, G, F, C, AU}),
+    "/api/ws/student": frozenset({S}),
+}
 
 # Values for path parameters: ids that do not exist, so an allowed role changes nothing.
 PATH_VALUES = {
@@ -95,6 +109,7 @@ PATH_VALUES = {
     "device_key": "campus/zz/r0/none",
     "gate_key": "campus/zz/none",
     "person_id": "zz-nobody",
+    "watch_id": "999999",
 }
 
 
