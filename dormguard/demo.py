@@ -435,9 +435,12 @@ def run_demo(duration: float | None) -> int:
                 site=SITE,
                 building=BUILDING,
                 gate_id=GATE,
+                students=[(STUDENT, "Demo Student / 演示学生")],
             )
             print(f"console: {gateway.url}  (logins: ", end="")
             print(", ".join(f"{x.username} / {x.password}" for x in gateway.logins) + ")")
+            print(f"student page: {gateway.url}  (student login: ", end="")
+            print(", ".join(f"{x.username} / {x.password}" for x in gateway.student_logins) + ")")
             # The room first: it runs while the gate's gallery and camera frames are prepared.
             # The appliances start before the bridge and report before the gallery work takes
             # the CPU, so no appliance is silent long enough to count as offline.

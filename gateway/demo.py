@@ -6,7 +6,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 
 from gateway.app import Gateway, build_gateway
 from gateway.config import GatewayConfig
-from gateway.db.schema import AccessRecord, AlertRow, Device
+from gateway.db.schema import AccessRecord, AlertRow, Device, Person
+from gateway.students.accounts import issue_student_account
 
 DEMO_ROLES = ("admin", "guard", "facilities")
 """The demo's logins, one per role and named after it; passwords are new on every run."""
@@ -52,6 +53,7 @@ class DemoGateway:
     gateway: Gateway
     url: str
     logins: tuple[DemoLogin, ...]
+    student_logins: tuple[DemoLogin, ...]
     _server: object
     _thread: threading.Thread
 
@@ -86,11 +88,13 @@ def start_demo_gateway(
     site: str,
     building: str,
     gate_id: str,
+    students: Sequence[tuple[str, str]] = (),
 ) -> DemoGateway:
     """Start a development-mode gateway on SQLite files in ``workdir`` with its API and console.
 
     ``mqtt`` is its broker section (its own account), ``signing_key`` the key file its commands
-    and galleries are signed with.
+    and galleries are signed with. ``students`` (student id, name) get a people row in
+    ``building`` and a student-page account with a one-time code (``student_logins``).
 
     The logins (``DemoGateway.logins``) get new random passwords on every call: a demo left
     running on a shared machine cannot be opened with a password published anywhere.
@@ -122,6 +126,7 @@ def start_demo_gateway(
     with gw.services.sessions.begin() as session:
         for login in logins:
             create_user(session, login.username, login.password, login.role, mode="development")
+    student_logins = _demo_students(gw, students, building)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(gw.services),
@@ -139,4 +144,32 @@ def start_demo_gateway(
     if not server.started:
         gw.stop()
         raise RuntimeError(f"the demo's API did not start on port {port}")
-    return DemoGateway(gw, f"http://127.0.0.1:{port}/", logins, server, thread)
+    return DemoGateway(gw, f"http://127.0.0.1:{port}/", logins, student_logins, server, thread)
+
+
+def _demo_students(
+    gw: Gateway, students: Sequence[tuple[str, str]], building: str
+) -> tuple[DemoLogin, ...]:
+    """People rows and student-page accounts for the demo's students."""
+    issued = []
+    now = gw.services.clock()
+    with gw.services.sessions.begin() as session:
+        for person_id, name in students:
+            person = Person(
+                person_id=person_id,
+                name=name,
+                kind="student",
+                status="active",
+                buildings=[building],
+                gates=[],
+                windows=[],
+                cards=[],
+                face_opt_out=False,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(person)
+            session.flush()
+            account = issue_student_account(session, person, mode="development", now=now)
+            issued.append(DemoLogin(account.username, account.code, "student"))
+    return tuple(issued)

@@ -68,6 +68,8 @@ def test_headless_demo_runs_the_gate_and_a_service_room_and_prints_counts() -> N
     assert probed["anonymous"] not in (0, None), probed
     assert probed["wrong_password"] not in (0, None), probed
     assert probed["logins_ok"] == ["admin", "facilities", "guard"], probed
+    # The printed student login opens the student's own page (their record, their rooms).
+    assert probed["student"] == ("s2024001", 200), probed
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["granted"] >= 1
     assert report["denied"] >= 1
@@ -113,6 +115,25 @@ def _printed_logins(stdout: str) -> dict[str, str]:
     assert listed is not None, line
     pairs = (entry.split(" / ", 1) for entry in listed.group(1).split(", "))
     return {user: password for user, password in pairs}
+
+
+def _student_page(base: str, stdout: str) -> tuple[str, int]:
+    """The printed student login: whose record it opens, and how the rooms answer."""
+    import httpx
+
+    line = next(line for line in stdout.splitlines() if line.startswith("student page: "))
+    listed = re.search(r"\(student login: (\S+) / (\S+)\)$", line)
+    assert listed is not None, line
+    answer = httpx.post(
+        base + "/api/auth/login",
+        json={"username": listed.group(1), "password": listed.group(2)},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    headers = {"Authorization": f"Bearer {answer.json()['token']}"}
+    record = httpx.get(base + "/api/student/record", headers=headers, timeout=10).json()
+    rooms = httpx.get(base + "/api/student/rooms", headers=headers, timeout=10)
+    return record["person"]["person_id"], rooms.status_code
 
 
 def _connack(port: int, username: str | None, password: str | None) -> int | None:
@@ -161,6 +182,7 @@ def _probe_running_demo(port: int, stdout: str) -> dict[str, object]:
         if answer.status_code == 200 and answer.json().get("token"):
             logins_ok.append(user)
     return {
+        "student": _student_page(url.group(1).rstrip("/"), stdout),
         "anonymous": _connack(port, None, None),
         "wrong_password": _connack(port, "gateway-demo-campus-gw1", "not-the-password"),
         "logins_ok": logins_ok,
