@@ -233,7 +233,7 @@ def _config(workdir: Path, port: int, accounts: _Accounts, trusted_key: str) -> 
     return path
 
 
-def _scaled_thresholds(speed: float) -> dict[str, dict[str, float]]:
+def scaled_thresholds(speed: float) -> dict[str, dict[str, float]]:
     """Each appliance type's bridge durations divided by the simulator's speed.
 
     The bridge times holds and timeouts by the clock, while the simulated appliances run `speed`
@@ -255,7 +255,7 @@ def _bridge_config(workdir: Path, port: int, accounts: _Accounts) -> Path:
         "bridge_id": BRIDGE,
         "mqtt": accounts.settings(accounts.bridge, port),
         "devices": bridge_device_entries(plan_rooms(1, building=BUILDING, faults=ROOM_FAULTS)),
-        "types": _scaled_thresholds(SIM_SPEED),
+        "types": scaled_thresholds(SIM_SPEED),
         "tick_s": 0.2,
         "telemetry_interval_s": 2.0,
     }

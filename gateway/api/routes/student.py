@@ -166,7 +166,7 @@ def my_record(user: Student, services: ServicesDep, session: SessionDep) -> Reco
     face_consent = False
     if services.enrolment is not None:
         state = services.enrolment.status(person.person_id)
-        consents = list(state.consents)
+        consents = list(reversed(state.consents))  # newest first, like the erasures
         erasures = list(state.erasures)
         face_consent = state.face_consent
     return RecordOut(
