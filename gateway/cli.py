@@ -1,4 +1,4 @@
-"""Gateway subcommands of `dormguard`: gateway, user create, audit verify."""
+"""Gateway subcommands of `dormguard`: gateway, user create, student-account, audit verify."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contracts.models import utc_now
 from contracts.yamlconfig import ConfigError, load_yaml_model
 from gateway.config import GatewayConfig
 
@@ -94,6 +95,32 @@ def _cmd_user_create(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_student_account(args: argparse.Namespace) -> int:
+    from gateway.db import migrate, session_factory
+    from gateway.db.schema import Person
+    from gateway.students.accounts import issue_student_account
+
+    issued = []
+
+    def issue(config: GatewayConfig) -> int:
+        engine = _engine(config)
+        migrate(engine)
+        with session_factory(engine).begin() as session:
+            person = session.get(Person, args.person_id)
+            if person is None:
+                raise ValueError(f"no person {args.person_id!r}: add them first (POST /api/people)")
+            issued.append(issue_student_account(session, person, mode=config.mode, now=utc_now()))
+        return 0
+
+    status = _with_config(args, "student-account", issue, (ValueError, OSError))
+    if status == 0:
+        account = issued[0]
+        what = "created" if account.created else "given a new code (the old one no longer works)"
+        print(f"student account {account.username!r} {what}")
+        print(f"sign-in code (shown once): {account.code}")
+    return status
+
+
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from gateway.audit import verify_chain
 
@@ -131,6 +158,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         "--password-file", help="file holding the password (else $DORMGUARD_PASSWORD or prompt)"
     )
     p.set_defaults(func=_cmd_user_create)
+
+    p = sub.add_parser(
+        "student-account",
+        help="give a student the one-time sign-in code of their student page (prints it once)",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("person_id", help="the student's id (also their username)")
+    p.set_defaults(func=_cmd_student_account)
 
     audit = sub.add_parser("audit", help="access-log integrity")
     asub = audit.add_subparsers(dest="audit_command", required=True)

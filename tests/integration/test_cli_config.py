@@ -265,6 +265,48 @@ def test_user_create_makes_the_first_admin_who_can_log_in(tmp_path: Path) -> Non
     assert answer.status_code == 200 and answer.json()["role"] == "admin"
 
 
+def test_student_account_prints_a_code_once_that_signs_the_student_in(tmp_path: Path) -> None:
+    """`dormguard student-account ID` prints a one-time code; an unknown id exits 2."""
+    import os
+    import re
+
+    import yaml
+    from fastapi.testclient import TestClient
+
+    from gateway.api import create_app
+    from tests.gatewaykit import add_person, make_services
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "site": "campus",
+                "command_signing": signing_config(),
+                "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
+            }
+        )
+    )
+    services = make_services(tmp_path)  # over the same tmp_path/gateway.db
+    add_person(services, "s2024007")
+    base = [sys.executable, "-m", "dormguard.cli", "student-account", "--config", str(config)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    unknown = subprocess.run(
+        [*base, "nobody"], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert unknown.returncode == 2 and "no person 'nobody'" in unknown.stderr
+    made = subprocess.run(
+        [*base, "s2024007"], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert made.returncode == 0, made.stderr
+    code = re.search(r"sign-in code \(shown once\): (\S+)", made.stdout)
+    assert code is not None, made.stdout
+    with TestClient(create_app(services)) as client:
+        answer = client.post(
+            "/api/auth/login", json={"username": "s2024007", "password": code.group(1)}
+        )
+    assert answer.status_code == 200 and answer.json()["role"] == "student"
+
+
 def test_a_production_gateway_without_a_signing_key_is_refused_at_validation(
     tmp_path: Path,
 ) -> None:
