@@ -126,6 +126,13 @@ def admin(app: tuple[TestClient, Services]) -> dict[str, str]:
     return login(client, Role.ADMIN)
 
 
+@pytest.fixture(scope="module")
+def callers(app: tuple[TestClient, Services], admin: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Headers of the admin and of a student (the student routes admit students only)."""
+    client, _ = app
+    return {"admin": admin, "student": login(client, Role.STUDENT)}
+
+
 def _schema_of(parameter: dict[str, Any]) -> dict[str, Any]:
     """The parameter's schema, unwrapping ``anyOf: [X, null]`` of an optional parameter."""
     schema: dict[str, Any] = parameter.get("schema", {})
@@ -163,14 +170,16 @@ def _integer_parameters(
 
 def _request(
     client: TestClient,
-    headers: dict[str, str],
+    callers: dict[str, dict[str, str]],
     method: str,
     path: str,
     parameters: list[dict[str, Any]],
     name: str,
     value: int | str,
 ) -> Any:
-    """Call the route with ``name`` set to ``value`` and the other parameters at valid values."""
+    """Call the route with ``name`` set to ``value`` and the other parameters at valid values,
+    as a caller the route admits (a student for the student routes, else the admin)."""
+    headers = callers["student" if path.startswith("/api/student/") else "admin"]
     path_values: dict[str, str] = {}
     query: dict[str, str] = {}
     for parameter in parameters:
@@ -224,7 +233,7 @@ def test_every_integer_parameter_declares_a_range_a_64_bit_column_can_hold(
 
 
 def test_integers_beyond_64_bits_and_below_the_minimum_are_422_naming_the_parameter(
-    app: tuple[TestClient, Services], admin: dict[str, str]
+    app: tuple[TestClient, Services], callers: dict[str, dict[str, str]]
 ) -> None:
     client, _ = app
     failures = []
@@ -237,7 +246,7 @@ def test_integers_beyond_64_bits_and_below_the_minimum_are_422_naming_the_parame
         if "minimum" in schema:
             values.append(schema["minimum"] - 1)
         for value in values:
-            response = _request(client, admin, method, path, parameters, name, value)
+            response = _request(client, callers, method, path, parameters, name, value)
             assert response.status_code < 500, (
                 f"{method.upper()} {path} {name}={value}: {response.status_code} {response.text}"
             )
@@ -247,7 +256,7 @@ def test_integers_beyond_64_bits_and_below_the_minimum_are_422_naming_the_parame
 
 
 def test_the_largest_allowed_value_reaches_the_route_without_a_server_error(
-    app: tuple[TestClient, Services], admin: dict[str, str]
+    app: tuple[TestClient, Services], callers: dict[str, dict[str, str]]
 ) -> None:
     """The bound itself is safe: the maximum is accepted and answers 404 or data, not 500."""
     client, _ = app
@@ -255,7 +264,7 @@ def test_the_largest_allowed_value_reaches_the_route_without_a_server_error(
         maximum = _schema_of(parameter).get("maximum")
         if maximum is None:
             continue  # unbounded: the test above reports it
-        response = _request(client, admin, method, path, parameters, parameter["name"], maximum)
+        response = _request(client, callers, method, path, parameters, parameter["name"], maximum)
         assert response.status_code < 500, f"{method.upper()} {path}: {response.text}"
         assert not _refuses(response, parameter["in"], parameter["name"]), (
             f"{method.upper()} {path} refuses its own maximum {maximum}"
@@ -263,7 +272,7 @@ def test_the_largest_allowed_value_reaches_the_route_without_a_server_error(
 
 
 def test_datetimes_at_the_ends_of_the_calendar_are_answered_without_a_server_error(
-    app: tuple[TestClient, Services], admin: dict[str, str]
+    app: tuple[TestClient, Services], callers: dict[str, dict[str, str]]
 ) -> None:
     """A default window computed from such a time must not step outside the calendar."""
     client, _ = app
@@ -271,7 +280,7 @@ def test_datetimes_at_the_ends_of_the_calendar_are_answered_without_a_server_err
     assert found, "no date-time parameter found: has the OpenAPI walk broken?"
     for method, path, parameter, parameters in found:
         for value in CALENDAR_ENDS:
-            response = _request(client, admin, method, path, parameters, parameter["name"], value)
+            response = _request(client, callers, method, path, parameters, parameter["name"], value)
             assert response.status_code < 500, (
                 f"{method.upper()} {path} {parameter['name']}={value}: {response.text}"
             )

@@ -361,3 +361,12 @@ def test_the_live_feed_refuses_staff(app: tuple[TestClient, Services]) -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
     assert closed.value.code == 4403
+
+
+def test_withdrawal_without_enrolment_configured_says_so(
+    app: tuple[TestClient, Services],
+) -> None:
+    client, services = app
+    headers = student(client, services, "s900")
+    response = client.post("/api/student/face/withdraw", headers=headers)
+    assert response.status_code == 503 and "not configured" in response.json()["detail"]

@@ -271,6 +271,12 @@ def test_withdrawing_consent_on_the_page_erases_at_a_real_gate_and_shows_it_conf
 
         denied = wait_for(denied_after, 60, "the gate to refuse the erased face")
         assert denied[0]["person_id"] is None
+
+        again = httpx.post(base + "/api/student/face/withdraw", headers=headers, timeout=30)
+        assert again.status_code == 200  # a second tap records and erases nothing new
+        assert again.json()["erasure"]["id"] == record["erasures"][0]["id"]
+        after = httpx.get(base + "/api/student/record", headers=headers, timeout=10).json()
+        assert len(after["consents"]) == len(record["consents"])
     finally:
         if proc is not None and proc.poll() is None:
             proc.terminate()

@@ -198,8 +198,13 @@ def withdraw_face_consent(user: Student, services: ServicesDep) -> WithdrawOut:
         unavailable("face enrolment is not configured on this gateway; ask the dormitory office")
     with services.sessions.begin() as session:
         person = own_person(session, user)
+        already = person.face_opt_out
         person.face_opt_out = True  # in the gallery the erasure publishes next
         person.updated_at = services.clock()
+    state = enrolment.status(person.person_id)
+    if already and not state.face_consent and state.templates == 0:
+        # Pressed again (a second tap, a reload): nothing new to record or erase.
+        return WithdrawOut(face_opt_out=True, erasure=next(iter(state.erasures), None))
     result = enrolment.record_consent(
         person.person_id,
         FACE_ACCESS,
