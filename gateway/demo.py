@@ -155,19 +155,7 @@ def _demo_students(
     now = gw.services.clock()
     with gw.services.sessions.begin() as session:
         for person_id, name in students:
-            person = Person(
-                person_id=person_id,
-                name=name,
-                kind="student",
-                status="active",
-                buildings=[building],
-                gates=[],
-                windows=[],
-                cards=[],
-                face_opt_out=False,
-                created_at=now,
-                updated_at=now,
-            )
+            person = Person.new(person_id, now, name=name, buildings=[building])
             session.add(person)
             session.flush()
             account = issue_student_account(session, person, mode="development", now=now)

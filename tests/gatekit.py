@@ -147,6 +147,20 @@ def spawn_gate(config: Path, log: Path, *, stdin_pipe: bool = False):  # type: i
     )
 
 
+def stop_process(proc: Any, timeout: float = 15.0) -> None:
+    """Stop a spawned process (``None`` or finished: nothing): SIGTERM, SIGKILL if it hangs."""
+    import subprocess
+
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 class RecordingOutbox:
     """Stands in for the durable publisher: keeps what was sent, numbered in order."""
 

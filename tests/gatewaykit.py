@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -130,6 +131,21 @@ def make_services(
     return services
 
 
+def minimal_gateway_yaml(tmp_path: Path) -> Path:
+    """A gateway config of site 'campus' over tmp_path/gateway.db (the CLI commands' target)."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "site": "campus",
+                "command_signing": signing_config(),
+                "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
+            }
+        )
+    )
+    return config
+
+
 def close_services(services: Services) -> None:
     """Stop the series store and release the database."""
     services.series_writer.close()
@@ -184,19 +200,7 @@ def ensure_user(services: Services, role: Role, username: str | None = None) -> 
 
 def student_person(person_id: str, now: datetime, buildings: tuple[str, ...] = ("b1",)) -> Person:
     """A people row for a student of ``buildings`` (no face, no card)."""
-    return Person(
-        person_id=person_id,
-        name=f"Student {person_id}",
-        kind="student",
-        status="active",
-        buildings=list(buildings),
-        gates=[],
-        windows=[],
-        cards=[],
-        face_opt_out=False,
-        created_at=now,
-        updated_at=now,
-    )
+    return Person.new(person_id, now, name=f"Student {person_id}", buildings=list(buildings))
 
 
 def token(client: TestClient, role: Role, username: str | None = None) -> str:
@@ -244,22 +248,9 @@ def signal(
 
 def add_person(services: Services, person_id: str, **fields: Any) -> None:
     """A row in people (active student of b1 unless fields say otherwise)."""
-    now = services.clock()
-    values: dict[str, Any] = {
-        "name": person_id.title(),
-        "kind": "student",
-        "status": "active",
-        "buildings": ["b1"],
-        "gates": [],
-        "windows": [],
-        "cards": [],
-        "face_opt_out": False,
-        "created_at": now,
-        "updated_at": now,
-    }
-    values.update(fields)
+    values: dict[str, Any] = {"name": person_id.title(), "buildings": ["b1"], **fields}
     with services.sessions.begin() as session:
-        session.add(Person(person_id=person_id, **values))
+        session.add(Person.new(person_id, services.clock(), **values))
 
 
 def add_access(

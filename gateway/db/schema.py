@@ -139,6 +139,23 @@ class Person(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
+    @classmethod
+    def new(cls, person_id: str, now: datetime, **fields: Any) -> Person:
+        """A row with every default set in memory (read before the flush): an active student
+        of no building unless ``fields`` say otherwise."""
+        values: dict[str, Any] = {
+            "name": "",
+            "kind": "student",
+            "status": "active",
+            "buildings": [],
+            "gates": [],
+            "windows": [],
+            "cards": [],
+            "face_opt_out": False,
+            **fields,
+        }
+        return cls(person_id=person_id, created_at=now, updated_at=now, **values)
+
 
 class FaceTemplate(Base):
     """One 128-d face template, AES-GCM encrypted with the template key."""

@@ -12,14 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy import Engine, text
 
 from gateway.audit import GENESIS, chain_head, seal, verify_chain
 from gateway.db import migrate, open_engine, schema_is_current, session_factory
 from gateway.db.schema import AccessRecord
 from tests.gatekit import dormguard_env
-from tests.keys import signing_config
+from tests.gatewaykit import minimal_gateway_yaml
 
 T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 
@@ -111,16 +110,7 @@ def test_recomputing_one_hash_does_not_hide_an_edit(engine: Engine) -> None:
 
 
 def test_audit_verify_command_exits_1_on_tampering(engine: Engine, tmp_path: Path) -> None:
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "site": "campus",
-                "command_signing": signing_config(),
-                "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
-            }
-        )
-    )
+    config = minimal_gateway_yaml(tmp_path)
     cmd = [sys.executable, "-m", "dormguard.cli", "audit", "verify", "--config", str(config)]
     ok = subprocess.run(cmd, capture_output=True, text=True, env=dormguard_env(), timeout=60)
     assert ok.returncode == 0, ok.stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.gatewaykit import minimal_gateway_yaml
 from tests.keys import signing_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -214,19 +215,9 @@ def test_user_create_makes_the_first_admin_who_can_log_in(tmp_path: Path) -> Non
     """`dormguard user create` (password from a file) makes an admin; weak passwords refused."""
     import os
 
-    import yaml
     from fastapi.testclient import TestClient
 
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "site": "campus",
-                "command_signing": signing_config(),
-                "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
-            }
-        )
-    )
+    config = minimal_gateway_yaml(tmp_path)
     secret = tmp_path / "admin-password"
     secret.write_text("correct horse battery staple\n")
     base = [sys.executable, "-m", "dormguard.cli", "user", "create", "--config", str(config)]
@@ -270,22 +261,12 @@ def test_student_account_prints_a_code_once_that_signs_the_student_in(tmp_path: 
     import os
     import re
 
-    import yaml
     from fastapi.testclient import TestClient
 
     from gateway.api import create_app
     from tests.gatewaykit import add_person, make_services
 
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "site": "campus",
-                "command_signing": signing_config(),
-                "database": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
-            }
-        )
-    )
+    config = minimal_gateway_yaml(tmp_path)
     services = make_services(tmp_path)  # over the same tmp_path/gateway.db
     add_person(services, "s2024007")
     base = [sys.executable, "-m", "dormguard.cli", "student-account", "--config", str(config)]

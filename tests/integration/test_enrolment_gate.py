@@ -13,7 +13,7 @@ import pytest
 
 from contracts.models import AccessEvent, GalleryAck
 from tests.broker import Broker, Collector
-from tests.gatekit import gate_config, spawn_gate
+from tests.gatekit import gate_config, spawn_gate, stop_process
 from tests.integration.test_enrolment import BrokerPublisher, make_world, photo_bytes
 from tests.photos import gate_frame
 
@@ -120,13 +120,7 @@ def test_enrolled_face_opens_a_real_gate_and_erasure_is_confirmed_by_it(
         later = events[[e.event_id for e in events].index(denied.event_id) :]
         assert all(e.decision == "denied" for e in later)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc)
         collector.stop()
         publisher.stop()
         broker.stop()

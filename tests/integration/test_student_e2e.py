@@ -39,7 +39,7 @@ from gateway.auth.roles import Role
 from gateway.config import GatewayConfig
 from tests.broker import Broker, free_port
 from tests.e2e.harness import LiveServer
-from tests.gatekit import gate_config, spawn_gate, write_key
+from tests.gatekit import gate_config, spawn_gate, stop_process, write_key
 from tests.gatewaykit import PASSWORD, ensure_user
 from tests.gatewayproc import gateway_config
 from tests.notify_receiver import Receiver, http_receiver
@@ -278,10 +278,4 @@ def test_withdrawing_consent_on_the_page_erases_at_a_real_gate_and_shows_it_conf
         after = httpx.get(base + "/api/student/record", headers=headers, timeout=10).json()
         assert len(after["consents"]) == len(record["consents"])
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc)

@@ -254,19 +254,7 @@ def create_person(body: PersonCreateIn, user: Admin, services: ServicesDep) -> P
         if session.get(Person, body.person_id) is not None:
             conflict(f"person {body.person_id!r} exists; use PATCH to change them")
         _check_cards_free(session, body.person_id, body.cards or [])
-        person = Person(
-            person_id=body.person_id,
-            name="",
-            kind="student",
-            status="active",
-            buildings=[],
-            gates=[],
-            windows=[],
-            cards=[],
-            face_opt_out=False,
-            created_at=now,
-            updated_at=now,
-        )
+        person = Person.new(body.person_id, now)
         _apply(person, body)
         session.add(person)
         out = _out(person, user, enrolled=False)

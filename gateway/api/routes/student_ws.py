@@ -16,8 +16,6 @@ the page within one ping interval, and a notice is never sent twice.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -25,10 +23,9 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from gateway.alerts.bus import Overflow
 from gateway.api.routes.devices import DeviceOut
 from gateway.api.routes.student import own_person, rooms_of, watch_list, watched
-from gateway.api.routes.ws import CLOSE_TOO_SLOW, authenticated, drain
+from gateway.api.routes.ws import authenticated, serve_feed
 from gateway.auth.roles import CurrentUser, Role
 from gateway.db.schema import Device
 from gateway.notify.messages import watch_message
@@ -122,50 +119,20 @@ async def student_ws(websocket: WebSocket) -> None:
     if user is None:
         return
     feed = _Feed(services, user, services.clock())
-    bus = services.student_bus
-    queue = bus.subscribe()  # before the snapshot, so no change falls between the two
-    try:
+
+    async def snapshot() -> None:
         await websocket.send_json(await run_in_threadpool(feed.snapshot))
-        reader = asyncio.create_task(drain(websocket))
-        try:
-            await _send_changes(websocket, services, feed, queue, ping_s, reader)
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-    except WebSocketDisconnect:
-        pass
-    finally:
-        bus.unsubscribe(queue)
 
-
-async def _send_changes(
-    websocket: WebSocket,
-    services: Services,
-    feed: _Feed,
-    queue: asyncio.Queue[dict[str, Any] | Overflow],
-    ping_s: float,
-    reader: asyncio.Task[None],
-) -> None:
-    while not reader.done():
-        getter = asyncio.ensure_future(queue.get())
-        done, _ = await asyncio.wait(
-            {getter, reader}, timeout=ping_s, return_when="FIRST_COMPLETED"
-        )
-        if getter not in done:
-            getter.cancel()
-            if reader in done:
-                return
-            # Catch up with what other replicas stored, then ping.
-            await websocket.send_json(await run_in_threadpool(feed.snapshot))
-            for notice in await run_in_threadpool(feed.missed_notices):
-                await websocket.send_json(notice)
-            await websocket.send_json({"type": "ping", "at": services.clock().isoformat()})
-            continue
-        message = getter.result()
-        if isinstance(message, Overflow):
-            await websocket.close(CLOSE_TOO_SLOW, message.reason)
-            return
+    async def on_change(message: dict[str, Any]) -> None:
         out = feed.relevant(message)
         if out is not None:
             await websocket.send_json(out)
+
+    async def on_idle() -> None:
+        # Catch up with what other replicas stored, then ping.
+        await snapshot()
+        for notice in await run_in_threadpool(feed.missed_notices):
+            await websocket.send_json(notice)
+        await websocket.send_json({"type": "ping", "at": services.clock().isoformat()})
+
+    await serve_feed(websocket, services.student_bus, ping_s, snapshot, on_change, on_idle)

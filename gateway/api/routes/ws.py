@@ -22,13 +22,14 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from gateway.alerts.bus import Overflow
+from gateway.alerts.bus import AlertBus, Overflow
 from gateway.alerts.scope import AlertScope
 from gateway.alerts.types import AlertType
 from gateway.api.routes.alerts import scope_for
@@ -167,18 +168,61 @@ async def alerts_ws(websocket: WebSocket) -> None:
         return
     scope = scope_for(user)
     visibility = _Visibility(services, scope)
-    bus = services.alerts.bus
-    queue = bus.subscribe()  # before the snapshot, so no change falls between the two
-    try:
+
+    async def snapshot() -> None:
         await run_in_threadpool(visibility.refresh)
-        snapshot = await run_in_threadpool(services.alerts.list, state="open", scope=scope)
+        alerts = await run_in_threadpool(services.alerts.list, state="open", scope=scope)
         await websocket.send_json(
-            {"type": "snapshot", "alerts": [v.model_dump(mode="json") for v in snapshot]}
+            {"type": "snapshot", "alerts": [v.model_dump(mode="json") for v in alerts]}
         )
         log.info("alert feed opened for %s (%s)", user.username, user.role.value)
+
+    async def on_change(message: dict[str, Any]) -> None:
+        if visibility.admits(message["alert"]):
+            await websocket.send_json(message)
+
+    async def on_idle() -> None:
+        await run_in_threadpool(visibility.refresh)
+        await websocket.send_json({"type": "ping", "at": services.clock().isoformat()})
+
+    await serve_feed(websocket, services.alerts.bus, ping_s, snapshot, on_change, on_idle)
+    log.info("alert feed closed for %s", user.username)
+
+
+Handler = Callable[[], Awaitable[None]]
+
+
+async def serve_feed(
+    websocket: WebSocket,
+    bus: AlertBus,
+    ping_s: float,
+    snapshot: Handler,
+    on_change: Callable[[dict[str, Any]], Awaitable[None]],
+    on_idle: Handler,
+) -> None:
+    """Run one live feed: subscribe, send the snapshot, then each change the bus carries and,
+    every ``ping_s`` without one, whatever ``on_idle`` sends; until the client goes or falls
+    too far behind (closed 4408)."""
+    queue = bus.subscribe()  # before the snapshot, so no change falls between the two
+    try:
+        await snapshot()
         reader = asyncio.create_task(drain(websocket))
         try:
-            await _send_changes(websocket, services, queue, visibility, ping_s, reader)
+            while not reader.done():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, reader}, timeout=ping_s, return_when="FIRST_COMPLETED"
+                )
+                if getter not in done:
+                    getter.cancel()
+                    if reader not in done:
+                        await on_idle()
+                    continue
+                message = getter.result()
+                if isinstance(message, Overflow):
+                    await websocket.close(CLOSE_TOO_SLOW, message.reason)
+                    return
+                await on_change(message)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -187,7 +231,6 @@ async def alerts_ws(websocket: WebSocket) -> None:
         pass
     finally:
         bus.unsubscribe(queue)
-        log.info("alert feed closed for %s", user.username)
 
 
 async def drain(websocket: WebSocket) -> None:
@@ -195,31 +238,3 @@ async def drain(websocket: WebSocket) -> None:
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             await websocket.receive_text()
-
-
-async def _send_changes(
-    websocket: WebSocket,
-    services: Services,
-    queue: asyncio.Queue[dict[str, Any] | Overflow],
-    visibility: _Visibility,
-    ping_s: float,
-    reader: asyncio.Task[None],
-) -> None:
-    while not reader.done():
-        getter = asyncio.ensure_future(queue.get())
-        done, _ = await asyncio.wait(
-            {getter, reader}, timeout=ping_s, return_when="FIRST_COMPLETED"
-        )
-        if getter not in done:
-            getter.cancel()
-            if reader in done:
-                return
-            await run_in_threadpool(visibility.refresh)
-            await websocket.send_json({"type": "ping", "at": services.clock().isoformat()})
-            continue
-        message = getter.result()
-        if isinstance(message, Overflow):
-            await websocket.close(CLOSE_TOO_SLOW, message.reason)
-            return
-        if visibility.admits(message["alert"]):
-            await websocket.send_json(message)
