@@ -64,7 +64,7 @@ export function mount(root, args, ctx) {
         [t('person.buildings'), p.buildings.join(', ') || t('common.none')],
         [t('person.valid_from'), dateOnly(p.valid_from)],
         [t('person.valid_until'), dateOnly(p.valid_until)],
-        [t('person.cards'), String(p.cards)],
+        [t('record.cards'), t('record.cards_count', { count: p.cards })],
         [t('person.pin'), p.has_pin ? t('record.pin_set') : t('record.pin_unset')],
       ]),
     );

@@ -12,6 +12,8 @@ import { messageLine, showError, busy } from '../ui.js';
 import { faultText } from './board.js';
 
 const FREE_WATCH_KINDS = ['washer', 'dryer']; // machines one queues for
+const CYCLE_KINDS = new Set(FREE_WATCH_KINDS); // machines whose run finishes (a reminder helps)
+const KIND_ORDER = ['washer', 'dryer', 'hair_dryer', 'water_dispenser'];
 const TICK_MS = 15000; // the minutes left count down between messages
 const WATCHES_SHOWN = 20;
 
@@ -69,6 +71,8 @@ export function mount(root, args, ctx) {
   }
 
   function statusLine(d) {
+    // a water dispenser heating or a hair dryer in use is busy, not a cycle with an end
+    if (d.board_status === 'running' && !CYCLE_KINDS.has(d.kind)) return label('status', d.status);
     if (d.board_status === 'running') {
       const left = minutesLeftText(feed.remainingNow(d));
       return left ? `${label('board', 'running')} · ${left}` : label('board', 'running');
@@ -87,7 +91,7 @@ export function mount(root, args, ctx) {
     let action = null;
     if (watch) {
       action = h('p', { class: 'watching small', dataset: { watchId: String(watch.id) } }, t('student.watching_finish'));
-    } else if (d.board_status === 'running') {
+    } else if (d.board_status === 'running' && CYCLE_KINDS.has(d.kind)) {
       const button = h('button', { type: 'button', class: 'primary notify-finished' }, t('student.notify_finished'));
       button.addEventListener('click', () => addWatch(button, { kind: 'finished', device_key: d.device_key }));
       action = button;
@@ -141,7 +145,9 @@ export function mount(root, args, ctx) {
   /** Bring the page in line with the feed's store, touching only what changed. */
   function render() {
     if (!feed.loaded) return;
-    const devices = feed.deviceList();
+    const kindRank = (d) => (KIND_ORDER.includes(d.kind) ? KIND_ORDER.indexOf(d.kind) : KIND_ORDER.length);
+    // by room as the feed orders them, washers first within a room
+    const devices = feed.deviceList().sort((a, b) => (a.building === b.building && a.room === b.room ? kindRank(a) - kindRank(b) : 0));
     const open = openWatches();
     let structural = false;
     const seen = new Set();
