@@ -274,6 +274,12 @@ def test_student_sets_a_pin_and_changes_the_password_and_stays_signed_in(
     expect(phone.locator("#pin-message")).to_have_text(ZH["record.pin_saved"])
     expect(phone.locator("#record-person")).to_contain_text(ZH["record.pin_set"])
 
+    phone.fill("#password-current", "not-my-code")
+    phone.fill("#password-new", "a-long-new-passphrase-42")
+    phone.fill("#password-again", "a-long-new-passphrase-42")
+    phone.click("#password-form button[type=submit]")
+    expect(phone.locator("#password-message")).to_contain_text(ZH["record.password_wrong"])
+    expect(phone.locator("#topbar")).to_be_visible()  # a wrong password does not log out
     token_before = phone.evaluate("sessionStorage.getItem('dormguard.token')")
     phone.fill("#password-current", code)
     phone.fill("#password-new", "a-long-new-passphrase-42")

@@ -234,7 +234,12 @@ export function mount(root, args, ctx) {
       }
       const newPassword = next.value;
       const done = await busy(submit, async () => {
-        await ctx.relogin(() => api('/api/me/password', { method: 'POST', body: { current_password: current.value, new_password: newPassword } }), newPassword);
+        try {
+          await ctx.relogin(() => api('/api/me/password', { method: 'POST', body: { current_password: current.value, new_password: newPassword } }), newPassword);
+        } catch (err) {
+          // 403: the current password is wrong (the server's detail is in English)
+          throw err.status === 403 ? { detail: t('record.password_wrong') } : err;
+        }
         return true;
       }, note);
       if (done) {
