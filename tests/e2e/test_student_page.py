@@ -9,7 +9,8 @@ notification and the watch marked fired; "notify me when a washer is free" appea
 washer is free and can be cancelled; the record shows their access events (published as a gate
 publishes them), consents and templates, and withdrawing face consent asks first and then shows
 the erasure pending at the gates that have not confirmed it; they set a PIN and change their
-password and stay signed in; staff sections are not theirs; English works.
+password and stay signed in; the page reconnects by itself after the API restarts; staff sections
+are not theirs; English works.
 """
 
 from __future__ import annotations
@@ -294,6 +295,28 @@ def test_student_sets_a_pin_and_changes_the_password_and_stays_signed_in(
     old = http.post("/api/auth/login", json={"username": "s-secrets", "password": code})
     assert old.status_code == 401
     bearer(http, "s-secrets", "a-long-new-passphrase-42")
+
+
+def test_student_page_reconnects_after_the_api_restarts_and_catches_up(
+    phone: Page, server: LiveServer, http: httpx.Client, edge: EdgePublisher
+) -> None:
+    edge.device("r5", "w1", building=BUILDING, status="running", remaining_s=600)
+    sign_in(phone, server, http, "s-reconnect")
+    machine = card(phone, "r5", "w1")
+    expect(machine).to_have_attribute("data-status", "running")
+    banner = phone.locator("#banner")
+    expect(banner).to_have_attribute("data-status", "live")
+    server.stop()
+    expect(banner).to_have_attribute("data-status", "reconnecting")
+    expect(banner).to_be_visible()
+    edge.device("r5", "w1", building=BUILDING, status="finished")  # while cut off
+    phone.wait_for_timeout(300)
+    server.start()
+    expect(banner).to_have_attribute("data-status", "live", timeout=20_000)
+    expect(banner).to_be_hidden()
+    expect(machine).to_have_attribute("data-status", "finished")  # the new snapshot brought it
+    edge.device("r5", "w1", building=BUILDING, status="idle")  # and changes flow again
+    expect(machine).to_have_attribute("data-status", "free")
 
 
 def test_student_cannot_open_staff_sections(
