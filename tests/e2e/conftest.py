@@ -2,7 +2,8 @@
 
 The gateway runs in this process (ingest on the module's mosquitto, SQLite files); the API is
 served by uvicorn in a thread on a fixed port so a test can stop and restart it. Each test gets a
-fresh browser context (empty sessionStorage and localStorage) at 1280x800.
+fresh browser context (empty sessionStorage and localStorage) at 1280x800, or with ``phone`` at
+390x844 as a touch phone.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from gateway.api import create_app
 from gateway.app import Gateway
 from gateway.auth.roles import Role
 from tests.broker import Broker, free_port
 from tests.e2e.harness import (
+    PHONE_VIEWPORT,
     VIEWPORT,
     EdgePublisher,
     LiveServer,
@@ -73,10 +75,8 @@ class PageProblems:
         self.errors.append(f"uncaught: {error}")
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh page; the test fails if a script error or a missing translation showed up."""
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+def checked_page(context: BrowserContext) -> Iterator[Page]:
+    """A page of ``context``; fails the test if a script error or a missing translation showed."""
     new_page = context.new_page()
     new_page.set_default_timeout(15_000)
     problems = PageProblems()
@@ -85,6 +85,25 @@ def page(browser: Browser) -> Iterator[Page]:
     yield new_page
     context.close()
     assert problems.errors == [], problems.errors
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page; the test fails if a script error or a missing translation showed up."""
+    yield from checked_page(browser.new_context(viewport=VIEWPORT))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def phone(browser: Browser, server: LiveServer) -> Iterator[Page]:
+    """A fresh page on a touch phone (390x844), browser notifications allowed for the gateway."""
+    context = browser.new_context(
+        viewport=PHONE_VIEWPORT,  # type: ignore[arg-type]
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=1,
+    )
+    context.grant_permissions(["notifications"], origin=server.url)
+    yield from checked_page(context)
 
 
 @pytest.fixture

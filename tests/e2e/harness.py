@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from contracts.models import DeviceState, DoorEvent
+from contracts.models import AccessEvent, DeviceState, DoorEvent
 from contracts.topics import (
     DeviceAddress,
     DeviceChannel,
@@ -54,6 +55,7 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=user-gesture-required",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
+PHONE_VIEWPORT = {"width": 390, "height": 844}  # a common phone, in CSS pixels
 
 USERS = {
     "guard": Role.GUARD,
@@ -173,6 +175,34 @@ class EdgePublisher:
         self.publisher.publish(topic, event.to_bytes())
         return event
 
+    def access(
+        self,
+        person_id: str | None,
+        *,
+        building: str = "b1",
+        gate: str = "g1",
+        direction: str = "in",
+        decision: str = "granted",
+        method: str = "card",
+        reason: str = "granted",
+        **extra: Any,
+    ) -> AccessEvent:
+        event = AccessEvent(
+            producer=f"gate-{building}-{gate}",
+            site=SITE,
+            building=building,
+            gate_id=gate,
+            direction=direction,  # type: ignore[arg-type]
+            decision=decision,  # type: ignore[arg-type]
+            method=method,  # type: ignore[arg-type]
+            person_id=person_id,
+            reason=reason,
+            **extra,
+        )
+        topic = gate_topic(GateAddress(SITE, building, gate), GateChannel.EVENT)
+        self.publisher.publish(topic, event.to_bytes())
+        return event
+
     def device(
         self,
         room: str,
@@ -205,3 +235,49 @@ def log_in(page: Any, base_url: str, role: Role) -> None:
     page.fill("#login-password", PASSWORD)
     page.click("#login-submit")
     page.wait_for_selector("#topbar:not([hidden])")
+
+
+def log_in_as(page: Any, base_url: str, name: str, password: str) -> None:
+    """Open the console and log in with a username and password (a student's issued code)."""
+    page.goto(base_url + "/")
+    page.fill("#login-username", name)
+    page.fill("#login-password", password)
+    page.click("#login-submit")
+    page.wait_for_selector("#topbar:not([hidden])")
+
+
+# --- students: made by an admin through the API, as the dormitory office does ------------------
+
+
+def bearer(client: httpx.Client, name: str, password: str) -> dict[str, str]:
+    """The Authorization header of a fresh login."""
+    answer = client.post("/api/auth/login", json={"username": name, "password": password})
+    answer.raise_for_status()
+    return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
+def issue_student(client: httpx.Client, person_id: str, name: str, buildings: list[str]) -> str:
+    """Add the person (as admin) and give them a student account; returns the sign-in code."""
+    admin = bearer(client, username(Role.ADMIN), PASSWORD)
+    person = {"person_id": person_id, "name": name, "buildings": buildings}
+    client.post("/api/people", json=person, headers=admin).raise_for_status()
+    answer = client.post(f"/api/people/{person_id}/student-account", headers=admin)
+    answer.raise_for_status()
+    issued = answer.json()
+    assert issued["username"] == person_id
+    return str(issued["code"])
+
+
+def enrol_face(client: httpx.Client, person_id: str, photo: Path) -> None:
+    """Record the person's written consent and enrol their face from one photo (as admin)."""
+    admin = bearer(client, username(Role.ADMIN), PASSWORD)
+    consent = {"granted": True, "evidence": "signed form in the dorm office"}
+    client.post(f"/api/people/{person_id}/consent", json=consent, headers=admin).raise_for_status()
+    with photo.open("rb") as handle:
+        answer = client.post(
+            f"/api/people/{person_id}/photos",
+            files=[("files", (photo.name, handle, "image/jpeg"))],
+            headers=admin,
+            timeout=60,
+        )
+    answer.raise_for_status()

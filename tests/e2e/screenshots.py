@@ -1,12 +1,14 @@
-"""Screenshots of the console's main screens for the docs (1280x800 PNG).
+"""Screenshots of the console's main screens for the docs (1280x800 PNG; the student page 390 px
+wide, as on a phone).
 
-    .venv/bin/python -m tests.e2e.screenshots            # writes docs/screenshots/*.png
+    .venv/bin/python -m tests.e2e.screenshots                  # writes docs/screenshots/*.png
+    .venv/bin/python -m tests.e2e.screenshots --only student   # the student page's only
 
 Starts its own mosquitto and gateway, fills them with a small demo campus (door events,
 appliance states and readings through MQTT, as gates and device bridges publish them; people,
 access rows and failed-login counts straight into the database) and captures the screens with
-Debian's Chromium. ``capture`` is also run by the browser tests, into a temporary folder, so the
-script cannot rot unnoticed.
+Debian's Chromium. ``capture`` and ``capture_student`` are also run by the browser tests, into a
+temporary folder, so the script cannot rot unnoticed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,18 @@ from gateway.app import Gateway
 from gateway.auth.roles import Role
 from gateway.db.schema import LoginThrottle
 from tests.broker import Broker, free_port
-from tests.e2e.harness import SITE, VIEWPORT, EdgePublisher, LiveServer, launch_chromium, log_in
+from tests.e2e.harness import (
+    PHONE_VIEWPORT,
+    SITE,
+    VIEWPORT,
+    EdgePublisher,
+    LiveServer,
+    enrol_face,
+    issue_student,
+    launch_chromium,
+    log_in,
+    log_in_as,
+)
 from tests.gatewaykit import add_access, add_person, add_presence
 
 SCREENS = (
@@ -35,6 +48,7 @@ SCREENS = (
     "admin-people",
     "admin-throttles",
 )
+STUDENT_SCREENS = ("student-rooms", "student-notice", "student-record")
 ROOT = Path(__file__).resolve().parents[2]
 
 # (building, room, device_id, kind, status, extra DeviceState fields)
@@ -172,15 +186,88 @@ def capture(browser: Any, base_url: str, out_dir: Path) -> list[Path]:
     return written
 
 
+STUDENT_ID = "2024010203"
+STUDENT_DEVICE = ("b1", "101", "w1")  # running in DEMO_DEVICES: the student asks to be told
+
+
+def seed_student_demo(client: Any, edge: EdgePublisher, photos: Path) -> tuple[str, str]:
+    """A student of b1 with a face enrolled and a week at the gates, and b1's appliances;
+    returns their username and sign-in code. ``client``: an httpx client of the API."""
+    code = issue_student(client, STUDENT_ID, "李明", ["b1"])
+    enrol_face(client, STUDENT_ID, photos / "obama.jpg")
+    now = datetime.now(UTC)
+    for day in range(6, -1, -1):
+        for hour, direction, gate in ((7.8, "out", "g2"), (18.5, "in", "g1")):
+            ts = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=day)
+            ts += timedelta(hours=hour)
+            if ts < now:
+                edge.access(STUDENT_ID, gate=gate, direction=direction, method="face", ts=ts)
+    edge.access(
+        STUDENT_ID,
+        gate="g1",
+        decision="denied",
+        method="card",
+        reason="outside_schedule",
+        ts=now - timedelta(days=2, hours=1),
+    )
+    for building, room, device_id, kind, status, extra in DEMO_DEVICES:
+        if building == "b1":
+            edge.device(room, device_id, building=building, kind=kind, status=status, **extra)
+    return STUDENT_ID, code
+
+
+def capture_student(
+    browser: Any, base_url: str, out_dir: Path, login: tuple[str, str], edge: EdgePublisher
+) -> list[Path]:
+    """The student page on a phone, in Chinese: rooms, a notice, the record (whole page)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(
+        viewport=PHONE_VIEWPORT, is_mobile=True, has_touch=True, device_scale_factor=1
+    )
+    context.grant_permissions(["notifications"], origin=base_url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    written = []
+
+    def shot(name: str, full_page: bool = False) -> None:
+        path = out_dir / f"{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        written.append(path)
+
+    building, room, device_id = STUDENT_DEVICE
+    machine = page.locator(f'article.machine[data-key="{SITE}/{building}/{room}/{device_id}"]')
+    try:
+        log_in_as(page, base_url, *login)
+        page.wait_for_selector('#rooms[data-loaded="1"] article.machine')
+        page.wait_for_selector('#banner[data-status="live"]', state="attached")
+        shot("student-rooms")
+        machine.locator("button.notify-finished").tap()
+        page.wait_for_selector("#watch-list li.watch")
+        edge.device(room, device_id, building=building, status="finished")
+        page.wait_for_selector("#toasts .toast")
+        page.wait_for_selector('#watch-list li.watch[data-state="fired"]')
+        shot("student-notice")
+        page.locator("#toasts .toast-close").tap()
+        page.click('#nav a[data-section="record"]')
+        page.wait_for_selector('#record[data-loaded="1"] #record-access tbody tr')
+        shot("student-record", full_page=True)
+    finally:
+        context.close()
+    return written
+
+
 def main() -> int:
     """Start everything, seed the demo campus, write the screenshots, stop."""
+    import httpx
     from playwright.sync_api import sync_playwright
 
     from tests.e2e.harness import start_gateway
     from tests.gatewayproc import Publisher
+    from tests.photos import sample_photos_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--only", choices=("all", "staff", "student"), default="all")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -191,11 +278,19 @@ def main() -> int:
         server = LiveServer(create_app(gw.services), free_port()).start()
         publisher = Publisher(broker.port, client_id="screenshots-edge")
         try:
-            seed_demo(gw, EdgePublisher(publisher))
+            edge = EdgePublisher(publisher)
+            seed_demo(gw, edge)
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                login = seed_student_demo(client, edge, sample_photos_dir())
             with sync_playwright() as playwright:
                 browser = launch_chromium(playwright)
                 try:
-                    for path in capture(browser, server.url, args.out):
+                    written = []
+                    if args.only in ("all", "staff"):
+                        written += capture(browser, server.url, args.out)
+                    if args.only in ("all", "student"):
+                        written += capture_student(browser, server.url, args.out, login, edge)
+                    for path in written:
                         print(path)
                 finally:
                     browser.close()

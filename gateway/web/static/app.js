@@ -1,9 +1,11 @@
 // The console's entry point: log-in state, the hash router, the navigation for the caller's role,
-// the live alert feed with its sound and reconnect banner.
+// the live feed (alerts for staff, rooms and notices for students) with its sound and banner.
 
 import { api, setToken, token, onUnauthorized } from './api.js';
 import { h, fill } from './dom.js';
 import { AlertFeed } from './feed.js';
+import { StudentFeed } from './student_feed.js';
+import { showNotice, clearNotices } from './notices.js';
 import { initI18n, t, label, lang, setLang, translateShell } from './i18n.js';
 import { beep, installSoundUnlock, isMuted, setMuted, soundReady, onSoundChange } from './sound.js';
 import { can } from './ui.js';
@@ -12,6 +14,8 @@ import * as guardView from './views/guard.js';
 import * as boardView from './views/board.js';
 import * as deviceView from './views/device.js';
 import * as adminView from './views/admin.js';
+import * as roomsView from './views/rooms.js';
+import * as recordView from './views/record.js';
 
 // Sections of the console; a section shows when the role holds any of its permissions.
 const SECTIONS = [
@@ -19,6 +23,8 @@ const SECTIONS = [
   { id: 'board', label: 'nav.board', permissions: ['devices.read'], view: boardView },
   { id: 'admin', label: 'nav.admin', permissions: adminView.ADMIN_PERMISSIONS, view: adminView },
   { id: 'device', label: null, permissions: ['devices.read'], view: deviceView },
+  { id: 'rooms', label: 'nav.rooms', permissions: ['student.self'], view: roomsView },
+  { id: 'record', label: 'nav.record', permissions: ['student.self'], view: recordView },
 ];
 
 const els = {
@@ -32,14 +38,14 @@ const els = {
   sound: document.getElementById('sound-toggle'),
 };
 
-const state = { user: null, feed: new AlertFeed(), unmount: null };
+const state = { user: null, feed: new AlertFeed(), studentFeed: new StudentFeed(), unmount: null };
 
 function allowed(section) {
   return section.permissions.some((p) => can(state.user, p));
 }
 
 // Where each role lands after logging in (else the first section it may use).
-const HOME = { facilities: 'board' };
+const HOME = { facilities: 'board', student: 'rooms' };
 
 function defaultHash() {
   const home = SECTIONS.find((s) => s.id === HOME[state.user.role]);
@@ -90,7 +96,12 @@ function route() {
   }
   renderNav(section.id);
   els.view.dataset.section = section.id;
-  const ctx = { user: state.user, feed: can(state.user, 'alerts.read') ? state.feed : null };
+  const ctx = {
+    user: state.user,
+    feed: can(state.user, 'alerts.read') ? state.feed : null,
+    studentFeed: can(state.user, 'student.self') ? state.studentFeed : null,
+    relogin,
+  };
   state.unmount = section.view.mount(els.view, args, ctx) || null;
 }
 
@@ -114,6 +125,8 @@ async function startSession(user) {
   els.topbar.hidden = false;
   fill(els.whoami, `${state.user.display_name || state.user.username} · ${label('role', state.user.role)}`);
   if (can(state.user, 'alerts.read')) state.feed.start();
+  if (can(state.user, 'student.self')) state.studentFeed.start();
+  document.body.dataset.role = state.user.role;
   if (!window.location.hash || window.location.hash === '#/' || parseHash()[0] === 'login') {
     window.history.replaceState(null, '', defaultHash());
   }
@@ -131,11 +144,36 @@ async function logout(callApi) {
   }
   setToken(null);
   state.feed.stop();
+  state.studentFeed.stop();
+  clearNotices();
   state.user = null;
+  delete document.body.dataset.role;
   updateTitle();
   renderSound();
   window.history.replaceState(null, '', window.location.pathname);
   route();
+}
+
+/**
+ * After the caller's own password change every token is revoked: log in again with the new
+ * password and reopen the live feed with the new token (it is stopped meanwhile, so the
+ * revocation does not read as a logout).
+ */
+async function relogin(work, newPassword) {
+  state.studentFeed.stop();
+  state.feed.stop();
+  try {
+    await work();
+    const answer = await api('/api/auth/login', { method: 'POST', body: { username: state.user.username, password: newPassword } });
+    setToken(answer.token);
+  } finally {
+    if (token() && can(state.user, 'alerts.read')) state.feed.start();
+    if (token() && can(state.user, 'student.self')) state.studentFeed.start();
+  }
+}
+
+function liveFeed() {
+  return state.user && can(state.user, 'student.self') ? state.studentFeed : state.feed;
 }
 
 function updateTitle() {
@@ -149,11 +187,11 @@ function renderSound() {
   else if (!soundReady()) key = 'sound.locked';
   els.sound.textContent = t(key);
   els.sound.dataset.sound = key.split('.')[1];
-  els.sound.hidden = !state.user || !can(state.user, 'alerts.read');
+  els.sound.hidden = !state.user || !(can(state.user, 'alerts.read') || can(state.user, 'student.self'));
 }
 
 function renderBanner(detail) {
-  const { status, retryInMs } = detail || { status: state.feed.status };
+  const { status, retryInMs } = detail || { status: liveFeed().status };
   if (status === 'reconnecting') {
     els.banner.hidden = false;
     els.banner.className = 'banner warn';
@@ -185,6 +223,10 @@ function wireFeed() {
     if (alert.state === 'active' && !alert.silenced && raised) beep(alert.severity);
   });
   feed.addEventListener('unauthorized', () => logout(false));
+  const students = state.studentFeed;
+  students.addEventListener('status', (e) => renderBanner(e.detail));
+  students.addEventListener('notice', (e) => showNotice(e.detail));
+  students.addEventListener('unauthorized', () => logout(false));
 }
 
 async function boot() {

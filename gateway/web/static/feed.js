@@ -1,7 +1,9 @@
-// The live alert feed: one WebSocket to /api/ws/alerts, a snapshot of the open alerts and then
-// every change, upserted by id. When the socket drops (gateway restart, network) it reconnects
-// with exponential backoff and the next snapshot replaces what was known. The login token never
-// goes in the URL (proxies and access logs keep URLs): it is the socket's first message.
+// The console's live feeds. LiveFeed is one WebSocket to the gateway: the login token goes as the
+// socket's first message (never in the URL: proxies and access logs keep URLs), a snapshot comes
+// back and then every change. When the socket drops (gateway restart, network, too slow a reader)
+// it reconnects with exponential backoff and the next snapshot replaces what was known.
+// AlertFeed (/api/ws/alerts) keeps the open alerts, upserted by id; the student page's feed
+// (student_feed.js) is another LiveFeed.
 
 import { token } from './api.js';
 
@@ -32,13 +34,15 @@ export function consoleOrder(a, b) {
 }
 
 /**
- * Events: 'status' (detail: {status, retryInMs}), 'snapshot', 'alert' (detail: {alert, previous}),
- * 'unauthorized'. Statuses: connecting, live, reconnecting, forbidden, stopped.
+ * One authenticated WebSocket with reconnects. Subclasses implement handle(message) (return true
+ * for a snapshot: the link counts as live from then) and may implement reset() (on stop).
+ * Events: 'status' (detail: {status, retryInMs}), 'unauthorized'.
+ * Statuses: connecting, live, reconnecting, forbidden, stopped.
  */
-export class AlertFeed extends EventTarget {
-  constructor() {
+export class LiveFeed extends EventTarget {
+  constructor(path) {
     super();
-    this.alerts = new Map();
+    this.path = path;
     this.status = 'stopped';
     this.attempt = 0;
     this.socket = null;
@@ -66,15 +70,18 @@ export class AlertFeed extends EventTarget {
       this.socket.close(1000);
       this.socket = null;
     }
-    this.alerts = new Map();
+    this.reset();
     this.attempt = 0;
     this.connectedOnce = false;
     this.setStatus('stopped');
   }
 
-  /** Open alerts in console order. */
-  sorted() {
-    return [...this.alerts.values()].sort(consoleOrder);
+  /** Forget what the feed knew (called by stop). */
+  reset() {}
+
+  /** Act on one parsed message; true when it was a snapshot. */
+  handle() {
+    return false;
   }
 
   reconnectNow() {
@@ -85,7 +92,7 @@ export class AlertFeed extends EventTarget {
 
   connect() {
     const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = `${scheme}//${window.location.host}/api/ws/alerts`;
+    const url = `${scheme}//${window.location.host}${this.path}`;
     this.setStatus(this.connectedOnce ? 'reconnecting' : 'connecting');
     let socket;
     try {
@@ -118,27 +125,12 @@ export class AlertFeed extends EventTarget {
     } catch {
       return;
     }
-    if (message.type === 'snapshot') {
+    if (!message || typeof message !== 'object') return;
+    if (this.handle(message)) {
       this.attempt = 0;
       this.connectedOnce = true;
-      const before = new Set(this.alerts.keys());
-      this.alerts = new Map(message.alerts.map((a) => [a.id, a]));
-      this.setStatus('live');
-      const added = message.alerts.filter((a) => !before.has(a.id));
-      this.dispatchEvent(new CustomEvent('snapshot', { detail: { added } }));
-    } else if (message.type === 'alert' && message.alert) {
-      this.applyLocal(message.alert);
+      if (this.status !== 'live') this.setStatus('live');
     }
-  }
-
-  /** Upsert one alert (from the socket, or the answer of an action taken here). */
-  applyLocal(alert) {
-    const previous = this.alerts.get(alert.id) || null;
-    // A change read while the snapshot was taken may come twice: keep the newest.
-    if (previous && Date.parse(previous.updated_at) > Date.parse(alert.updated_at)) return;
-    if (isOpen(alert)) this.alerts.set(alert.id, alert);
-    else this.alerts.delete(alert.id);
-    this.dispatchEvent(new CustomEvent('alert', { detail: { alert, previous } }));
   }
 
   onClose(event) {
@@ -155,7 +147,7 @@ export class AlertFeed extends EventTarget {
       this.setStatus('forbidden');
       return;
     }
-    this.scheduleRetry();
+    this.scheduleRetry(); // CLOSE_TOO_SLOW and every other close: a fresh snapshot will follow
   }
 
   scheduleRetry() {
@@ -170,5 +162,49 @@ export class AlertFeed extends EventTarget {
   setStatus(status, retryInMs = null) {
     this.status = status;
     this.dispatchEvent(new CustomEvent('status', { detail: { status, retryInMs } }));
+  }
+}
+
+/** The open alerts, live. Events: those of LiveFeed, 'snapshot' (detail: {added}), 'alert'
+ * (detail: {alert, previous}). */
+export class AlertFeed extends LiveFeed {
+  constructor() {
+    super('/api/ws/alerts');
+    this.alerts = new Map();
+  }
+
+  reset() {
+    this.alerts = new Map();
+  }
+
+  /** Open alerts in console order. */
+  sorted() {
+    return [...this.alerts.values()].sort(consoleOrder);
+  }
+
+  handle(message) {
+    if (message.type === 'snapshot') {
+      const before = new Set(this.alerts.keys());
+      this.alerts = new Map(message.alerts.map((a) => [a.id, a]));
+      // live before the event, as the views read feed.status in their snapshot handler
+      this.attempt = 0;
+      this.connectedOnce = true;
+      this.setStatus('live');
+      const added = message.alerts.filter((a) => !before.has(a.id));
+      this.dispatchEvent(new CustomEvent('snapshot', { detail: { added } }));
+      return true;
+    }
+    if (message.type === 'alert' && message.alert) this.applyLocal(message.alert);
+    return false;
+  }
+
+  /** Upsert one alert (from the socket, or the answer of an action taken here). */
+  applyLocal(alert) {
+    const previous = this.alerts.get(alert.id) || null;
+    // A change read while the snapshot was taken may come twice: keep the newest.
+    if (previous && Date.parse(previous.updated_at) > Date.parse(alert.updated_at)) return;
+    if (isOpen(alert)) this.alerts.set(alert.id, alert);
+    else this.alerts.delete(alert.id);
+    this.dispatchEvent(new CustomEvent('alert', { detail: { alert, previous } }));
   }
 }

@@ -8,6 +8,7 @@ const G = 'guard';
 const F = 'facilities';
 const C = 'counsellor';
 const AU = 'auditor';
+const S = 'student';
 
 // Mirrors the API's role matrix (docs/api.md); the API still checks every call.
 const PERMISSIONS = {
@@ -26,6 +27,8 @@ const PERMISSIONS = {
   'gates.read': [A, G, AU],
   'gates.command': [A, G],
   'users.admin': [A],
+  // a student's own page (their rooms, watches and record); no staff role has it
+  'student.self': [S],
 };
 
 export function can(user, permission) {
