@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import time
+from ipaddress import ip_address
+from pathlib import Path
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo
 
@@ -29,6 +31,16 @@ def clock_time(value: str) -> time:
 def _check_clock_time(value: str) -> str:
     clock_time(value)
     return value
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine: localhost or a loopback address (no DNS lookup)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _RobotChannel(StrictModel):
@@ -84,11 +96,27 @@ class EmailChannel(StrictModel):
     password: Secret | None = None
     sender: str = Field(min_length=3, description="the From address")
     to: list[str] = Field(min_length=1, description="recipients")
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA certificate(s) to verify the server with instead of the system's "
+        "(a campus mail server with a certificate from an internal CA)",
+    )
 
     @model_validator(mode="after")
     def _password_with_user(self) -> Self:
         if (self.username is None) != (self.password is None):
             raise ValueError("give username and password together (or neither)")
+        return self
+
+    @model_validator(mode="after")
+    def _no_clear_password_over_the_network(self) -> Self:
+        if self.security == "plain" and self.password is not None and not is_loopback(self.host):
+            raise ValueError(
+                f"security: plain would send the SMTP password to {self.host} in clear: "
+                "use starttls or ssl (plain with a password only to a loopback host)"
+            )
+        if self.security == "plain" and self.ca_file is not None:
+            raise ValueError("ca_file needs security: starttls or ssl")
         return self
 
 

@@ -54,6 +54,7 @@ def build_channel(config: ChannelConfig, timeout_s: float, env: dict[str, str]) 
         timeout_s,
         username=config.username,
         password=config.password.read(env) if config.password else None,
+        ca_file=str(config.ca_file) if config.ca_file else None,
     )
 
 
