@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dormguard-installed
-APT_PACKAGES := mosquitto openssl victoria-metrics postgresql chromium
+APT_PACKAGES := mosquitto openssl victoria-metrics postgresql chromium fonts-wqy-microhei
 export OPENBLAS_NUM_THREADS := 1
 
 .PHONY: demo test install system-packages lint bench clean

@@ -330,6 +330,41 @@ def test_admin_adds_a_person_and_enrols_the_face_with_consent_first(
     assert status["face_consent"] is True and status["templates"] == 1
 
 
+def test_admin_issues_a_student_code_on_screen_that_opens_the_student_page(
+    page: Page, server: LiveServer
+) -> None:
+    """The code shows once after a confirmation; the student signs in with it; issuing again
+    makes the first code useless."""
+    log_in(page, server.url, Role.ADMIN)
+    page.click('#nav a[data-section="admin"]')
+    page.click("#person-new")
+    form = page.locator("#person-form")
+    form.locator("input[name=person_id]").fill("s-slip")
+    form.locator("input[name=name]").fill("Han Meimei")
+    form.locator("input[name=buildings]").fill("b1")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#student-account")).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#student-code-issue")
+    code = page.locator("#student-code-value")
+    expect(code).to_have_text(re.compile(r"^[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}$"))
+    first = code.inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#student-code-issue")
+    expect(code).not_to_have_text(first)
+    second = code.inner_text()
+
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        old = client.post("/api/auth/login", json={"username": "s-slip", "password": first})
+        assert old.status_code == 401
+    page.click("#logout")
+    page.fill("#login-username", "s-slip")
+    page.fill("#login-password", second)
+    page.click("#login-submit")
+    expect(page.locator('#nav a[data-section="rooms"]')).to_be_visible()
+    expect(page.locator('#nav a[data-section="admin"]')).to_have_count(0)
+
+
 ATTACKER = "127.0.0.9"  # another loopback source: the browser's 127.0.0.1 is not throttled
 
 

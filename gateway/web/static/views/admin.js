@@ -84,6 +84,7 @@ async function loadPerson(editor, personId, ctx, onSaved) {
     const person = await api(`/api/people/${encodeURIComponent(personId)}`);
     if (can(ctx.user, 'people.write')) {
       renderPersonForm(editor, person, onSaved);
+      if (person.kind === 'student') editor.append(studentAccountPanel(person));
       editor.append(enrolmentPanel(person));
     } else {
       renderPersonFacts(editor, person);
@@ -166,6 +167,25 @@ function renderPersonForm(editor, person, onSaved) {
   h('button', { type: 'submit', class: 'primary' }, t('common.save')),
   message);
   fill(editor, form);
+}
+
+/** The student page's sign-in: a one-time code, shown once here to print on the enrolment slip. */
+function studentAccountPanel(person) {
+  const message = messageLine();
+  const slip = h('div', { id: 'student-code', class: 'slip', hidden: true });
+  const issue = h('button', { type: 'button', id: 'student-code-issue', onclick: async (e) => {
+    if (!window.confirm(t('student_account.confirm', { id: person.person_id }))) return;
+    const done = await busy(e.currentTarget, () => api(`/api/people/${encodeURIComponent(person.person_id)}/student-account`, { method: 'POST' }), message);
+    if (!done) return;
+    fill(slip, h('dl', { class: 'facts' },
+      [[t('student_account.username'), done.username], [t('student_account.code'), h('code', { id: 'student-code-value' }, done.code)]]
+        .map(([k, v]) => [h('dt', null, k), h('dd', null, v)])),
+    h('p', { class: 'muted small' }, t('student_account.once')));
+    slip.hidden = false;
+    showMessage(message, done.created ? t('student_account.created') : t('student_account.replaced'), 'ok');
+  } }, t('student_account.issue'));
+  return h('section', { class: 'student-account', id: 'student-account' },
+    h('h2', null, t('student_account.title')), h('p', { class: 'muted' }, t('student_account.hint')), issue, slip, message);
 }
 
 /** Consent first (recorded with its evidence), then the photos; the status below. */
