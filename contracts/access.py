@@ -83,6 +83,7 @@ class Reason(StrEnum):
     OUTSIDE_SCHEDULE = "outside_schedule"
     ANTI_PASSBACK = "anti_passback"
     FACE_PATH_DISABLED = "face_path_disabled"
+    PRESENTATION_ATTACK = "presentation_attack"  # a photo or a screen, not a living face
 
 
 class Flag(StrEnum):

@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # 2: commands and gallery updates carry a signature; gates report SecurityEvents.
-SCHEMA_VERSION = 2
+# 3: access events may carry reason presentation_attack (the gate's liveness check).
+SCHEMA_VERSION = 3
 
 
 def _utc(value: datetime) -> datetime:
@@ -68,6 +69,7 @@ class LatencyBreakdown(BaseModel):
     detect_ms: float = Field(default=0.0, ge=0)
     encode_ms: float = Field(default=0.0, ge=0)
     match_ms: float = Field(default=0.0, ge=0)
+    liveness_ms: float = Field(default=0.0, ge=0, description="landmarks and the liveness check")
     decide_ms: float = Field(default=0.0, ge=0)
     first_seen_to_decision_ms: float = Field(default=0.0, ge=0)
 

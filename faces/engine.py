@@ -26,6 +26,34 @@ class FaceEngine(Protocol):
 
     def encode(self, rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]: ...
 
+    def landmarks(self, rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]: ...
+
+
+# face_recognition's "large" landmark model answers per feature; the 68 points of the iBUG
+# scheme (dlib's order) are those features in order, with the lips' inner points interleaved.
+_FEATURES_IN_ORDER = (
+    "chin",  # 0-16
+    "left_eyebrow",  # 17-21
+    "right_eyebrow",  # 22-26
+    "nose_bridge",  # 27-30
+    "nose_tip",  # 31-35
+    "left_eye",  # 36-41
+    "right_eye",  # 42-47
+)
+
+
+def points_68(features: dict[str, list[tuple[int, int]]]) -> np.ndarray:
+    """The 68 iBUG landmarks, shape (68, 2) float32, from face_recognition's feature dict."""
+    points = [p for name in _FEATURES_IN_ORDER for p in features[name]]
+    top, bottom = features["top_lip"], features["bottom_lip"]
+    points += top[0:7]  # 48-54: outer lip, left corner over the top to the right corner
+    points += bottom[1:6]  # 55-59: outer lip, back along the bottom
+    points += [top[11], top[10], top[9], top[8], top[7]]  # 60-64: inner top
+    points += [bottom[10], bottom[9], bottom[8]]  # 65-67: inner bottom
+    if len(points) != 68:
+        raise ValueError(f"expected 68 landmarks, got {len(points)}")
+    return np.asarray(points, dtype=np.float32)
+
 
 class DlibFaceEngine:
     """HOG detection on a downscaled frame, ResNet encodings on the full-resolution face."""
@@ -91,6 +119,17 @@ class DlibFaceEngine:
             rgb, known_face_locations=locations, num_jitters=1, model="small"
         )
         return [np.asarray(e, dtype=np.float32) for e in encodings]
+
+    def landmarks(self, rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+        """The 68 landmarks (iBUG order, full-frame pixels) of each given face, in order."""
+        if not boxes:
+            return []
+        fr = self._lib()
+        locations = [(b.top, b.right, b.bottom, b.left) for b in boxes]
+        found = fr.face_landmarks(  # type: ignore[attr-defined]
+            rgb, face_locations=locations, model="large"
+        )
+        return [points_68(features) for features in found]
 
 
 def photo_engine() -> DlibFaceEngine:

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from contracts.settings import MqttSettings, Secret, StrictModel, TimeOfDayText, TimeZoneName
 from contracts.signing import MessageVerifier
 from contracts.topics import check_segment
+from edge.gate.liveness import LivenessRule
 from edge.gate.model import AccessPolicy, Curfew
 from edge.gate.replay import FreshnessRule
 from edge.gate.voting import ConfirmRule
@@ -82,6 +83,35 @@ class ConfirmationSection(StrictModel):
     def confirm_rule(self) -> ConfirmRule:
         """The pure voting rule these settings stand for (all but the per-track timings)."""
         return ConfirmRule(**self.model_dump(exclude={"reverify_s", "cooldown_s"}))
+
+
+class LivenessSection(StrictModel):
+    """Presentation-attack detection before a face is granted (docs/liveness.md)."""
+
+    mode: Literal["off", "passive"] = Field(
+        default="off",
+        description="passive: a blink or non-rigid landmark motion is required before a grant",
+    )
+    max_wait_s: float = Field(
+        default=2.0, gt=0, le=10, description="wait this long for the evidence, then refuse"
+    )
+    nonrigid_min: float = Field(
+        default=0.06,
+        gt=0,
+        lt=1,
+        description="landmark motion a plane cannot make, as a fraction of the eye distance",
+    )
+    closed_ratio: float = Field(
+        default=0.7, gt=0, lt=1, description="eyes shut below this share of their open ratio"
+    )
+
+    def rule(self) -> LivenessRule:
+        """The pure rule these settings stand for."""
+        return LivenessRule(
+            nonrigid_min=self.nonrigid_min,
+            closed_ratio=self.closed_ratio,
+            max_wait_s=self.max_wait_s,
+        )
 
 
 class CurfewSection(StrictModel):
@@ -217,6 +247,7 @@ class GateConfig(StrictModel):
     detection: DetectionSection = Field(default_factory=DetectionSection)
     matching: MatchingSection = Field(default_factory=MatchingSection)
     confirmation: ConfirmationSection = Field(default_factory=ConfirmationSection)
+    liveness: LivenessSection = Field(default_factory=LivenessSection)
     policy: PolicySection = Field(default_factory=PolicySection)
     door: DoorSection = Field(default_factory=DoorSection)
     credentials: CredentialsSection = Field(default_factory=CredentialsSection)

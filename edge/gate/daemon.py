@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import cv2
+import numpy as np
 
 from contracts.access import Direction, GateInfo, Method, Person, Reason
 from contracts.credentials import normalize_card_uid, parse_pin_entry, verify_pin
@@ -32,6 +33,7 @@ from edge.gate.frames import Frame, FrameSource
 from edge.gate.gallery import GalleryStore
 from edge.gate.gallery_sync import GallerySync
 from edge.gate.health import HealthMeter
+from edge.gate.liveness import LandmarkFrame, assess
 from edge.gate.model import AccessDecision, Passage
 from edge.gate.policy import decide_access, decide_face, deny
 from edge.gate.replay import NonceLedger
@@ -46,6 +48,9 @@ from faces.engine import FaceEngine
 log = logging.getLogger(__name__)
 
 
+LANDMARK_FRAMES_KEPT = 30  # per track: ~2 s at the camera's rate, enough for the check
+
+
 @dataclass(slots=True)
 class FrameStats:
     """Per-frame timings in milliseconds (for the event latency breakdown and benchmarks)."""
@@ -53,6 +58,7 @@ class FrameStats:
     detect_ms: float = 0.0
     encode_ms: float = 0.0
     match_ms: float = 0.0
+    liveness_ms: float = 0.0
     faces: int = 0
     decisions: list[AccessDecision] = field(default_factory=list)
 
@@ -92,6 +98,7 @@ class GateDaemon:
         )
         self.policy = config.policy.access_policy()
         self.rule = config.confirmation.confirm_rule()
+        self.liveness = config.liveness.rule() if config.liveness.mode != "off" else None
         self.tracker = FaceTracker(
             max_age_s=config.detection.track_max_age_s,
             max_encodes_per_track=config.detection.max_encodes_per_track,
@@ -194,6 +201,12 @@ class GateDaemon:
         tracks = self.tracker.update(detection.boxes, now)
         for track in tracks:
             self._reverify_if_due(track, now)
+            if self.liveness is not None and not track.decided:
+                self._add_landmarks(track, detection.rgb, now, stats)
+            if track.held is not None:  # a grant waiting for the liveness evidence
+                held_decision, held_verdict = track.held
+                self._settle(track, held_decision, held_verdict, now, stats, frame)
+                continue
             if not self.tracker.needs_encoding(track, now):
                 continue
             t1 = time.perf_counter()
@@ -218,16 +231,51 @@ class GateDaemon:
             exhausted = track.encodes >= self.config.detection.max_encodes_per_track
             if verdict.state == "pending" and not exhausted:
                 continue
-            decision = self._decide_face(track, verdict)
-            track.decided = True
-            track.outcome, report = next_outcome(
-                track.outcome, decision, now, self.config.confirmation.cooldown_s
-            )
-            if not report:
-                continue
-            stats.decisions.append(decision)
-            self._emit_face_decision(decision, verdict, track, stats, frame)
+            self._settle(track, self._decide_face(track, verdict), verdict, now, stats, frame)
         return stats
+
+    def _add_landmarks(self, track: Track, rgb: np.ndarray, now: float, stats: FrameStats) -> None:
+        """Keep this frame's landmarks of an undecided track (the liveness evidence)."""
+        t0 = time.perf_counter()
+        found = self.engine.landmarks(rgb, [track.box])
+        stats.liveness_ms += (time.perf_counter() - t0) * 1000
+        if found:
+            track.landmarks.append(LandmarkFrame(now, found[0]))
+            del track.landmarks[:-LANDMARK_FRAMES_KEPT]
+
+    def _settle(
+        self,
+        track: Track,
+        decision: AccessDecision,
+        verdict: Verdict,
+        now: float,
+        stats: FrameStats,
+        frame: Frame,
+    ) -> None:
+        """Report a face decision; a grant first passes the liveness check (when it is on):
+        held while the evidence may still come, refused as a presentation attack without it."""
+        if decision.granted and self.liveness is not None:
+            t0 = time.perf_counter()
+            # The wait runs from the first frame of this look at the face (a re-verified
+            # track starts again: it may be someone else stepping into the same spot).
+            since = track.landmarks[0].at if track.landmarks else now
+            live = assess(track.landmarks, since, now, self.liveness)
+            stats.liveness_ms += (time.perf_counter() - t0) * 1000
+            if live.state == "pending":
+                track.held = (decision, verdict)
+                return
+            if live.state == "attack":
+                decision = deny(Reason.PRESENTATION_ATTACK, decision.person_id)
+        track.held = None
+        track.landmarks.clear()
+        track.decided = True
+        track.outcome, report = next_outcome(
+            track.outcome, decision, now, self.config.confirmation.cooldown_s
+        )
+        if not report:
+            return
+        stats.decisions.append(decision)
+        self._emit_face_decision(decision, verdict, track, stats, frame)
 
     def _reverify_if_due(self, track: Track, now: float) -> None:
         """Let a decided track be checked again, so a new person in the same spot is seen."""
@@ -238,6 +286,7 @@ class GateDaemon:
             track.encodes = 0
             track.votes.clear()
             track.last_encode_at = None
+            track.landmarks.clear()
 
     def _forget_tracks(self) -> None:
         """A new gallery is in use: faces seen so far are matched again against it."""
@@ -274,6 +323,7 @@ class GateDaemon:
             detect_ms=round(stats.detect_ms, 2),
             encode_ms=round(stats.encode_ms, 2),
             match_ms=round(stats.match_ms, 3),
+            liveness_ms=round(stats.liveness_ms, 3),
             decide_ms=round((time.perf_counter() - t_decide) * 1000, 3),
             first_seen_to_decision_ms=round(first_seen_ms, 1),
         )

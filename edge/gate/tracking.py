@@ -10,7 +10,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge.gate.voting import TrackOutcome, Vote
+from edge.gate.liveness import LandmarkFrame
+from edge.gate.model import AccessDecision
+from edge.gate.voting import TrackOutcome, Verdict, Vote
 from faces.box import Box
 
 
@@ -28,6 +30,9 @@ class Track:
     decided: bool = False
     last_match: str | None = None  # reason of the latest 1:N match ("ambiguous", ...)
     outcome: TrackOutcome | None = None  # the last decision, for re-verification and cooldown
+    # Liveness (when on): the track's recent landmarks, and a grant held until they show life.
+    landmarks: list[LandmarkFrame] = field(default_factory=list)
+    held: tuple[AccessDecision, Verdict] | None = None  # waiting for the liveness evidence
 
 
 def iou(a: Box, b: Box) -> float:

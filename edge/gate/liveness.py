@@ -1,0 +1,153 @@
+"""Passive, model-free presentation-attack evidence from a track's 68 landmarks (pure).
+
+Two signs that a face in front of the camera is a living one, both computed from the landmarks
+face_recognition already finds:
+
+- **a blink**: the eye aspect ratio (Soukupová and Čech, 2016) of both eyes drops well below
+  the track's own open-eye level and comes back;
+- **non-rigid motion**: a flat photo or a phone screen moved, turned or tilted in front of the
+  camera is a plane, so every view of its landmarks is the first view under one homography;
+  a real head that turns, speaks or changes expression is not. ``nonrigid_motion`` fits that
+  homography (least squares, normalised DLT) and measures what it leaves unexplained, as a
+  fraction of the distance between the eyes.
+
+A still photo shows neither; a waved printout moves, but rigidly. What is beyond such a check
+(a 3D mask, a good video replay of the person blinking) is written in docs/liveness.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+LEFT_EYE = slice(36, 42)
+RIGHT_EYE = slice(42, 48)
+# Landmarks a homography is fitted to: brows, nose, eyes and the mouth corners. Not the jaw
+# line, which dlib places unsteadily (on real photos of attacks it alone doubled the residual),
+# nor the lips, whose opening alone would count as non-rigid on a screen replaying speech.
+RIGID_FIT = np.r_[17:27, 27:36, 36:48, 48, 54]
+
+
+@dataclass(frozen=True, slots=True)
+class LandmarkFrame:
+    """One frame's landmarks of a track: (68, 2) pixels, at a monotonic time."""
+
+    at: float
+    points: np.ndarray
+
+
+def eye_aspect_ratio(eye: np.ndarray) -> float:
+    """(|p2-p6| + |p3-p5|) / (2 |p1-p4|) of the six points of one eye: ≈ 0.3 open, → 0 shut."""
+    if eye.shape != (6, 2):
+        raise ValueError(f"an eye has 6 landmarks, got shape {eye.shape}")
+    vertical = np.linalg.norm(eye[1] - eye[5]) + np.linalg.norm(eye[2] - eye[4])
+    horizontal = float(np.linalg.norm(eye[0] - eye[3]))
+    return float(vertical / (2.0 * horizontal)) if horizontal > 0 else 0.0
+
+
+def both_eyes_ratio(points: np.ndarray) -> float:
+    """The mean eye aspect ratio of the two eyes."""
+    return (eye_aspect_ratio(points[LEFT_EYE]) + eye_aspect_ratio(points[RIGHT_EYE])) / 2.0
+
+
+def interocular(points: np.ndarray) -> float:
+    """Distance between the eye centres, in pixels: the face's own scale."""
+    return float(np.linalg.norm(points[LEFT_EYE].mean(axis=0) - points[RIGHT_EYE].mean(axis=0)))
+
+
+def blinked(frames: Sequence[LandmarkFrame], closed_ratio: float = 0.7) -> bool:
+    """Whether the eyes shut and opened again: some frame's ratio is under ``closed_ratio`` of
+    the open level (the track's upper quartile) with open frames before and after it."""
+    if len(frames) < 3:
+        return False
+    ratios = np.array([both_eyes_ratio(f.points) for f in frames])
+    open_level = float(np.percentile(ratios, 75))
+    if open_level <= 0:
+        return False
+    shut = np.flatnonzero(ratios < closed_ratio * open_level)
+    opened = ratios >= 0.9 * open_level
+    return any(opened[:i].any() and opened[i + 1 :].any() for i in shut)
+
+
+def _normalising(points: np.ndarray) -> np.ndarray:
+    """Hartley's similarity: centroid to the origin, mean distance √2 (a stable DLT)."""
+    centre = points.mean(axis=0)
+    spread = float(np.mean(np.linalg.norm(points - centre, axis=1)))
+    scale = np.sqrt(2.0) / spread if spread > 0 else 1.0
+    return np.array(
+        [[scale, 0.0, -scale * centre[0]], [0.0, scale, -scale * centre[1]], [0.0, 0.0, 1.0]]
+    )
+
+
+def fit_homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 3x3 homography mapping ``src`` onto ``dst`` (N ≥ 4 points) in least squares."""
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[0] < 4 or src.shape[1] != 2:
+        raise ValueError(f"need two (N, 2) point sets with N >= 4, got {src.shape}, {dst.shape}")
+    t_src, t_dst = _normalising(src), _normalising(dst)
+    a = np.c_[src, np.ones(len(src))] @ t_src.T
+    b = np.c_[dst, np.ones(len(dst))] @ t_dst.T
+    rows = []
+    for (x, y, w), (u, v, z) in zip(a, b, strict=True):
+        rows.append([0, 0, 0, -z * x, -z * y, -z * w, v * x, v * y, v * w])
+        rows.append([z * x, z * y, z * w, 0, 0, 0, -u * x, -u * y, -u * w])
+    _, _, vt = np.linalg.svd(np.asarray(rows, dtype=np.float64))
+    h = vt[-1].reshape(3, 3)
+    h = np.linalg.inv(t_dst) @ h @ t_src
+    return np.asarray(h / h[2, 2] if abs(h[2, 2]) > 1e-12 else h, dtype=np.float64)
+
+
+def homography_residual(src: np.ndarray, dst: np.ndarray) -> float:
+    """RMS distance between ``dst`` and ``src`` mapped by their best homography, in pixels."""
+    h = fit_homography(src, dst)
+    mapped = np.c_[src, np.ones(len(src))] @ h.T
+    mapped = mapped[:, :2] / mapped[:, 2:3]
+    return float(np.sqrt(np.mean(np.sum((mapped - dst) ** 2, axis=1))))
+
+
+def nonrigid_motion(frames: Sequence[LandmarkFrame]) -> float:
+    """The largest homography residual of any frame against the first, as a fraction of the
+    interocular distance: ≈ landmark noise for a plane (a photo, a screen), more for a head."""
+    if len(frames) < 2:
+        return 0.0
+    first = frames[0].points[RIGID_FIT].astype(np.float64)
+    scale = interocular(frames[0].points)
+    if scale <= 0:
+        return 0.0
+    worst = 0.0
+    for frame in frames[1:]:
+        residual = homography_residual(first, frame.points[RIGID_FIT].astype(np.float64))
+        worst = max(worst, residual / scale)
+    return worst
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessRule:
+    """When a track counts as live (docs/liveness.md has the measured figures)."""
+
+    nonrigid_min: float = 0.06  # residual / interocular: attacks measured ≤ 0.04 (liveness.md)
+    closed_ratio: float = 0.7
+    max_wait_s: float = 2.0  # no evidence by then: refused as a presentation attack
+    min_frames: int = 3  # frames before a still face can be told from a moving one
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessVerdict:
+    state: str  # live | pending | attack
+    blink: bool
+    nonrigid: float
+    frames: int
+
+
+def assess(
+    frames: Sequence[LandmarkFrame], first_seen: float, now: float, rule: LivenessRule
+) -> LivenessVerdict:
+    """Live once a blink or non-rigid motion is seen; pending until ``max_wait_s`` after the
+    face was first seen; a presentation attack when the wait ends without either."""
+    blink = blinked(frames, rule.closed_ratio)
+    motion = nonrigid_motion(frames)
+    if len(frames) >= rule.min_frames and (blink or motion >= rule.nonrigid_min):
+        return LivenessVerdict("live", blink, motion, len(frames))
+    state = "attack" if now - first_seen >= rule.max_wait_s else "pending"
+    return LivenessVerdict(state, blink, motion, len(frames))
