@@ -38,6 +38,7 @@ class AlertType(StrEnum):
     EVENT_GAP = "event_gap"
     WELFARE = "welfare"
     COMMAND_ATTACK = "command_attack"
+    PRESENTATION_ATTACK = "presentation_attack"  # photos or screens held up to a gate camera
 
 
 class Severity(IntEnum):
@@ -57,6 +58,7 @@ MOMENTARY_TYPES: frozenset[AlertType] = frozenset(
         AlertType.TAILGATING,
         AlertType.AFTER_CURFEW,
         AlertType.COMMAND_ATTACK,
+        AlertType.PRESENTATION_ATTACK,
     }
 )
 
@@ -74,6 +76,7 @@ DEFAULT_SEVERITY: dict[AlertType, Severity] = {
     AlertType.EVENT_GAP: Severity.MAJOR,
     AlertType.WELFARE: Severity.WARNING,
     AlertType.COMMAND_ATTACK: Severity.CRITICAL,
+    AlertType.PRESENTATION_ATTACK: Severity.MAJOR,
 }
 
 

@@ -192,6 +192,18 @@ def test_unknown_faces_are_counted_per_gate() -> None:
     assert signal.originator == gate_originator("campus", "B1", "side")
 
 
+def test_photos_held_up_to_a_gate_raise_a_presentation_attack_not_a_repeated_denial() -> None:
+    """The gate's liveness refusals name whom the photo showed; the alert is the gate's."""
+    engine = rules(presentation_attack_count=2, repeated_denial_count=2)
+    attack = {"decision": "denied", "reason": "presentation_attack", "person_id": "S001"}
+    assert raised(feed_access(engine, [access(0, **attack)])) == []
+    [signal] = raised(feed_access(engine, [access(30, **attack)]))
+    assert signal.type is AlertType.PRESENTATION_ATTACK and signal.originator == GATE
+    assert signal.severity is Severity.MAJOR
+    assert signal.detail["count"] == 2 and signal.detail["person_id"] == "S001"
+    assert "S001" in signal.title
+
+
 def test_a_redelivered_unknown_face_is_not_counted_twice() -> None:
     engine = rules(unknown_face_count=2)
     ev = unknown(0)

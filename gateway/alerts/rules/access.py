@@ -1,4 +1,5 @@
-"""Access rules: unknown faces at a gate, repeated denials of a person, entries after curfew.
+"""Access rules: unknown faces and presentation attacks at a gate, repeated denials of a
+person, entries after curfew.
 
 Window and incident times are the event's own ``ts`` (never later than ``now``), so a burst
 replayed from an edge outbox after an outage is judged by when it happened. unknown_face is
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from contracts.access import Flag
+from contracts.access import Flag, Reason
 from contracts.models import AccessEvent
 from gateway.alerts.originators import gate_originator, person_originator
 from gateway.alerts.rules.report import Reporter
@@ -27,13 +28,16 @@ class AccessRules:
         self.config = reporter.config
         self._unknown = WindowsByKey(self.config.unknown_face_window_s)  # per gate originator
         self._denials = WindowsByKey(self.config.repeated_denial_window_s)  # per person id
+        self._attacks = WindowsByKey(self.config.presentation_attack_window_s)  # per gate
 
     def on_access(self, ev: AccessEvent, now: datetime) -> list[Signal]:
         """Unknown faces, repeated denials and late entries from one access event."""
         at = min(ev.ts, now)
         signals: list[Signal] = []
         if ev.decision == "denied":
-            if ev.person_id is None and ev.reason in self.config.unknown_face_reasons:
+            if ev.reason == Reason.PRESENTATION_ATTACK:
+                signals += self._presentation_attack(ev, at, now)
+            elif ev.person_id is None and ev.reason in self.config.unknown_face_reasons:
                 gate = gate_originator(ev.site, ev.building, ev.gate_id)
                 signals += self._unknown_face(ev, gate, at, now)
             elif ev.person_id is not None:
@@ -59,6 +63,27 @@ class AccessRules:
         """Forget the windows of gates and people quiet for a whole window."""
         self._unknown.forget_idle(now)
         self._denials.forget_idle(now)
+        self._attacks.forget_idle(now)
+
+    def _presentation_attack(self, ev: AccessEvent, at: datetime, now: datetime) -> list[Signal]:
+        """Faces refused by the gate's liveness check: someone holds up photos or a screen."""
+        gate = gate_originator(ev.site, ev.building, ev.gate_id)
+        count = self._attacks.add(gate, at, ev.event_id, now)
+        if count < self.config.presentation_attack_count:
+            return []
+        shown = f" showing {ev.person_id}" if ev.person_id else ""
+        title = f"Photo or screen held up to gate {ev.gate_id}{shown} ({count} times)"
+        detail = {
+            "gate_id": ev.gate_id,
+            "direction": ev.direction,
+            "count": count,
+            "window_s": self.config.presentation_attack_window_s,
+            "person_id": ev.person_id,  # whose face the photo showed
+            "event_id": ev.event_id,
+        }
+        return self._report.incident(
+            AlertType.PRESENTATION_ATTACK, gate, ev.site, ev.building, title, detail, at
+        )
 
     def _unknown_face(
         self, ev: AccessEvent, gate: str, at: datetime, now: datetime

@@ -37,6 +37,14 @@ class RulesConfig(BaseModel):
         default=("unknown_face",),
         description="denial reasons (without a person id) that count as an unknown face",
     )
+    presentation_attack_count: int = Field(
+        default=2,
+        ge=1,
+        description="faces refused as photos or screens at one gate within the window to raise",
+    )
+    presentation_attack_window_s: float = Field(
+        default=600.0, gt=0, description="sliding window for presentation attacks, seconds"
+    )
     repeated_denial_count: int = Field(
         default=3, ge=1, description="denials of one known person within the window to raise"
     )
