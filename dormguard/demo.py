@@ -3,8 +3,9 @@
 Starts a private mosquitto on a free port, the gateway on embedded SQLite with its API and web
 console (demo logins printed), enrols a sample student from a photo, and runs one
 entrance gate whose camera is a looping image sequence made from the sample photos: the student
-(a different photo than the enrolled one) is granted, a stranger is denied, and a card reader
-swipes a card now and then. Beside it runs one service room: `dormguard simulate devices`
+(other photos than the enrolled one) is granted, a printed photo of him is refused by the
+liveness check (presentation_attack), a stranger is denied, and a card reader swipes a card now
+and then. Beside it runs one service room: `dormguard simulate devices`
 (two washers, a dryer, a water dispenser and a hair dryer on Tasmota / ESPHome / Shelly meters,
 in compressed time) and `dormguard devices`, the bridge that turns their telemetry into appliance
 states. The dryer's programme hangs and the hair dryer is left on. Access events and appliance
@@ -109,10 +110,17 @@ def _prepare(workdir: Path) -> Path:
 
     frames = workdir / "camera"
     frames.mkdir()
+    # The student walks up: his face changes between frames as a living one does (two photos
+    # of him taken at different moments, alternating: the samples hold no video of him). Then
+    # someone holds up a printed photo of him (still: refused by the liveness check after its
+    # 2 s wait), then a stranger walks up.
+    moments = [gate_frame(photos / "obama2.jpg"), gate_frame(photos / "obama3.jpg")]
     sequence = (
         [noise_frame(i) for i in range(10)]
-        + [gate_frame(photos / "obama2.jpg")] * 20
-        + [noise_frame(100 + i) for i in range(20)]
+        + [moments[i % 2] for i in range(20)]
+        + [noise_frame(100 + i) for i in range(15)]
+        + [gate_frame(photos / "obama2.jpg")] * 25
+        + [noise_frame(150 + i) for i in range(15)]
         + [gate_frame(photos / "biden.jpg")] * 20
         + [noise_frame(200 + i) for i in range(10)]
     )
@@ -226,6 +234,7 @@ def _config(workdir: Path, port: int, accounts: _Accounts, trusted_key: str) -> 
         "outbox": {"path": str(workdir / "outbox.db")},
         "command_auth": {"trusted_keys": [trusted_key]},
         "door": {"kind": "simulated", "open_time_s": 2.0},
+        "liveness": {"mode": "passive"},
         "heartbeat_s": 5.0,
     }
     path = workdir / "gate.yaml"
@@ -335,7 +344,13 @@ class _Monitor:
     """Prints access events and appliance states as a guard's screen would, and counts them."""
 
     def __init__(self) -> None:
-        self.counts = {"granted": 0, "denied": 0, "door_events": 0, "heartbeats": 0}
+        self.counts = {
+            "granted": 0,
+            "denied": 0,
+            "presentation_attacks": 0,
+            "door_events": 0,
+            "heartbeats": 0,
+        }
         self.device_states = 0
         self.device_statuses: dict[str, list[str]] = {}
         self.device_faults: dict[str, list[str]] = {}
@@ -370,6 +385,8 @@ class _Monitor:
         with self._lock:
             if msg.topic.endswith("/event"):
                 self.counts[data["decision"]] += 1
+                if data["reason"] == "presentation_attack":
+                    self.counts["presentation_attacks"] += 1
                 who = data["person_id"] or "unknown person"
                 extra = f" distance {data['distance']:.2f}" if data["distance"] is not None else ""
                 print(
@@ -469,7 +486,10 @@ def run_demo(duration: float | None) -> int:
                 f"broker: mqtt://127.0.0.1:{broker.port} (no anonymous access; accounts in "
                 f"{accounts.clients})  gate: {SITE}/{BUILDING}/{GATE}"
             )
-            print("camera: a looping sequence (student walks up, leaves, a stranger walks up)")
+            print(
+                "camera: a looping sequence (student walks up, leaves; a printed photo of him "
+                "is held up: refused by the liveness check; a stranger walks up)"
+            )
             print("press Ctrl-C to stop" if duration is None else f"running for {duration:.0f} s")
             card_topic = gate_topic(GateAddress(SITE, BUILDING, GATE), GateChannel.CARD)
             started = time.monotonic()

@@ -75,6 +75,9 @@ def test_headless_demo_runs_the_gate_and_a_service_room_and_prints_counts() -> N
     assert report["denied"] >= 1
     assert "GRANTED  s2024001" in proc.stdout
     assert "DENIED   unknown person" in proc.stdout
+    # The printed photo of the enrolled student is refused by the gate's liveness check.
+    assert report["presentation_attacks"] >= 1, proc.stdout[-3000:]
+    assert "DENIED   s2024001         by face (presentation_attack)" in proc.stdout
 
     statuses, faults = report["device_statuses"], report["device_faults"]
     assert report["device_states"] >= 5
