@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -132,9 +133,12 @@ class LivenessRule:
     min_frames: int = 3  # frames before a still face can be told from a moving one
 
 
+LivenessState = Literal["live", "pending", "attack"]
+
+
 @dataclass(frozen=True, slots=True)
 class LivenessVerdict:
-    state: str  # live | pending | attack
+    state: LivenessState
     blink: bool
     nonrigid: float
     frames: int
@@ -149,5 +153,5 @@ def assess(
     motion = nonrigid_motion(frames)
     if len(frames) >= rule.min_frames and (blink or motion >= rule.nonrigid_min):
         return LivenessVerdict("live", blink, motion, len(frames))
-    state = "attack" if now - first_seen >= rule.max_wait_s else "pending"
+    state: LivenessState = "attack" if now - first_seen >= rule.max_wait_s else "pending"
     return LivenessVerdict(state, blink, motion, len(frames))
