@@ -96,10 +96,14 @@ class LivenessSection(StrictModel):
         default=2.0, gt=0, le=10, description="wait this long for the evidence, then refuse"
     )
     nonrigid_min: float = Field(
-        default=0.06,
+        default=0.016,
         gt=0,
         lt=1,
-        description="landmark motion a plane cannot make, as a fraction of the eye distance",
+        description="landmark motion a plane cannot make (median over the frames), as a "
+        "fraction of the eye distance",
+    )
+    min_frames: int = Field(
+        default=8, ge=3, le=60, description="frames of the face before motion is judged"
     )
     closed_ratio: float = Field(
         default=0.7, gt=0, lt=1, description="eyes shut below this share of their open ratio"
@@ -111,6 +115,7 @@ class LivenessSection(StrictModel):
             nonrigid_min=self.nonrigid_min,
             closed_ratio=self.closed_ratio,
             max_wait_s=self.max_wait_s,
+            min_frames=self.min_frames,
         )
 
 
