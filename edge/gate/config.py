@@ -108,12 +108,16 @@ class LivenessSection(StrictModel):
     closed_ratio: float = Field(
         default=0.7, gt=0, lt=1, description="eyes shut below this share of their open ratio"
     )
+    mouth_min: float = Field(
+        default=0.2, gt=0, lt=2, description="range of the inner lips' opening that counts"
+    )
 
     def rule(self) -> LivenessRule:
         """The pure rule these settings stand for."""
         return LivenessRule(
             nonrigid_min=self.nonrigid_min,
             closed_ratio=self.closed_ratio,
+            mouth_min=self.mouth_min,
             max_wait_s=self.max_wait_s,
             min_frames=self.min_frames,
         )

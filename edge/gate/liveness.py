@@ -1,7 +1,7 @@
 """Passive, model-free presentation-attack evidence from a track's 68 landmarks (pure).
 
-Two signs that a face in front of the camera is a living one, both computed from the landmarks
-face_recognition already finds:
+Three signs that a face in front of the camera is a living one, all computed from the
+landmarks face_recognition already finds:
 
 - **a blink**: the eye aspect ratio (Soukupová and Čech, 2016) of both eyes drops well below
   the track's own open-eye level and comes back;
@@ -9,7 +9,9 @@ face_recognition already finds:
   camera is a plane, so every view of its landmarks is the first view under one homography;
   a real head that turns, speaks or changes expression is not. ``nonrigid_motion`` fits that
   homography (least squares, normalised DLT) and measures what it leaves unexplained, as a
-  fraction of the distance between the eyes.
+  fraction of the distance between the eyes;
+- **the mouth opening and closing** (speaking, smiling): the inner lips' aspect ratio changes
+  by more than a photo's tilt can make it change.
 
 A still photo shows neither; a waved printout moves, but rigidly. What is beyond such a check
 (a 3D mask, a good video replay of the person blinking) is written in docs/liveness.md.
@@ -70,6 +72,24 @@ def blinked(frames: Sequence[LandmarkFrame], closed_ratio: float = 0.7) -> bool:
     shut = np.flatnonzero(ratios < closed_ratio * open_level)
     opened = ratios >= 0.9 * open_level
     return any(opened[:i].any() and opened[i + 1 :].any() for i in shut)
+
+
+INNER_LIPS_TOP, INNER_LIPS_BOTTOM, INNER_LIPS_LEFT, INNER_LIPS_RIGHT = 62, 66, 60, 64
+
+
+def mouth_ratio(points: np.ndarray) -> float:
+    """The inner lips' opening over their width: ≈ 0 closed, larger open."""
+    width = float(np.linalg.norm(points[INNER_LIPS_LEFT] - points[INNER_LIPS_RIGHT]))
+    opening = float(np.linalg.norm(points[INNER_LIPS_TOP] - points[INNER_LIPS_BOTTOM]))
+    return opening / width if width > 0 else 0.0
+
+
+def mouth_motion(frames: Sequence[LandmarkFrame]) -> float:
+    """How far the mouth opened and closed over the frames: the range of ``mouth_ratio``."""
+    if not frames:
+        return 0.0
+    ratios = [mouth_ratio(f.points) for f in frames]
+    return max(ratios) - min(ratios)
 
 
 def _normalising(points: np.ndarray) -> np.ndarray:
@@ -136,6 +156,7 @@ class LivenessRule:
 
     nonrigid_min: float = 0.016  # median residual / interocular (measured: docs/liveness.md)
     closed_ratio: float = 0.7
+    mouth_min: float = 0.2  # inner-lip ratio range; the attack set's tilts made ≤ 0.15
     max_wait_s: float = 2.0  # no evidence by then: refused as a presentation attack
     min_frames: int = 8  # frames before a still face can be told from a moving one
 
@@ -148,17 +169,21 @@ class LivenessVerdict:
     state: LivenessState
     blink: bool
     nonrigid: float
+    mouth: float
     frames: int
 
 
 def assess(
     frames: Sequence[LandmarkFrame], first_seen: float, now: float, rule: LivenessRule
 ) -> LivenessVerdict:
-    """Live once a blink or non-rigid motion is seen; pending until ``max_wait_s`` after the
-    face was first seen; a presentation attack when the wait ends without either."""
+    """Live once a blink, non-rigid motion or a moving mouth is seen; pending until
+    ``max_wait_s`` after the face was first seen; a presentation attack when the wait ends
+    without any."""
     blink = blinked(frames, rule.closed_ratio)
     motion = nonrigid_motion(frames)
-    if len(frames) >= rule.min_frames and (blink or motion >= rule.nonrigid_min):
-        return LivenessVerdict("live", blink, motion, len(frames))
+    mouth = mouth_motion(frames)
+    enough = len(frames) >= rule.min_frames
+    if enough and (blink or motion >= rule.nonrigid_min or mouth >= rule.mouth_min):
+        return LivenessVerdict("live", blink, motion, mouth, len(frames))
     state: LivenessState = "attack" if now - first_seen >= rule.max_wait_s else "pending"
-    return LivenessVerdict(state, blink, motion, len(frames))
+    return LivenessVerdict(state, blink, motion, mouth, len(frames))

@@ -13,6 +13,7 @@ from edge.gate.liveness import (
     eye_aspect_ratio,
     fit_homography,
     homography_residual,
+    mouth_motion,
     nonrigid_motion,
 )
 
@@ -77,6 +78,20 @@ def test_a_blink_is_eyes_shut_between_open_frames() -> None:
     closing = [LandmarkFrame(0.05 * i, face(eye_open=x)) for i, x in enumerate([1.0, 1.0, 0.1])]
     assert not blinked(closing)  # shut at the end, never seen open again
     assert not blinked([LandmarkFrame(0.05 * i, face()) for i in range(10)])
+
+
+def test_a_mouth_that_opens_and_closes_is_evidence_and_a_still_one_is_not() -> None:
+    rule = LivenessRule()
+    speaking = []
+    for i in range(10):
+        points = face()
+        opening = 3 * (i % 3)  # opens, closes, opens...
+        points[62], points[66] = (250, 300 - opening), (250, 300 + opening)
+        points[60], points[64] = (230, 300), (270, 300)
+        speaking.append(LandmarkFrame(0.1 * i, points))
+    verdict = assess(speaking, first_seen=0.0, now=0.9, rule=rule)
+    assert verdict.state == "live" and verdict.mouth >= rule.mouth_min
+    assert mouth_motion([LandmarkFrame(0.1 * i, face()) for i in range(10)]) == 0.0
 
 
 def test_assess_grants_on_evidence_waits_without_it_and_refuses_after_the_wait() -> None:
