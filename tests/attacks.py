@@ -95,7 +95,12 @@ def waved_printout(photo: Path, frames: int, seed: int = 0) -> list[np.ndarray]:
 
 def _screen(photo: Path) -> np.ndarray:
     """The photo on a phone: bezel, a moiré of the pixel grid, a glare spot."""
-    shown = gate_frame(photo, size=(300, 400), face_share=0.55).astype(np.float32)
+    return _on_phone(gate_frame(photo, size=(300, 400), face_share=0.55))
+
+
+def _on_phone(picture: np.ndarray) -> np.ndarray:
+    """A 300x400 picture shown on a phone: bezel, a moiré of the pixel grid, a glare spot."""
+    shown = picture.astype(np.float32)
     h, w = shown.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w]
     moire = 1.0 + 0.08 * np.sin(2 * np.pi * (xx * 0.23 + yy * 0.07))
@@ -125,6 +130,41 @@ def phone_replay(photo: Path, frames: int, seed: int = 0) -> list[np.ndarray]:
             tilt=rng.uniform(-8, 8),
         )
         out.append(camera(_place(phone, corners), rng))
+    return out
+
+
+def phone_video_replay(clip: Path, frames: int, seed: int = 0) -> list[np.ndarray]:
+    """A video of the person (blinking, talking) played on a phone held up to the camera: the
+    landmark cues see a living face; only the phone around it gives it away."""
+    rng = np.random.default_rng(seed)
+    capture = cv2.VideoCapture(str(clip))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    capture.set(cv2.CAP_PROP_POS_FRAMES, int(seed * 3 * fps))  # a different part per seed
+    step = max(1, round(fps / 12))
+    out: list[np.ndarray] = []
+    index = 0
+    while len(out) < frames:
+        ok, video_frame = capture.read()
+        if not ok:
+            break
+        index += 1
+        if index % step:
+            continue
+        h, w = video_frame.shape[:2]
+        side = min(w, int(h * 0.75))  # the middle of the video, portrait like a phone
+        crop = video_frame[:, (w - side) // 2 : (w + side) // 2]
+        phone = _on_phone(cv2.resize(crop, (300, 400), interpolation=cv2.INTER_AREA))
+        corners = _corners(
+            phone.shape[1],
+            phone.shape[0],
+            angle=rng.uniform(-5, 5),
+            scale=rng.uniform(0.95, 1.05),
+            dx=rng.uniform(-15, 15),
+            dy=rng.uniform(-10, 10),
+            tilt=rng.uniform(-8, 8),
+        )
+        out.append(camera(_place(phone, corners), rng))
+    capture.release()
     return out
 
 

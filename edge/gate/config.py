@@ -111,6 +111,12 @@ class LivenessSection(StrictModel):
     mouth_min: float = Field(
         default=0.2, gt=0, lt=2, description="range of the inner lips' opening that counts"
     )
+    screen_frames: int = Field(
+        default=2,
+        ge=0,
+        le=60,
+        description="frames with a screen's outline around the face that refuse it (0: off)",
+    )
 
     def rule(self) -> LivenessRule:
         """The pure rule these settings stand for."""
@@ -118,6 +124,7 @@ class LivenessSection(StrictModel):
             nonrigid_min=self.nonrigid_min,
             closed_ratio=self.closed_ratio,
             mouth_min=self.mouth_min,
+            screen_frames=self.screen_frames,
             max_wait_s=self.max_wait_s,
             min_frames=self.min_frames,
         )

@@ -38,6 +38,7 @@ from edge.gate.model import AccessDecision, Passage
 from edge.gate.policy import decide_access, decide_face, deny
 from edge.gate.replay import NonceLedger
 from edge.gate.reporting import GateReporter
+from edge.gate.screen_cue import screen_around
 from edge.gate.snapshots import SnapshotStore
 from edge.gate.tracking import FaceTracker, Track
 from edge.gate.voting import Verdict, Vote, confirm, next_outcome, reverify_due
@@ -202,7 +203,7 @@ class GateDaemon:
         for track in tracks:
             self._reverify_if_due(track, now)
             if self.liveness is not None and not track.decided:
-                self._add_landmarks(track, detection.rgb, now, stats)
+                self._add_landmarks(track, frame.image, detection.rgb, now, stats)
             if track.held is not None:  # a grant waiting for the liveness evidence
                 held_decision, held_verdict = track.held
                 self._settle(track, held_decision, held_verdict, now, stats, frame)
@@ -234,9 +235,14 @@ class GateDaemon:
             self._settle(track, self._decide_face(track, verdict), verdict, now, stats, frame)
         return stats
 
-    def _add_landmarks(self, track: Track, rgb: np.ndarray, now: float, stats: FrameStats) -> None:
-        """Keep this frame's landmarks of an undecided track (the liveness evidence)."""
+    def _add_landmarks(
+        self, track: Track, image: np.ndarray, rgb: np.ndarray, now: float, stats: FrameStats
+    ) -> None:
+        """Keep this frame's landmarks of an undecided track, and whether a screen frames it
+        (the liveness evidence)."""
         t0 = time.perf_counter()
+        if self.liveness is not None and self.liveness.screen_frames:
+            track.screens += screen_around(image, track.box)
         found = self.engine.landmarks(rgb, [track.box])
         stats.liveness_ms += (time.perf_counter() - t0) * 1000
         if found:
@@ -259,7 +265,7 @@ class GateDaemon:
             # The wait runs from the first frame of this look at the face (a re-verified
             # track starts again: it may be someone else stepping into the same spot).
             since = track.landmarks[0].at if track.landmarks else now
-            live = assess(track.landmarks, since, now, self.liveness)
+            live = assess(track.landmarks, since, now, self.liveness, track.screens)
             stats.liveness_ms += (time.perf_counter() - t0) * 1000
             if live.state == "pending":
                 track.held = (decision, verdict)
@@ -268,6 +274,7 @@ class GateDaemon:
                 decision = deny(Reason.PRESENTATION_ATTACK, decision.person_id)
         track.held = None
         track.landmarks.clear()
+        track.screens = 0
         track.decided = True
         track.outcome, report = next_outcome(
             track.outcome, decision, now, self.config.confirmation.cooldown_s
@@ -287,6 +294,7 @@ class GateDaemon:
             track.votes.clear()
             track.last_encode_at = None
             track.landmarks.clear()
+            track.screens = 0
 
     def _forget_tracks(self) -> None:
         """A new gallery is in use: faces seen so far are matched again against it."""

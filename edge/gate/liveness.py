@@ -157,6 +157,7 @@ class LivenessRule:
     nonrigid_min: float = 0.016  # median residual / interocular (measured: docs/liveness.md)
     closed_ratio: float = 0.7
     mouth_min: float = 0.2  # inner-lip ratio range; the attack set's tilts made ≤ 0.15
+    screen_frames: int = 2  # frames with a screen's outline around the face: an attack (0: off)
     max_wait_s: float = 2.0  # no evidence by then: refused as a presentation attack
     min_frames: int = 8  # frames before a still face can be told from a moving one
 
@@ -170,20 +171,31 @@ class LivenessVerdict:
     blink: bool
     nonrigid: float
     mouth: float
+    screens: int
     frames: int
 
 
 def assess(
-    frames: Sequence[LandmarkFrame], first_seen: float, now: float, rule: LivenessRule
+    frames: Sequence[LandmarkFrame],
+    first_seen: float,
+    now: float,
+    rule: LivenessRule,
+    screens: int = 0,
 ) -> LivenessVerdict:
-    """Live once a blink, non-rigid motion or a moving mouth is seen; pending until
-    ``max_wait_s`` after the face was first seen; a presentation attack when the wait ends
-    without any."""
+    """A presentation attack at once when a screen's outline was seen around the face in
+    ``screens`` >= ``rule.screen_frames`` frames (a video replayed on a phone moves like a
+    face); else live once a blink, non-rigid motion or a moving mouth is seen; pending until
+    ``max_wait_s`` after the face was first seen; an attack when the wait ends without any."""
     blink = blinked(frames, rule.closed_ratio)
     motion = nonrigid_motion(frames)
     mouth = mouth_motion(frames)
+
+    def verdict(state: LivenessState) -> LivenessVerdict:
+        return LivenessVerdict(state, blink, motion, mouth, screens, len(frames))
+
+    if rule.screen_frames and screens >= rule.screen_frames:
+        return verdict("attack")
     enough = len(frames) >= rule.min_frames
     if enough and (blink or motion >= rule.nonrigid_min or mouth >= rule.mouth_min):
-        return LivenessVerdict("live", blink, motion, mouth, len(frames))
-    state: LivenessState = "attack" if now - first_seen >= rule.max_wait_s else "pending"
-    return LivenessVerdict(state, blink, motion, mouth, len(frames))
+        return verdict("live")
+    return verdict("attack" if now - first_seen >= rule.max_wait_s else "pending")

@@ -32,6 +32,7 @@ class Track:
     outcome: TrackOutcome | None = None  # the last decision, for re-verification and cooldown
     # Liveness (when on): the track's recent landmarks, and a grant held until they show life.
     landmarks: list[LandmarkFrame] = field(default_factory=list)
+    screens: int = 0  # frames of this look with a screen's outline around the face
     held: tuple[AccessDecision, Verdict] | None = None  # waiting for the liveness evidence
 
 

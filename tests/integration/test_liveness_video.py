@@ -1,5 +1,8 @@
 """The liveness check on real video of real people, and on longer attacks: measured figures.
 
+The attacks include a real video of a person replayed on a phone (landmark cues see a living
+face there; the screen's outline around it must give it away).
+
 Genuine: the registry clips of tests/face_media.py (four people talking, turning, blinking;
 docs/decisions/0013-face-media-sources.md), cut into 2 s looks every 2.5 s of clip, sampled at
 12 fps as a gate camera delivers them. Attacks: tests/attacks.py, 8 presentations of each of
@@ -23,8 +26,9 @@ import pytest
 
 from edge.gate.config import LivenessSection
 from edge.gate.liveness import LandmarkFrame, LivenessVerdict, assess
+from edge.gate.screen_cue import screen_around
 from faces.engine import DlibFaceEngine
-from tests.attacks import ATTACKS
+from tests.attacks import ATTACKS, phone_video_replay
 from tests.face_media import genuine_clips
 
 pytestmark = pytest.mark.slow
@@ -77,13 +81,15 @@ def looks(clip: Path) -> Iterator[list[tuple[float, np.ndarray]]]:
 def decide(engine: DlibFaceEngine, frames: list[tuple[float, np.ndarray]]) -> Outcome:
     """The gate's liveness verdict over one look, frame by frame."""
     seen: list[LandmarkFrame] = []
+    screens = 0
     verdict: LivenessVerdict | None = None
     for at, frame in frames:
         detection = engine.detect(frame)
         if not detection.boxes:
             continue
+        screens += screen_around(frame, detection.boxes[0])
         seen.append(LandmarkFrame(at, engine.landmarks(detection.rgb, detection.boxes[:1])[0]))
-        verdict = assess(seen, seen[0].at, at, RULE)
+        verdict = assess(seen, seen[0].at, at, RULE, screens)
         if verdict.state == "live":
             return Outcome("live", at - seen[0].at)
         if verdict.state == "attack":
@@ -106,6 +112,17 @@ def test_no_attack_of_the_set_is_accepted(engine: DlibFaceEngine, photos: Path) 
     }
     accepted = [key for key, outcome in outcomes.items() if outcome.state == "live"]
     assert accepted == [], f"APCER {len(accepted)}/{len(outcomes)}: {accepted}"
+
+
+def test_a_real_video_replayed_on_a_phone_is_refused(engine: DlibFaceEngine) -> None:
+    """The FG-NET talking face played on a phone, six parts of it: APCER 0 of 6."""
+    (clip,) = [c for c in genuine_clips() if c.name == "franck.mp4"]
+    frames = int(LOOK_S * CAMERA_FPS) + 1
+    outcomes = [
+        decide(engine, [(i / CAMERA_FPS, f) for i, f in enumerate(shown)])
+        for shown in (phone_video_replay(clip, frames, seed) for seed in range(6))
+    ]
+    assert [o.state for o in outcomes] == ["attack"] * 6
 
 
 def test_real_people_are_refused_no_more_often_than_documented(engine: DlibFaceEngine) -> None:

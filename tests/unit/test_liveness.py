@@ -94,6 +94,16 @@ def test_a_mouth_that_opens_and_closes_is_evidence_and_a_still_one_is_not() -> N
     assert mouth_motion([LandmarkFrame(0.1 * i, face()) for i in range(10)]) == 0.0
 
 
+def test_a_screen_around_the_face_refuses_it_even_when_it_moves_like_a_face() -> None:
+    """A video replayed on a phone blinks and talks: the phone's outline decides."""
+    rule = LivenessRule(screen_frames=2)
+    head = [LandmarkFrame(0.1 * i, face(depth_shift=6.0 * i)) for i in range(10)]
+    assert assess(head, 0.0, 0.9, rule, screens=1).state == "live"  # one frame: a glimpse
+    refused = assess(head, 0.0, 0.9, rule, screens=2)
+    assert refused.state == "attack" and refused.screens == 2
+    assert assess(head, 0.0, 0.9, LivenessRule(screen_frames=0), screens=9).state == "live"
+
+
 def test_assess_grants_on_evidence_waits_without_it_and_refuses_after_the_wait() -> None:
     rule = LivenessRule(max_wait_s=2.0)
     still = [LandmarkFrame(0.1 * i, face()) for i in range(10)]
