@@ -172,10 +172,28 @@ def test_a_student_replaces_the_code_with_their_own_password(
     assert client.post("/api/me/password", json=wrong, headers=headers).status_code == 403
     weak = {"current_password": code, "new_password": "short"}
     assert client.post("/api/me/password", json=weak, headers=headers).status_code == 422
+    assert client.get("/api/me", headers=headers).status_code == 200  # refusals keep the session
     good = {"current_password": code, "new_password": "my own long passphrase"}
     assert client.post("/api/me/password", json=good, headers=headers).status_code == 204
     assert client.get("/api/me", headers=headers).status_code == 401
     sign_in(client, "s102", "my own long passphrase")
+
+
+def test_guessing_the_current_password_with_a_stolen_token_is_throttled_like_a_login(
+    app: tuple[TestClient, Services],
+) -> None:
+    client, services = app
+    add_person(services, "s103")
+    headers = sign_in(client, "s103", issue(client, "s103")["code"])
+    answers = []
+    for i in range(30):
+        guess = {"current_password": f"guess number {i:02d}", "new_password": "a new passphrase"}
+        answer = client.post("/api/me/password", json=guess, headers=headers)
+        answers.append(answer.status_code)
+        if answer.status_code == 429:
+            assert int(answer.headers["Retry-After"]) > 0
+            break
+    assert answers[0] == 403 and answers[-1] == 429, answers
 
 
 # --- own data only --------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from gateway.api.deps import ServicesDep, SessionDep, require
 from gateway.auth import addresses, tokens
 from gateway.auth.login import LoginError, LoginThrottledError
 from gateway.auth.login import login as password_login
-from gateway.auth.passwords import verify_password
+from gateway.auth.passwords import check_password
 from gateway.auth.roles import CurrentUser, Role
 from gateway.auth.users import set_password
 from gateway.db.schema import User
@@ -108,15 +108,38 @@ class PasswordChangeIn(In):
 @router.post(
     "/api/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={403: {"description": "the current password is wrong"}},
+    responses={
+        403: {"description": "the current password is wrong"},
+        429: {"description": "too many wrong passwords lately: wait Retry-After seconds"},
+    },
 )
-def change_own_password(body: PasswordChangeIn, user: AnyRole, services: ServicesDep) -> Response:
+def change_own_password(
+    body: PasswordChangeIn, user: AnyRole, services: ServicesDep, address: ClientAddress
+) -> Response:
     """Replace the caller's own password (e.g. a student's one-time code); every token of
-    theirs, this one included, is revoked: log in again with the new password."""
+    theirs, this one included, is revoked: log in again with the new password.
+
+    The current password is checked as a login is, throttled alike: a stolen token cannot be
+    used to guess the password behind it faster than the login page allows.
+    """
+    try:  # a weak new password is refused before the current one is tried
+        check_password(body.new_password, mode=services.config.mode, username=user.username)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    try:
+        password_login(services, user.username, body.current_password, address)
+    except LoginThrottledError as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from None
+    except LoginError:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the current password is wrong") from None
     with services.sessions.begin() as session:
         row = session.get(User, user.id)
-        if row is None or not verify_password(row.password_hash, body.current_password):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "the current password is wrong")
+        if row is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "your account is gone")
         try:
             set_password(session, row, body.new_password, mode=services.config.mode)
         except ValueError as exc:
