@@ -117,20 +117,22 @@ def phone_replay(photo: Path, frames: int, seed: int = 0) -> list[np.ndarray]:
     """The photo shown on a phone held up to the camera, the hand moving it a little."""
     rng = np.random.default_rng(seed)
     phone = _screen(photo)
+    return [_held_up(phone, rng) for _ in range(frames)]
+
+
+def _held_up(phone: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One camera frame of ``phone`` held in a hand: a little turned, tilted and moved."""
     h, w = phone.shape[:2]
-    out = []
-    for _ in range(frames):
-        corners = _corners(
-            w,
-            h,
-            angle=rng.uniform(-5, 5),
-            scale=rng.uniform(0.95, 1.05),
-            dx=rng.uniform(-15, 15),
-            dy=rng.uniform(-10, 10),
-            tilt=rng.uniform(-8, 8),
-        )
-        out.append(camera(_place(phone, corners), rng))
-    return out
+    corners = _corners(
+        w,
+        h,
+        angle=rng.uniform(-5, 5),
+        scale=rng.uniform(0.95, 1.05),
+        dx=rng.uniform(-15, 15),
+        dy=rng.uniform(-10, 10),
+        tilt=rng.uniform(-8, 8),
+    )
+    return camera(_place(phone, corners), rng)
 
 
 def phone_video_replay(clip: Path, frames: int, seed: int = 0) -> list[np.ndarray]:
@@ -154,16 +156,7 @@ def phone_video_replay(clip: Path, frames: int, seed: int = 0) -> list[np.ndarra
         side = min(w, int(h * 0.75))  # the middle of the video, portrait like a phone
         crop = video_frame[:, (w - side) // 2 : (w + side) // 2]
         phone = _on_phone(cv2.resize(crop, (300, 400), interpolation=cv2.INTER_AREA))
-        corners = _corners(
-            phone.shape[1],
-            phone.shape[0],
-            angle=rng.uniform(-5, 5),
-            scale=rng.uniform(0.95, 1.05),
-            dx=rng.uniform(-15, 15),
-            dy=rng.uniform(-10, 10),
-            tilt=rng.uniform(-8, 8),
-        )
-        out.append(camera(_place(phone, corners), rng))
+        out.append(_held_up(phone, rng))
     capture.release()
     return out
 

