@@ -1,8 +1,10 @@
-"""Shared fixtures: a real mosquitto broker per module, the sample photos."""
+"""Shared fixtures: a real mosquitto broker and PostgreSQL server per module, the sample photos."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from tests.broker import Broker
 from tests.photos import sample_photos_dir
+from tests.postgres import Postgres
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +28,17 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     b.start()
     yield b
     b.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster (tests/postgres.py), for the modules that ask for one."""
+    workdir = Path(tempfile.mkdtemp(prefix="dormguard-pg-"))
+    server = Postgres(workdir)
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        pytest.fail(f"cannot run the real PostgreSQL server: {exc}", pytrace=False)
+    yield server
+    server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)

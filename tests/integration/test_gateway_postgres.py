@@ -7,13 +7,9 @@ dedup and alerts exactly as on SQLite; two writers appending at once keep one un
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from contracts.topics import GateChannel
@@ -25,19 +21,6 @@ from gateway.db.schema import AccessRecord, AlertRow, Presence
 from gateway.ingest.batch import Inbound
 from tests.gatewayproc import access_event, door_event, event_topic, gateway_config
 from tests.postgres import Postgres
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    workdir = Path(tempfile.mkdtemp(prefix="dormguard-pg-"))
-    server = Postgres(workdir)
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        pytest.fail(f"cannot run the real PostgreSQL server: {exc}", pytrace=False)
-    yield server
-    server.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _gateway(tmp_path: Path, postgres: Postgres, name: str = "a") -> Gateway:

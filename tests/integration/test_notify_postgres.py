@@ -9,11 +9,8 @@ changes nothing.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, func, select
@@ -33,19 +30,6 @@ from tests.postgres import Postgres
 
 REPLICAS = 3
 LEASE_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    workdir = Path(tempfile.mkdtemp(prefix="dormguard-pg-"))
-    server = Postgres(workdir)
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        pytest.fail(f"cannot run the real PostgreSQL server: {exc}", pytrace=False)
-    yield server
-    server.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
