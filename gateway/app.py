@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from contracts.models import AlertNotice, utc_now
 from contracts.signing import MessageSigner, parse_private_key
 from contracts.topics import GatewayChannel, gateway_topic
+from gateway.alerts.evaluator import RuleEvaluator
 from gateway.alerts.rules.engine import AlertRules
 from gateway.alerts.rules.welfare import evaluate_welfare, reconcile_welfare
 from gateway.alerts.service import AlertService
@@ -68,12 +69,16 @@ class Gateway:
     # Notifications: the sender delivers the outbox here, also in ingest-worker mode.
     notices: NoticeSender | None = None
     notice_schedule: NoticeScheduler | None = None
+    # Replicas: one of them, elected, evaluates the alert rules from the journal.
+    evaluator: RuleEvaluator | None = None
 
     def start(self, *, wait_broker_s: float = 0.0) -> None:
         """Migrate, seed gates, start stores, the pipeline, ingest and maintenance."""
         migrate(self.services.engine)
         seed_gates(self.services)
         self.store.start()
+        if self.evaluator is not None:
+            self.evaluator.start()
         self.services.series_writer.start()
         if self.notices is not None:
             self.notices.start()
@@ -95,6 +100,8 @@ class Gateway:
             self._maintenance.join(10)
         if self.notices is not None:
             self.notices.stop()
+        if self.evaluator is not None:
+            self.evaluator.stop()
         self.store.stop()
         self.services.series_writer.flush(5.0)
         self.services.series_writer.close()
@@ -142,7 +149,9 @@ class Gateway:
             try:
                 now = self.services.clock()
                 self.services.alerts.broadcast(self.store.tick(now))
-                if tick - last_welfare >= self.services.config.welfare_interval_s:
+                if tick - last_welfare >= self.services.config.welfare_interval_s and (
+                    self.evaluator is None or self.evaluator.leading  # one replica evaluates
+                ):
                     last_welfare = tick
                     self.services.alerts.apply(self.welfare_signals(now))
                 self.services.alerts.escalate_due()
@@ -313,8 +322,20 @@ def build_gateway(
     store: LocalPipeline | PipelineWorker = (
         PipelineWorker(config, db_password)
         if config.ingest_worker
-        else LocalPipeline(services, AlertRules(config.rules))
+        else LocalPipeline(services, None if config.elected_rules else AlertRules(config.rules))
     )
+    if config.elected_rules:
+        gw_evaluator: RuleEvaluator | None = RuleEvaluator(
+            engine,
+            sessions,
+            now_fn,
+            alerts,
+            config.rules,
+            holder=config.client_id,
+            keep_s=config.rule_journal_keep_s,
+        )
+    else:
+        gw_evaluator = None
     password = (
         _secret(config, config.mqtt.password.read(env), "mqtt.password")
         if config.mqtt.password
@@ -325,6 +346,7 @@ def build_gateway(
         ingest=None,  # type: ignore[arg-type]  # set below: it calls back into the gateway
         store=store,
         _stop=threading.Event(),
+        evaluator=gw_evaluator,
     )
     if config.notifications.channels:
         gw.notices = NoticeSender(

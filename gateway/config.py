@@ -217,6 +217,25 @@ class GatewayConfig(StrictModel):
     dedup_days: float = Field(
         default=14, gt=0, description="remember event ids this long to drop redeliveries"
     )
+    alert_evaluation: Literal["auto", "inline", "elected"] = Field(
+        default="auto",
+        description="where the alert rules run: inline (in the ingest transaction; one "
+        "gateway), elected (one replica, chosen by the database, reads the committed rule "
+        "journal in order; docs/decisions/0016), auto (elected when mqtt.shared_group is set)",
+    )
+    rule_journal_keep_s: float = Field(
+        default=3600,
+        ge=600,
+        description="elected evaluation: evaluated journal rows are kept this long, so a new "
+        "evaluator rebuilds its windows from them (at least the longest rule window)",
+    )
+
+    @property
+    def elected_rules(self) -> bool:
+        """Whether one elected replica evaluates the rules from the journal."""
+        if self.alert_evaluation == "auto":
+            return self.mqtt.shared_group is not None
+        return self.alert_evaluation == "elected"
 
     @field_validator("site")
     @classmethod
@@ -245,6 +264,19 @@ class GatewayConfig(StrictModel):
             if key in seen:
                 raise ValueError(f"gates[{i}]: gate {gate.building}/{gate.id} is listed twice")
             seen.add(key)
+        return self
+
+    @model_validator(mode="after")
+    def _journal_covers_windows(self) -> Self:
+        r = self.rules
+        longest = max(
+            r.unknown_face_window_s, r.presentation_attack_window_s, r.repeated_denial_window_s
+        )
+        if self.rule_journal_keep_s < longest:
+            raise ValueError(
+                f"rule_journal_keep_s ({self.rule_journal_keep_s:g}) must be at least the longest "
+                f"rule window ({longest:g} s): a new evaluator rebuilds its windows from it"
+            )
         return self
 
     @property

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -318,6 +319,37 @@ class DoorRecord(Base):
     kind: Mapped[str] = mapped_column(String(16))
     open_for_s: Mapped[float | None] = mapped_column(Float)
     seq: Mapped[int | None]
+
+
+class RuleInput(Base):
+    """The rule journal: each stored message the alert rules read, in commit order.
+
+    Written in the ingest transaction (after the chain lock, so ids grow in commit order) when
+    one elected replica evaluates the rules (gateway/alerts/evaluator.py); that evaluator reads
+    it in id order and deletes what it evaluated once older than ``rule_journal_keep_s``.
+    """
+
+    __tablename__ = "rule_inputs"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    received_at: Mapped[datetime]
+    topic: Mapped[str] = mapped_column(String(512))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RuleCursor(Base):
+    """How far the elected evaluator has evaluated the journal; moved in the transaction that
+    applies the alerts, only by the holder that read it (so two evaluators never both apply)."""
+
+    __tablename__ = "rule_cursor"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    holder: Mapped[str] = mapped_column(String(128))
+    lease_until: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class SeenEvent(Base):

@@ -1,6 +1,7 @@
 """One validated, fresh message to its place: the store, the alert rules, the outcome's lists.
 
-Each kind of message is stored (``gateway.ingest.store``), shown to the rules that watch it,
+Each kind of message is stored (``gateway.ingest.store``), shown to the rules that watch it
+(inline) or written to the rule journal for the elected evaluator (gateway.alerts.evaluator),
 and turned into time-series points; gallery acks, command results and other replicas' alert
 notices are collected for the caller to hand on after the commit.
 """
@@ -22,9 +23,8 @@ from contracts.models import (
     WireModel,
 )
 from contracts.topics import ParsedTopic
-from gateway.alerts.originators import bridge_originator, device_originator, gate_originator
 from gateway.alerts.rules.engine import AlertRules
-from gateway.alerts.types import Signal
+from gateway.alerts.rules.feed import feed, reads
 from gateway.domain.appliances import device_fields
 from gateway.ingest.batch import BatchOutcome, Inbound
 from gateway.ingest.store import (
@@ -41,13 +41,20 @@ from gateway.timeseries.mapping import points_for
 
 
 class Dispatcher:
-    """Stores each message of a batch and runs the alert rules over it."""
+    """Stores each message of a batch and runs the alert rules over it (inline), or writes what
+    the rules read to the rule journal for the elected evaluator (``rules`` None)."""
 
     def __init__(
-        self, services: Services, rules: AlertRules, *, series_for_events: bool = True
+        self,
+        services: Services,
+        rules: AlertRules | None,
+        *,
+        series_for_events: bool = True,
     ) -> None:
         self._services = services
         self._rules = rules
+        # Inline rules on a replica see only part of each gate's stream: no gap detection.
+        self._gaps = services.config.mqtt.shared_group is None
         # Access and door events are in the SQL access log already; only a long-term sink
         # (InfluxDB) wants them as points too.
         self._series_for_events = series_for_events
@@ -62,32 +69,20 @@ class Dispatcher:
         out: BatchOutcome,
     ) -> None:
         """Store one message, add the signals it raises; ValueError when it makes no sense."""
-        rules, now = self._rules, work.now
+        now = work.now
         if isinstance(model, AccessEvent):
             work.add_access(model)
-            out.signals += rules.on_access(model, now)
-            out.signals += self._sequence(
-                work, model.site, model.building, model.gate_id, model.seq
-            )
-        elif isinstance(model, DoorEvent):
-            store_door(work, model)
-            out.signals += rules.on_door(model, now)
-            out.signals += self._sequence(
-                work, model.site, model.building, model.gate_id, model.seq
-            )
-        elif isinstance(model, SecurityEvent):
-            out.signals += rules.on_security(model, now)
-            out.signals += self._sequence(
-                work, model.site, model.building, model.gate_id, model.seq
-            )
+            self._sequence(work, topic, model.seq)
+        elif isinstance(model, DoorEvent | SecurityEvent):
+            if isinstance(model, DoorEvent):
+                store_door(work, model)
+            self._sequence(work, topic, model.seq)
         elif isinstance(model, Availability):
-            out.signals += self._availability(work, topic, model)
+            self._availability(work, topic, model)
         elif isinstance(model, Heartbeat):
             store_heartbeat(work, topic, model)
-            out.signals += rules.on_heartbeat(model, topic.site, topic.building, now)
         elif isinstance(model, DeviceState):
             stored = store_device_state(work, model)
-            out.signals += rules.on_device_state(model, now)
             if stored is not None:
                 device, before = stored
                 out.devices.append(device_fields(device))
@@ -100,59 +95,38 @@ class Dispatcher:
                 out.gallery_acks.append((key, model))
             else:
                 out.command_results.append((key, model))
-            out.signals += self._sequence(
-                work, topic.site, topic.building, topic.gate_id or "", model.seq
-            )
+            self._sequence(work, topic, model.seq)
         elif isinstance(model, AlertNotice):
             out.notices.append(model)
             return  # replica-to-replica chatter: not an event to count or store
         elif not isinstance(model, DeviceTelemetry | BridgeHealth):
             raise ValueError(f"no handler for {type(model).__name__}")
+        if reads(model):
+            if self._rules is not None:
+                out.signals += feed(self._rules, topic, model, now, gaps=self._gaps)
+            else:
+                work.journal(msg.topic, msg.payload)
         if self._series_for_events or not isinstance(model, AccessEvent | DoorEvent):
             out.points += points_for(model, topic=topic, received_at=now)
         out.stored += 1
 
-    def _sequence(
-        self, work: BatchWork, site: str, building: str, gate_id: str, seq: int | None
-    ) -> list[Signal]:
-        """Track a gate's outbox sequence (every message from its outbox carries it); report gaps.
-
-        With a shared subscription each replica sees only part of a gate's stream, so gap
-        detection is off there (it would report the other replicas' events as missing).
-        """
+    def _sequence(self, work: BatchWork, topic: ParsedTopic, seq: int | None) -> None:
+        """Keep a gate's highest outbox sequence (every message from its outbox carries it)."""
         if seq is None:
-            return []
-        gate = work.gate(site, building, gate_id)
+            return
+        gate = work.gate(topic.site, topic.building, topic.gate_id or "")
         if gate.last_seq is None or seq > gate.last_seq:
             gate.last_seq = seq
-        if self._services.config.mqtt.shared_group is not None:
-            return []
-        return self._rules.on_seq(gate_originator(site, building, gate_id), seq, work.now)
 
-    def _availability(
-        self, work: BatchWork, topic: ParsedTopic, model: Availability
-    ) -> list[Signal]:
-        now = work.now
+    def _availability(self, work: BatchWork, topic: ParsedTopic, model: Availability) -> None:
         online = model.state == "online"
         if topic.kind == "gate" and topic.gate_id is not None:
             gate = work.gate(topic.site, topic.building, topic.gate_id)
             gate.online = online
-            gate.availability_at = model.ts or now
-            originator = gate_originator(topic.site, topic.building, topic.gate_id)
-            return self._rules.on_availability(
-                originator, topic.site, topic.building, model.state, now
-            )
-        if topic.kind == "device" and topic.room is not None and topic.device_id is not None:
+            gate.availability_at = model.ts or work.now
+        elif topic.kind == "device" and topic.room is not None and topic.device_id is not None:
             key = device_key(topic.site, topic.building, topic.room, topic.device_id)
             device = work.device(key)
             if device is not None:
                 device.online = online
-                device.updated_at = now
-            originator = device_originator(topic.site, topic.building, topic.room, topic.device_id)
-            return self._rules.on_availability(
-                originator, topic.site, topic.building, model.state, now
-            )
-        if topic.kind == "bridge" and topic.device_id is not None:
-            originator = bridge_originator(topic.site, topic.device_id)
-            return self._rules.on_availability(originator, topic.site, "", model.state, now)
-        return []
+                device.updated_at = work.now

@@ -69,10 +69,11 @@ class LocalPipeline:
     worker.
 
     ``process`` stores a batch; ``tick`` lets the rules expire their windows. Both return what
-    changed and leave broadcasting to the caller, after the commit.
+    changed and leave broadcasting to the caller, after the commit. Without rules (elected
+    evaluation) the batches feed the rule journal instead and ``tick`` has nothing to do.
     """
 
-    def __init__(self, services: Services, rules: AlertRules) -> None:
+    def __init__(self, services: Services, rules: AlertRules | None) -> None:
         self._services = services
         self._rules = rules
         series_for_events = services.config.timeseries.influx is not None
@@ -80,7 +81,8 @@ class LocalPipeline:
 
     def start(self) -> None:
         """Seed the rules from the database."""
-        restore_sequences(self._rules, self._services)
+        if self._rules is not None:
+            restore_sequences(self._rules, self._services)
 
     def process(self, batch: Sequence[Inbound]) -> BatchOutcome:
         """Store one batch (isolating a message the database refuses)."""
@@ -88,7 +90,7 @@ class LocalPipeline:
 
     def tick(self, now: datetime) -> list[AlertView]:
         """Apply the alerts the rules' time-driven checks raise or clear; the changed ones."""
-        signals = self._rules.tick(now)
+        signals = self._rules.tick(now) if self._rules is not None else []
         if not signals:
             return []
         with self._services.sessions.begin() as session:
@@ -102,7 +104,7 @@ class Pipeline:
     """Validates, deduplicates and stores batches; runs the alert rules over them."""
 
     def __init__(
-        self, services: Services, rules: AlertRules, *, series_for_events: bool = True
+        self, services: Services, rules: AlertRules | None, *, series_for_events: bool = True
     ) -> None:
         self._services = services
         self._dispatcher = Dispatcher(services, rules, series_for_events=series_for_events)

@@ -25,6 +25,7 @@ from gateway.db.schema import (
     DoorRecord,
     Gate,
     LateReturn,
+    RuleInput,
     SeenEvent,
 )
 from gateway.db.schema import Presence as PresenceRow
@@ -64,6 +65,7 @@ class BatchWork:
         self.gates: dict[str, Gate] = {}
         # Rows added in this batch: with autoflush off, session.get would not see them.
         self.devices: dict[str, Device] = {}
+        self.journaled: list[dict[str, Any]] = []  # rule journal rows (elected evaluation)
         self._head: str | None = None
 
     def preload(self, models: Sequence[WireModel]) -> None:
@@ -128,9 +130,15 @@ class BatchWork:
         if Flag.AFTER_CURFEW in ev.flags and ev.direction == "in":
             self.late.append({"event_id": ev.event_id, "person_id": ev.person_id, "ts": ev.ts})
 
+    def journal(self, topic: str, payload: bytes) -> None:
+        """Keep a message the alert rules read for the elected evaluator (gateway.alerts)."""
+        self.journaled.append({"received_at": self.now, "topic": topic, "payload": payload})
+
     def write(self) -> None:
         """Flush the collected rows: executemany inserts and upserts."""
         session = self.session
+        if self.journaled:
+            bulk_insert(session, table_of(RuleInput), self.journaled)
         if self.seen:
             bulk_insert(session, table_of(SeenEvent), self.seen)
         if self.access:

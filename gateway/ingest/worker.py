@@ -148,7 +148,7 @@ def _worker_main(config: GatewayConfig, db_password: str | None, conn: Connectio
             series_writer=FanOutWriter([]),
             series_reader=None,  # type: ignore[arg-type]  # the worker answers no queries
         )
-        store = LocalPipeline(services, AlertRules(config.rules))
+        store = LocalPipeline(services, None if config.elected_rules else AlertRules(config.rules))
         store.start()
     except Exception as exc:  # report why, then exit
         conn.send(("error", f"{type(exc).__name__}: {exc}"))

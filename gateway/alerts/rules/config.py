@@ -63,6 +63,13 @@ class RulesConfig(BaseModel):
         description="an edge or device must stay offline this long before an alert "
         "(rides out broker restarts and reconnects); 0 raises at once",
     )
+    event_gap_grace_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="a gap in a gate's event sequence must stay unfilled this long before an "
+        "event_gap alert; default: at once with one gateway, 30 s with elected evaluation "
+        "(replicas commit a gate's events in any order)",
+    )
     enabled: dict[AlertType, bool] = Field(
         default_factory=dict,
         description="switch alert types off (e.g. {tailgating: false, after_curfew: false}); "

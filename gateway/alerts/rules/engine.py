@@ -49,6 +49,7 @@ class AlertRules:
         self._appliances = ApplianceRules(reporter)
         alarms = AlarmRules(reporter)
         sequence = SequenceRules(reporter)
+        self._sequence = sequence
         self.on_door = self._doors.on_door
         self.on_security = self._doors.on_security
         self.on_availability = self._availability.on_availability
@@ -67,7 +68,8 @@ class AlertRules:
         )
 
     def tick(self, now: datetime) -> list[Signal]:
-        """Time-driven work: offline after grace, stale door cycles, forgetting idle windows."""
-        signals = self._availability.tick(now) + self._doors.tick(now)
+        """Time-driven work: offline after grace, stale door cycles, gaps after their grace,
+        forgetting idle windows."""
+        signals = self._availability.tick(now) + self._doors.tick(now) + self._sequence.tick(now)
         self._access.tick(now)
         return signals

@@ -2,12 +2,14 @@
 
 ``on_seq`` remembers the last ``seq`` per gate; a jump raises event_gap with the missing
 ranges, a late (older) ``seq`` is not a gap and fills a missing range; when every missing event
-has arrived the alert is cleared.
+has arrived the alert is cleared. With a grace period (``event_gap_grace_s``: replicas commit a
+gate's events in any order) a gap is raised by ``tick`` only once it stayed unfilled that long;
+one filled in time raises nothing.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from gateway.alerts.originators import location
@@ -25,6 +27,8 @@ class SequenceRules:
         self.config = reporter.config
         self._last_seq: dict[str, int] = {}
         self._missing: dict[str, list[tuple[int, int]]] = {}  # gate -> missing seq ranges
+        self._gap_since: dict[str, datetime] = {}  # gate -> when its unreported gap appeared
+        self._grace = timedelta(seconds=self.config.event_gap_grace_s or 0.0)
 
     def restore_seq(self, originator: str, last_seq: int) -> None:
         """Seed a gate's last sequence number (from SQL at start): gaps across restarts show."""
@@ -45,6 +49,8 @@ class SequenceRules:
             if missing:
                 return []
             del self._missing[originator]
+            if self._gap_since.pop(originator, None) is not None:
+                return []  # filled within the grace period: nothing was reported
             return self._gap_signal("clear", originator, [], now)
         self._last_seq[originator] = seq
         if seq == last + 1:
@@ -52,7 +58,19 @@ class SequenceRules:
         missing.append((last + 1, seq - 1))
         del missing[:-_MAX_MISSING_RANGES]
         self._missing[originator] = missing
+        if self._grace and not self._report.last_reported(AlertType.EVENT_GAP, originator):
+            self._gap_since.setdefault(originator, now)
+            return []
         return self._gap_signal("raise", originator, missing, now)
+
+    def tick(self, now: datetime) -> list[Signal]:
+        """Raise the gaps that stayed unfilled for the grace period."""
+        signals: list[Signal] = []
+        for originator, since in list(self._gap_since.items()):
+            if now - since >= self._grace:
+                del self._gap_since[originator]
+                signals += self._gap_signal("raise", originator, self._missing[originator], now)
+        return signals
 
     def _gap_signal(
         self,
