@@ -678,6 +678,32 @@ def test_a_second_gap_raises_again_with_every_range_still_missing() -> None:
     assert signal.detail["missing"] == [[2, 2], [4, 5]]
 
 
+def test_with_a_grace_a_gap_filled_in_time_raises_nothing() -> None:
+    """Replicas commit a gate's events in any order: 12 before 11 is no gap to report."""
+    engine = rules(event_gap_grace_s=30)
+    engine.on_seq(GATE, 10, s(0))
+    assert engine.on_seq(GATE, 12, s(1)) == []
+    assert engine.on_seq(GATE, 11, s(2)) == []
+    assert engine.tick(s(100)) == []
+
+
+def test_with_a_grace_a_gap_still_open_after_it_is_raised_once_then_cleared() -> None:
+    engine = rules(event_gap_grace_s=30)
+    engine.on_seq(GATE, 10, s(0))
+    assert engine.on_seq(GATE, 14, s(1)) == []
+    assert engine.tick(s(30)) == []  # 29 s after the gap appeared
+    [signal] = engine.tick(s(31))
+    assert (signal.action, signal.type) == ("raise", AlertType.EVENT_GAP)
+    assert signal.detail["missing"] == [[11, 13]]
+    assert engine.tick(s(60)) == []  # raised once
+    [jump] = engine.on_seq(GATE, 16, s(61))  # reported already: a new gap counts on it at once
+    assert jump.detail["missing"] == [[11, 13], [15, 15]]
+    for seq in (11, 12, 13):
+        assert engine.on_seq(GATE, seq, s(62)) == []
+    [done] = engine.on_seq(GATE, 15, s(63))
+    assert (done.action, done.type) == ("clear", AlertType.EVENT_GAP)
+
+
 def test_restored_sequence_spots_a_gap_across_a_gateway_restart() -> None:
     engine = rules()
     engine.restore_seq(GATE, 100)
