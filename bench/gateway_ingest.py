@@ -11,8 +11,10 @@
    raises a new alert). ``alert_p99_ms`` is publish -> the alert arriving on the WebSocket.
 
 The gateway runs with `ingest_worker: true` (storing in a child process beside the MQTT client);
-the in-process figure is printed too. Prints, last, one JSON line: events_per_s, bare_per_s,
-ratio, in_process_per_s, in_process_ratio, alert_p50_ms, alert_p99_ms.
+the in-process figure is printed too. Both are measured again with the rules in the elected
+evaluator over the rule journal (what replicas run, docs/decisions/0016). Prints, last, one JSON
+line: events_per_s, bare_per_s, ratio, in_process_per_s, in_process_ratio, alert_p50_ms,
+alert_p99_ms, elected_per_s, elected_ratio, elected_alert_p50_ms, elected_alert_p99_ms.
 """
 
 from __future__ import annotations
@@ -117,9 +119,12 @@ def bare_drain(port: int) -> float:
     return (received - 1) / elapsed
 
 
-def gateway_drain(port: int, workdir: Path, *, worker: bool) -> float:
-    """The gateway's drain rate of N queued events into its stores (events/s)."""
-    config = GatewayConfig.model_validate(gateway_config(workdir, port, ingest_worker=worker))
+def gateway_drain(port: int, workdir: Path, *, worker: bool, elected: bool = False) -> float:
+    """The gateway's drain rate of N queued events into its stores (events/s); ``elected``:
+    the rules run in the elected evaluator over the rule journal, as with replicas."""
+    config = GatewayConfig.model_validate(
+        gateway_config(workdir, port, ingest_worker=worker, **_evaluation(elected))
+    )
     first = build_gateway(config)
     first.start(wait_broker_s=10)  # creates the persistent session and its subscriptions
     first.stop()
@@ -138,7 +143,13 @@ def gateway_drain(port: int, workdir: Path, *, worker: bool) -> float:
     return (stored - first) / elapsed
 
 
-def alert_latency(port: int, workdir: Path, *, worker: bool) -> tuple[float, float, int]:
+def _evaluation(elected: bool) -> dict[str, Any]:
+    return {"alert_evaluation": "elected" if elected else "inline"}
+
+
+def alert_latency(
+    port: int, workdir: Path, *, worker: bool, elected: bool = False
+) -> tuple[float, float, int]:
     """p50 and p99 ms from publishing an alert-raising event to the WebSocket, and the count."""
     import uvicorn
     import websockets
@@ -148,7 +159,9 @@ def alert_latency(port: int, workdir: Path, *, worker: bool) -> tuple[float, flo
 
     api_port = free_port()
     config = GatewayConfig.model_validate(
-        gateway_config(workdir, port, api_port=api_port, ingest_worker=worker)
+        gateway_config(
+            workdir, port, api_port=api_port, ingest_worker=worker, **_evaluation(elected)
+        )
     )
     gw: Gateway = build_gateway(config)
     gw.start(wait_broker_s=10)
@@ -243,6 +256,12 @@ def main() -> None:
             (root / "gw2").mkdir()
             p50, p99, count = alert_latency(broker.port, root / "gw2", worker=True)
             print(f"alert publish -> WebSocket: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({count})")
+            (root / "gw-e").mkdir()
+            elected = gateway_drain(broker.port, root / "gw-e", worker=True, elected=True)
+            print(f"gateway, elected evaluator (replica mode): {elected:,.0f} events/s")
+            (root / "gw-e2").mkdir()
+            e50, e99, ecount = alert_latency(broker.port, root / "gw-e2", worker=True, elected=True)
+            print(f"elected: alert publish -> WebSocket p50 {e50:.1f} ms, p99 {e99:.1f} ms")
         finally:
             broker.stop()
     print(
@@ -256,6 +275,11 @@ def main() -> None:
                 "alert_p50_ms": round(p50, 1),
                 "alert_p99_ms": round(p99, 1),
                 "alerts_measured": count,
+                "elected_per_s": round(elected),
+                "elected_ratio": round(elected / bare, 3),
+                "elected_alert_p50_ms": round(e50, 1),
+                "elected_alert_p99_ms": round(e99, 1),
+                "elected_alerts_measured": ecount,
             }
         )
     )

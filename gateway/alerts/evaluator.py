@@ -45,7 +45,7 @@ from gateway.ports import Clock
 log = logging.getLogger(__name__)
 
 CURSOR = "alerts"
-POLL_S = 0.2
+POLL_S = 0.05
 BATCH_ROWS = 2000
 LEASE_S = 5.0  # SQLite only: how long a silent holder keeps the role
 REPLICA_GAP_GRACE_S = 30.0  # replicas commit a gate's events in any order

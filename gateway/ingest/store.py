@@ -66,6 +66,8 @@ class BatchWork:
         # Rows added in this batch: with autoflush off, session.get would not see them.
         self.devices: dict[str, Device] = {}
         self.journaled: list[dict[str, Any]] = []  # rule journal rows (elected evaluation)
+        self.states: list[dict[str, Any]] = []  # device state history rows
+        self._absent: set[str] = set()  # device keys preloaded and not found
         self._head: str | None = None
 
     def preload(self, models: Sequence[WireModel]) -> None:
@@ -89,11 +91,23 @@ class BatchWork:
             )  # plain rows: no ORM state per person
             for row in self.session.execute(columns.where(PresenceRow.person_id.in_(chunk))):
                 self.presence[(row.person_id, row.building)] = occupancy.Presence.of(row)
+        keys = sorted(
+            {
+                device_key(m.site, m.building, m.room, m.device_id)
+                for m in models
+                if isinstance(m, DeviceState)
+            }
+        )
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            found = self.session.scalars(select(Device).where(Device.device_key.in_(chunk)))
+            self.devices.update((d.device_key, d) for d in found)
+            self._absent.update(k for k in chunk if k not in self.devices)
 
     def device(self, key: str) -> Device | None:
         """The appliance's row, including one added earlier in this batch."""
         device = self.devices.get(key)
-        if device is None:
+        if device is None and key not in self._absent:
             device = self.session.get(Device, key)
             if device is not None:
                 self.devices[key] = device
@@ -139,6 +153,8 @@ class BatchWork:
         session = self.session
         if self.journaled:
             bulk_insert(session, table_of(RuleInput), self.journaled)
+        if self.states:
+            bulk_insert(session, table_of(DeviceStateRecord), self.states)
         if self.seen:
             bulk_insert(session, table_of(SeenEvent), self.seen)
         if self.access:
@@ -180,7 +196,17 @@ def store_device_state(
     """
     session = work.session
     key = device_key(ev.site, ev.building, ev.room, ev.device_id)
-    session.add(from_attributes(DeviceStateRecord, ev, device_key=key, faults=list(ev.faults)))
+    work.states.append(
+        {
+            "event_id": ev.event_id,
+            "device_key": key,
+            "ts": ev.ts,
+            "status": ev.status,
+            "faults": list(ev.faults),
+            "online": ev.online,
+            "energy_kwh": ev.energy_kwh,
+        }
+    )
     device = work.device(key)
     if device is None:
         device = Device(
