@@ -40,6 +40,7 @@ from gateway.notify.outbox import Outbox
 from gateway.notify.schedule import NoticeScheduler
 from gateway.notify.sender import NoticeSender, build_channels
 from gateway.ports import Clock
+from gateway.retention import prune_history
 from gateway.services import Services
 from gateway.timeseries.base import TimeSeriesWriter
 from gateway.timeseries.fanout import FanOutWriter
@@ -179,8 +180,12 @@ class Gateway:
                     AuthEvent.at < now - timedelta(days=config.api.auth_events_retention_days)
                 )
             )
+            kept = prune_history(session, config, now)
         if pruned:
             log.info("forgot %d event ids older than the dedup horizon", pruned)
+        for table, count in kept.items():
+            if count:
+                log.info("retention: deleted %d old row(s) of %s", count, table)
         if audit.rowcount:
             log.info(
                 "deleted %d auth events older than %g days",
@@ -196,7 +201,8 @@ class Gateway:
         with self.services.sessions() as session:
             presences = [Presence.of(r) for r in session.scalars(select(PresenceRow))]
             late: dict[str, list[datetime]] = {}
-            for lr in session.scalars(select(LateReturn)):
+            since = now - timedelta(days=config.late_returns_days)
+            for lr in session.scalars(select(LateReturn).where(LateReturn.ts > since)):
                 late.setdefault(lr.person_id, []).append(lr.ts)
         warnings = evaluate_welfare(presences, late, config, now)
         latest = self.services.alerts.latest_of_type(AlertType.WELFARE)

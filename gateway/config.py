@@ -178,6 +178,20 @@ class SigningSettings(StrictModel):
     )
 
 
+class RetentionSettings(StrictModel):
+    """How long the tables that grow with every message keep their rows (hourly upkeep).
+
+    The access log is not pruned: its hash chain is the audit evidence (docs/privacy.md).
+    """
+
+    device_states_days: float = Field(
+        default=90, gt=0, description="appliance state history (the console's device history)"
+    )
+    cleared_alerts_days: float = Field(
+        default=365, gt=0, description="cleared alerts, with their history and notices"
+    )
+
+
 class GatewayConfig(StrictModel):
     site: str
     mode: Literal["production", "development"] = Field(
@@ -217,6 +231,7 @@ class GatewayConfig(StrictModel):
     dedup_days: float = Field(
         default=14, gt=0, description="remember event ids this long to drop redeliveries"
     )
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     alert_evaluation: Literal["auto", "inline", "elected"] = Field(
         default="auto",
         description="where the alert rules run: inline (in the ingest transaction; one "

@@ -282,8 +282,9 @@ class AccessRecord(Base):
     __tablename__ = "access_log"
     __table_args__ = (
         Index("ix_access_log_ts", "ts"),
-        Index("ix_access_log_person_ts", "person_id", "ts"),
-        Index("ix_access_log_gate_ts", "building", "gate_id", "ts"),
+        # id last: the console pages newest first by (ts, id) from the index alone.
+        Index("ix_access_log_person_ts", "person_id", "ts", "id"),
+        Index("ix_access_log_gate_ts", "building", "gate_id", "ts", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -385,6 +386,7 @@ class Presence(Base):
 
 class LateReturn(Base):
     __tablename__ = "late_returns"
+    __table_args__ = (Index("ix_late_returns_ts", "ts"),)
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     person_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -396,6 +398,7 @@ class LateReturn(Base):
 
 class Device(Base):
     __tablename__ = "devices"
+    __table_args__ = (Index("ix_devices_board", "building", "room", "device_id"),)
 
     device_key: Mapped[str] = mapped_column(String(260), primary_key=True)  # site/bld/room/dev
     site: Mapped[str] = mapped_column(String(64))
@@ -413,7 +416,10 @@ class Device(Base):
 
 class DeviceStateRecord(Base):
     __tablename__ = "device_states"
-    __table_args__ = (Index("ix_device_states_key_ts", "device_key", "ts"),)
+    __table_args__ = (
+        Index("ix_device_states_key_ts", "device_key", "ts"),
+        Index("ix_device_states_ts", "ts"),  # the retention's delete
+    )
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     device_key: Mapped[str] = mapped_column(String(260))
