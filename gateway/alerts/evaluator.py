@@ -25,6 +25,7 @@ import contextlib
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, delete, func, select, text, update
@@ -51,6 +52,26 @@ LEASE_S = 5.0  # SQLite only: how long a silent holder keeps the role
 REPLICA_GAP_GRACE_S = 30.0  # replicas commit a gate's events in any order
 _LOCK_KEY = 0x646F726D_72756C65  # "dormrule"
 _PRUNE_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluatorStatus:
+    """The elected evaluation as the database shows it (health, metrics)."""
+
+    holder: str | None  # the replica's client id; None before the first election
+    backlog: int  # journal rows not evaluated yet
+    behind_s: float  # age of the oldest of them (0 when none)
+
+
+def evaluator_status(session: Session, now: datetime) -> EvaluatorStatus:
+    """Who evaluates and how far behind the journal it is."""
+    cursor = session.get(RuleCursor, CURSOR)
+    position = cursor.position if cursor is not None else 0
+    pending = select(RuleInput).where(RuleInput.id > position)
+    backlog = int(session.scalar(select(func.count()).select_from(pending.subquery())) or 0)
+    oldest = session.scalar(select(func.min(RuleInput.received_at)).where(RuleInput.id > position))
+    behind = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    return EvaluatorStatus(cursor.holder if cursor is not None else None, backlog, behind)
 
 
 class LostLeadership(Exception):  # noqa: N818 - reads as what happened

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from gateway.alerts.evaluator import CURSOR, LEASE_S, RuleEvaluator
+from gateway.alerts.evaluator import CURSOR, LEASE_S, RuleEvaluator, evaluator_status
 from gateway.db.schema import AlertRow, RuleCursor, RuleInput
 from gateway.ingest.batch import Inbound
 from gateway.ingest.pipeline import LocalPipeline
@@ -68,7 +68,9 @@ def test_the_ingest_writes_the_journal_and_no_alert_without_an_evaluator(
     _unknown_faces(store, range(1, 4))
     with services.sessions() as s:
         assert s.scalar(select(func.count()).select_from(RuleInput)) == 3
+        status = evaluator_status(s, services.clock())
     assert _unknown_face_alerts(services) == []
+    assert (status.holder, status.backlog) == (None, 3) and status.behind_s >= 0
 
 
 def test_a_second_evaluator_takes_over_with_the_windows_of_the_first(
@@ -101,6 +103,9 @@ def test_a_second_evaluator_takes_over_with_the_windows_of_the_first(
             last = s.scalar(select(func.max(RuleInput.id)))
         assert cursor is not None and (cursor.holder, cursor.position) == ("gw-b", last)
         assert second.evaluated == 1  # the replayed rows were not applied again
+        with services.sessions() as s:
+            status = evaluator_status(s, clock())
+        assert (status.holder, status.backlog, status.behind_s) == ("gw-b", 0, 0.0)
     finally:
         second.stop()
     assert _count_of_one_alert(services) == 2

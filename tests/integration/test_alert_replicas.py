@@ -171,10 +171,10 @@ def _availability(pub: Publisher, gate: str, state: str) -> None:
     pub.publish(topic, body.to_bytes(), retain=True)
 
 
-def _login(port: int) -> str:
+def _login(port: int, user: str = "guard-1") -> str:
     response = httpx.post(
         f"http://127.0.0.1:{port}/api/auth/login",
-        json={"username": "guard-1", "password": PASSWORD},
+        json={"username": user, "password": PASSWORD},
         timeout=10,
     )
     assert response.status_code == 200, response.text
@@ -197,6 +197,7 @@ def test_killing_the_evaluating_replica_loses_and_duplicates_no_alert(
         wait_until(lambda: all(r.ready() for r in replicas), 60, "all three replicas")
         with Session(engine) as session, session.begin():
             create_user(session, "guard-1", PASSWORD, "guard", mode="development")
+            create_user(session, "auditor-1", PASSWORD, "auditor", mode="development")
 
         def holder() -> str | None:
             return _scalar(engine, select(RuleCursor.holder))  # type: ignore[no-any-return]
@@ -267,6 +268,21 @@ def test_killing_the_evaluating_replica_loses_and_duplicates_no_alert(
         assert _alerts(engine, "event_gap") == []
         kinds = _scalar(engine, select(func.count(func.distinct(AlertRow.type))))
         assert kinds == 2, "no other alert was raised"
+
+        # Each replica's health names the evaluator; only that one says it evaluates.
+        rules = []
+        for r in replicas:
+            token = _login(r.api_port, "auditor-1")
+            health = httpx.get(
+                f"http://127.0.0.1:{r.api_port}/api/health",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+            assert health.status_code == 200, health.text
+            rules.append(health.json()["rules"])
+        assert {h["evaluator"] for h in rules} == {holder()} != {leader.client_id}
+        assert [h["evaluating"] for h in rules] == [r.client_id == holder() for r in replicas]
+        assert all(h["evaluation"] == "elected" and h["backlog"] < 50 for h in rules)
     finally:
         for console in consoles:
             console.done.set()

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from gateway.alerts.evaluator import evaluator_status
 from gateway.api.common import Out
 from gateway.api.deps import ServicesDep, require
 from gateway.attributes import from_attributes
@@ -56,6 +57,14 @@ class IngestHealth(Out):
     alerts_raised: int
 
 
+class RulesHealth(Out):
+    evaluation: Literal["inline", "elected"]
+    evaluating: bool  # whether this replica runs the rules now
+    evaluator: str | None = None  # elected: the client id of the replica that does
+    backlog: int = 0  # elected: journal rows not evaluated yet
+    behind_s: float = 0.0  # elected: age of the oldest of them
+
+
 class DetailedHealth(Out):
     status: HealthStatus
     mode: str
@@ -63,7 +72,28 @@ class DetailedHealth(Out):
     database: DatabaseHealth
     ingest: IngestHealth
     series: SeriesHealth
+    rules: RulesHealth
     commands_available: bool
+
+
+def rules_health(services: Services) -> RulesHealth:
+    """Inline rules run here; elected ones wherever the database says (None: unreadable)."""
+    config = services.config
+    if not config.elected_rules:
+        return RulesHealth(evaluation="inline", evaluating=True)
+    try:
+        with services.sessions() as session:
+            status = evaluator_status(session, services.clock())
+    except Exception as exc:  # the database section reports the outage itself
+        log.warning("health check: rule journal not readable: %s", type(exc).__name__)
+        return RulesHealth(evaluation="elected", evaluating=False)
+    return RulesHealth(
+        evaluation="elected",
+        evaluating=status.holder == config.client_id,
+        evaluator=status.holder,
+        backlog=status.backlog,
+        behind_s=round(status.behind_s, 3),
+    )
 
 
 def _database(services: Services) -> DatabaseHealth:
@@ -104,5 +134,6 @@ def health(_user: Operator, services: ServicesDep) -> DetailedHealth:
         database=db,
         ingest=from_attributes(IngestHealth, services.counters, connected=connected),
         series=series,
+        rules=rules_health(services),
         commands_available=services.commands is not None,
     )

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from gateway.api.deps import require_or_scrape_token
+from gateway.api.routes.health import rules_health
 from gateway.auth.roles import CurrentUser, Role
 from gateway.services import Services
 
@@ -65,6 +66,23 @@ class GatewayCollector(Collector):
                 "dormguard_alerts_unacknowledged",
                 "open alerts nobody acknowledged",
                 value=stats.unacknowledged,
+            )
+        if s.config.elected_rules:
+            rules = rules_health(s)
+            yield GaugeMetricFamily(
+                "dormguard_rule_evaluator",
+                "1 while this replica evaluates the alert rules (elected)",
+                value=int(rules.evaluating),
+            )
+            yield GaugeMetricFamily(
+                "dormguard_rule_journal_backlog",
+                "rule journal rows not evaluated yet",
+                value=rules.backlog,
+            )
+            yield GaugeMetricFamily(
+                "dormguard_rule_journal_behind_seconds",
+                "age of the oldest rule journal row not evaluated yet",
+                value=rules.behind_s,
             )
         w = s.series_writer.stats()
         yield GaugeMetricFamily(
