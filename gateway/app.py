@@ -155,7 +155,8 @@ class Gateway:
                 ):
                     last_welfare = tick
                     self.services.alerts.apply(self.welfare_signals(now))
-                self.services.alerts.escalate_due()
+                if self.evaluator is None or self.evaluator.leading:
+                    self.services.alerts.escalate_due()  # one replica escalates
                 if self.notice_schedule is not None:
                     self.notice_schedule.tick(now)
                 if self.services.enrolment is not None:

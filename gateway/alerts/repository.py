@@ -104,7 +104,8 @@ def _same_fields(source: AlertRow | AlertRecord) -> dict[str, Any]:
 
 
 def open_row(session: Session, alert_type: AlertType, originator: str) -> AlertRow | None:
-    """The open alert of (type, originator), if there is one."""
+    """The open alert of (type, originator), if there is one, locked for this transaction
+    (PostgreSQL): a guard's acknowledgement on another replica waits instead of being lost."""
     return session.scalar(
         select(AlertRow)
         .where(
@@ -114,12 +115,17 @@ def open_row(session: Session, alert_type: AlertType, originator: str) -> AlertR
         )
         .order_by(AlertRow.id.desc())
         .limit(1)
+        .with_for_update()
     )
 
 
-def row_in_scope(session: Session, alert_id: int, scope: AlertScope) -> AlertRow:
-    """One alert; NotFoundError when absent or out of the caller's scope."""
-    row = session.scalar(select(AlertRow).where(AlertRow.id == alert_id, scope_filter(scope)))
+def row_in_scope(
+    session: Session, alert_id: int, scope: AlertScope, *, for_update: bool = False
+) -> AlertRow:
+    """One alert; NotFoundError when absent or out of the caller's scope. ``for_update`` locks
+    it for the transaction (PostgreSQL), so concurrent changes apply one after the other."""
+    query = select(AlertRow).where(AlertRow.id == alert_id, scope_filter(scope))
+    row = session.scalar(query.with_for_update() if for_update else query)
     if row is None:
         raise NotFoundError(f"no alert {alert_id}")
     return row

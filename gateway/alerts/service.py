@@ -169,7 +169,7 @@ class AlertService:
         """Add a note to an alert (open or cleared); ValueError for an empty or long one."""
         now = self._clock()
         with self._sessions.begin() as session:
-            row = repository.row_in_scope(session, alert_id, scope)
+            row = repository.row_in_scope(session, alert_id, scope, for_update=True)
             note = lifecycle.make_comment(alert_id, user, text, now)
             repository.add_history(session, row.id, COMMENT_ACTION, note.author, note.text, now)
             row.updated_at = now
@@ -318,7 +318,7 @@ class AlertService:
         with self._sessions.begin() as session:
             changed = {v.id: v for v in self._refresh_silences(session, now)}
             rows = session.scalars(
-                select(AlertRow).where(AlertRow.state == AlertState.ACTIVE.value)
+                select(AlertRow).where(AlertRow.state == AlertState.ACTIVE.value).with_for_update()
             )
             for row in rows:
                 after = lifecycle.escalate(repository.record_of(row), self._escalation, now)
@@ -356,7 +356,7 @@ class AlertService:
     ) -> AlertView:
         now = self._clock()
         with self._sessions.begin() as session:
-            row = repository.row_in_scope(session, alert_id, scope)
+            row = repository.row_in_scope(session, alert_id, scope, for_update=True)
             after: AlertRecord = transition(repository.record_of(row), now)
             repository.store(row, after, now)
             repository.add_history(session, row.id, action, user, text, now)
