@@ -340,6 +340,7 @@ def build_gateway(
             config.rules,
             holder=config.client_id,
             keep_s=config.rule_journal_keep_s,
+            counters=services.counters,
         )
     else:
         gw_evaluator = None

@@ -41,7 +41,7 @@ from gateway.alerts.rules.feed import feed
 from gateway.alerts.service import AlertService
 from gateway.alerts.types import Signal
 from gateway.db.schema import Gate, RuleCursor, RuleInput
-from gateway.ports import Clock
+from gateway.ports import Clock, Counters
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ class RuleEvaluator:
         holder: str,
         keep_s: float,
         poll_s: float = POLL_S,
+        counters: Counters | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
@@ -151,6 +152,7 @@ class RuleEvaluator:
         self._holder = holder
         self._keep = timedelta(seconds=keep_s)
         self._poll_s = poll_s
+        self._counters = counters
         self._election = _Election(engine, holder, clock)
         self._rules: AlertRules | None = None
         self._position = 0
@@ -285,6 +287,9 @@ class RuleEvaluator:
                 self._position = position
                 self._last_write = time.monotonic()
                 self.evaluated += len(rows)
+                if self._counters is not None:
+                    raised = sum(1 for v in views if v.count == 1 and v.state == "active")
+                    self._counters.add("alerts_raised", raised)
                 self._alerts.broadcast(views)
                 if time.monotonic() - self._last_prune >= _PRUNE_EVERY_S:
                     self._prune(now)

@@ -42,6 +42,7 @@ def _evaluator(services: Services, holder: str) -> RuleEvaluator:
         holder=holder,
         keep_s=services.config.rule_journal_keep_s,
         poll_s=0.02,
+        counters=services.counters,
     )
 
 
@@ -85,6 +86,7 @@ def test_a_second_evaluator_takes_over_with_the_windows_of_the_first(
         wait_until(lambda: first.leading, 5, "the first evaluator to take the role")
         _unknown_faces(store, range(1, 4))  # the third unknown face within 5 min raises
         wait_until(lambda: _count_of_one_alert(services) == 1, 5, "one unknown-face alert")
+        assert services.counters.alerts_raised == 1
         second.start()
         for _ in range(20):  # the first one renews its lease: the second waits
             clock.advance(0.5)
@@ -109,6 +111,7 @@ def test_a_second_evaluator_takes_over_with_the_windows_of_the_first(
     finally:
         second.stop()
     assert _count_of_one_alert(services) == 2
+    assert services.counters.alerts_raised == 1  # the fourth face repeated it
 
 
 def test_an_evaluator_whose_cursor_was_taken_applies_nothing_and_steps_down(
