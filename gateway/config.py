@@ -36,6 +36,14 @@ class GatewayMqttSettings(MqttSettings):
         default=None,
         description="shared-subscription group ($share/<group>/...) so replicas split the load",
     )
+    replica_delivery: Literal["all", "shared"] = Field(
+        default="all",
+        description="with shared_group (replicas): 'all' = every replica subscribes to every "
+        "QoS 1 event stream and the database stores each event once (nothing waits for a "
+        "dead replica; survives broker restarts); 'shared' = the broker splits them "
+        "($share/<group>/...), for throughput: mosquitto 2.0.11 loses events on shared "
+        "subscriptions across a broker restart (docs/reliability.md)",
+    )
     receive_maximum: int = Field(
         default=5000, ge=10, le=65535, description="QoS 1 messages in flight to us at once"
     )

@@ -42,23 +42,33 @@ log = logging.getLogger(__name__)
 # Retained topics are subscribed without the shared group: brokers do not hand retained
 # messages to shared subscriptions, and every replica needs the current availability.
 _RETAINED_GATE = (GateChannel.AVAILABILITY,)
-_SHARED_GATE = (
+# The QoS 1 event streams: deduplicated by event id, so every replica may receive them all.
+_EVENT_GATE = (
     GateChannel.EVENT,
     GateChannel.DOOR,
-    GateChannel.HEARTBEAT,
     GateChannel.GALLERY_ACK,
     GateChannel.COMMAND_RESULT,
     GateChannel.SECURITY,
 )
 
 
-def subscriptions(site: str, group: str | None) -> list[tuple[str, int]]:
-    """(filter, qos) pairs the gateway subscribes to; shared ones carry the group prefix."""
+def subscriptions(site: str, group: str | None, delivery: str = "shared") -> list[tuple[str, int]]:
+    """(filter, qos) pairs the gateway subscribes to; shared ones carry the group prefix.
+
+    With a group (replicas) the QoS 0 streams (heartbeats, telemetry, bridge health) are
+    always shared; the QoS 1 event streams too with ``delivery`` "shared", and subscribed by
+    every replica with "all" (the database keeps each event once: a broker restart or a dead
+    replica's queue cannot hold any of them back or lose them).
+    """
 
     def maybe_shared(f: str) -> str:
         return shared(group, f) if group else f
 
-    subs = [(maybe_shared(gate_filter(site, ch)), 1) for ch in _SHARED_GATE]
+    def event_stream(f: str) -> str:
+        return f if delivery == "all" else maybe_shared(f)
+
+    subs = [(event_stream(gate_filter(site, ch)), 1) for ch in _EVENT_GATE]
+    subs.append((maybe_shared(gate_filter(site, GateChannel.HEARTBEAT)), 0))
     subs += [(gate_filter(site, ch), 1) for ch in _RETAINED_GATE]
     subs.append((maybe_shared(device_filter(site, DeviceChannel.TELEMETRY)), 0))
     subs.append((device_filter(site, DeviceChannel.STATE), 1))  # retained current state
@@ -199,7 +209,10 @@ class MqttIngest:
             self._generation += 1
         self._connected.set()
         log.info("MQTT connected (session present: %s)", getattr(flags, "session_present", "?"))
-        client.subscribe(subscriptions(self._site, self._settings.shared_group))
+        settings = self._settings
+        client.subscribe(
+            subscriptions(self._site, settings.shared_group, settings.replica_delivery)
+        )
 
     def _on_subscribe(
         self, _client: paho.Client, _userdata: Any, _mid: int, reasons: list[ReasonCode], _p: Any

@@ -477,15 +477,17 @@ def test_gate_cannot_read_other_gates_events_even_with_a_wildcard(
     assert not gate_a.received(event_b)
 
 
-def test_gateway_receives_through_shared_subscriptions(
-    site: SiteBroker, clients: dict[str, Client]
+@pytest.mark.parametrize("delivery", ["all", "shared"])
+def test_gateway_receives_through_its_replica_subscriptions(
+    site: SiteBroker, clients: dict[str, Client], delivery: str
 ) -> None:
-    """Every filter the gateway really subscribes to (shared group 'gw') is granted and works."""
+    """Every filter a gateway replica really subscribes to (shared group 'gw', either delivery)
+    is granted and works."""
     gate_a, bridge = clients["gate_a"], clients["bridge"]
     gateway = Client(site, GATEWAY_USER, site.password(GATEWAY_USER))
     assert gateway.connect() == 0
     try:
-        for topic_filter, qos in subscriptions(SITE, "gw"):
+        for topic_filter, qos in subscriptions(SITE, "gw", delivery):
             assert gateway.subscribe(topic_filter, qos) == [qos], topic_filter
         assert gateway.subscribe(shared("gw2", gate_filter(SITE, GateChannel.DOOR))) == [1]
         event, door = unique("shared-event"), unique("shared-door")

@@ -58,8 +58,8 @@ def publisher(broker: Broker) -> Iterator[Publisher]:
     pub.stop()
 
 
-def _replicas(broker: Broker, tmp_path: Path) -> list[Gateway]:
-    """Two started gateways in one shared-subscription group, on one SQLite database."""
+def _replicas(broker: Broker, tmp_path: Path, delivery: str = "all") -> list[Gateway]:
+    """Two started gateways in one replica group, on one SQLite database."""
     replicas = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -68,7 +68,12 @@ def _replicas(broker: Broker, tmp_path: Path) -> list[Gateway]:
         # A group of its own: mosquitto keeps handing a group's messages to the stopped
         # sessions of an earlier test's replicas (see docs/operations.md).
         group = f"gw{tmp_path.name[-12:]}".replace("_", "")
-        raw["mqtt"] = {**raw["mqtt"], "client_id": f"gw-{name}-{group}", "shared_group": group}
+        raw["mqtt"] = {
+            **raw["mqtt"],
+            "client_id": f"gw-{name}-{group}",
+            "shared_group": group,
+            "replica_delivery": delivery,
+        }
         gw = build_gateway(GatewayConfig.model_validate(raw))
         gw.start(wait_broker_s=10)
         assert gw.ingest.wait_ready(10)
@@ -282,24 +287,37 @@ def test_an_mqtt_event_reaches_a_guards_websocket(gateway: Gateway, publisher: P
     assert elapsed < 5
 
 
-def test_shared_subscription_replicas_split_the_load_and_store_each_event_once(
-    broker: Broker, tmp_path: Path
+@pytest.mark.parametrize("delivery", ["shared", "all"])
+def test_replicas_store_each_event_once_whether_split_or_all_receive_it(
+    broker: Broker, tmp_path: Path, delivery: str
 ) -> None:
-    """Two gateways in one $share group on one database: every event stored exactly once."""
-    replicas = _replicas(broker, tmp_path)
+    """Two gateways on one database, the event stream split by a $share group or received by
+    both: every event stored exactly once."""
+    replicas = _replicas(broker, tmp_path, delivery)
     pub = Publisher(broker.port, client_id="share-pub")
     try:
         events = [access_event(i) for i in range(1, 401)]
         pub.publish_many([(event_topic(), ev.to_bytes()) for ev in events])
         wait_until(lambda: _count(replicas[0], AccessRecord) == 400, 20, "400 stored events")
         time.sleep(0.3)
+        if delivery == "all":
+            wait_until(
+                lambda: sum(gw.services.counters.duplicates for gw in replicas) == 400,
+                20,
+                "the second copy of each event dropped",
+            )
         received = [gw.services.counters.received for gw in replicas]
+        stored = [gw.services.counters.stored for gw in replicas]
     finally:
         pub.stop()
         for gw in replicas:
             gw.stop()
-    assert sum(received) == 400, received
-    assert min(received) > 0, f"one replica got nothing: {received}"
+    assert sum(stored) == 400, stored
+    if delivery == "shared":
+        assert sum(received) == 400, received
+        assert min(received) > 0, f"one replica got nothing: {received}"
+    else:
+        assert received == [400, 400], received
     from gateway.db import open_engine
 
     engine = open_engine(f"sqlite:///{tmp_path / 'shared.db'}")
@@ -365,7 +383,8 @@ def test_a_flood_of_malformed_payloads_never_stops_ingest(
 def test_a_console_on_one_replica_sees_alerts_raised_by_the_other(
     broker: Broker, tmp_path: Path
 ) -> None:
-    """Replicas tell each other about alert changes, so no live console misses one."""
+    """Replicas tell each other about alert changes, so no live console misses one: the
+    console is on the replica that does not evaluate the rules."""
     from fastapi.testclient import TestClient
 
     from gateway.api import create_app
@@ -374,9 +393,15 @@ def test_a_console_on_one_replica_sees_alerts_raised_by_the_other(
     replicas = _replicas(broker, tmp_path)
     pub = Publisher(broker.port, client_id="replica-pub")
     try:
-        with replicas[0].services.sessions.begin() as s:
+        wait_until(
+            lambda: any(gw.evaluator and gw.evaluator.leading for gw in replicas),
+            10,
+            "an evaluator",
+        )
+        [console] = [gw for gw in replicas if gw.evaluator and not gw.evaluator.leading]
+        with console.services.sessions.begin() as s:
             create_user(s, "guard-a", "guard-a-password", "guard", mode="development")
-        with TestClient(create_app(replicas[0].services)) as client:
+        with TestClient(create_app(console.services)) as client:
             token = client.post(
                 "/api/auth/login", json={"username": "guard-a", "password": "guard-a-password"}
             ).json()["token"]
@@ -393,13 +418,13 @@ def test_a_console_on_one_replica_sees_alerts_raised_by_the_other(
                     message = ws.receive_json()
                     if message["type"] == "alert":
                         seen.add(message["alert"]["originator"].rsplit("/", 1)[-1])
-        handled = [gw.services.counters.stored for gw in replicas]
+        evaluating = [bool(gw.evaluator and gw.evaluator.leading) for gw in replicas]
     finally:
         pub.stop()
         for gw in replicas:
             gw.stop()
     assert seen == set(gates)
-    assert min(handled) > 0, f"one replica handled every event, test proves nothing: {handled}"
+    assert evaluating == [gw is not console for gw in replicas]
 
 
 def test_two_states_of_a_new_appliance_in_one_batch_are_both_stored(gateway: Gateway) -> None:
