@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from contracts.access import GateInfo, Person, may_use_gate
 from contracts.credentials import normalize_card_uid
-from contracts.gallery import EMBEDDING_DIM, FORMAT, Gallery, gallery_from_json
+from contracts.gallery import EMBEDDING_DIM, Gallery, gallery_from_json
 from gateway.db.schema import Person as PersonRow
 
 
@@ -60,7 +60,7 @@ def person_from_row(row: PersonRow) -> Person:
             "card_uids": sorted({_card(c, i) for i, c in enumerate(_str_list(row.cards, "cards"))}),
             "pin_hash": row.pin_hash or None,
         }
-        document = {"format": FORMAT, "version": 0, "people": [obj], "templates": []}
+        document = {"format": 1, "version": 0, "people": [obj], "templates": []}
         gallery = gallery_from_json(json.dumps(document).encode("utf-8"))
     except ValueError as exc:
         detail = str(exc).replace("people[0].", "").replace("people[0]: ", "")
