@@ -153,6 +153,8 @@ class Gateway:
                     self.notice_schedule.tick(now)
                 if self.services.enrolment is not None:
                     self.services.enrolment.retry_pending()
+                if self.services.wrong_match is not None:
+                    self.services.wrong_match.expire_unanswered()
                 if tick - last_hourly >= 3600 or last_hourly == 0.0:
                     last_hourly = tick
                     self._hourly(now)

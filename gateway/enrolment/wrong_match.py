@@ -14,6 +14,7 @@ import base64
 import binascii
 import logging
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REQUESTED, STORED, FAILED, ERASED = "requested", "stored", "failed", "erased"
+
+# A gate answers a command within seconds or not at all (offline past the command's 60 s
+# freshness, or a gate too old to know send_probe): after this the report is failed, and may be
+# made again.
+ANSWER_TIMEOUT = timedelta(minutes=5)
 
 
 class EventNotFoundError(LookupError):
@@ -185,6 +191,29 @@ class WrongMatchService:
             row = session.get_one(WrongMatchReport, report_id)
             if row.state == STORED:
                 row.detail = f"impostor example in gallery version {publication.version}"
+
+    def expire_unanswered(self) -> int:
+        """Fail the reports whose gate has not answered within ANSWER_TIMEOUT; how many."""
+        now = self._clock()
+        with self._sessions.begin() as session:
+            stale = list(
+                session.scalars(
+                    select(WrongMatchReport).where(
+                        WrongMatchReport.state == REQUESTED,
+                        WrongMatchReport.updated_at < now - ANSWER_TIMEOUT,
+                    )
+                )
+            )
+            for row in stale:
+                row.state = FAILED
+                row.detail = (
+                    f"gate {row.gate_key} did not answer within "
+                    f"{ANSWER_TIMEOUT.total_seconds():.0f} s (offline, or too old for send_probe)"
+                )
+                row.updated_at = now
+        for row in stale:
+            log.warning("wrong-match report %s failed: %s", row.id, row.detail)
+        return len(stale)
 
     def get(self, report_id: int) -> WrongMatchStatus:
         """One report as the API shows it."""

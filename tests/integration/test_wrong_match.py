@@ -286,3 +286,31 @@ def test_the_reports_hash_chain_shows_a_changed_report(site: Site) -> None:
     broken = verify_report_chain(engine)
     assert (broken.ok, broken.first_bad_id) == (False, second)
     assert "content does not match" in broken.problem
+
+
+def test_a_report_the_gate_never_answers_fails_after_the_timeout(site: Site) -> None:
+    report = site.service.report(site.access(), "guard-li")
+    site.world.clock.advance(minutes=4)
+    assert site.service.expire_unanswered() == 0
+    site.world.clock.advance(minutes=2)
+    assert site.service.expire_unanswered() == 1
+    row = site.report_row(report.id)
+    assert row.state == "failed" and "did not answer within 300 s" in (row.detail or "")
+
+
+def test_the_api_refuses_a_malformed_event_id_and_answers_503_without_enrolment(
+    tmp_path: Path,
+) -> None:
+    from gateway.auth.roles import Role
+    from tests.gatewaykit import gateway_client, login
+
+    with gateway_client(tmp_path) as (client, _services):
+        guard = login(client, Role.GUARD)
+        bad = client.post("/api/access/not%20an%20id!/wrong-match", headers=guard)
+        assert bad.status_code == 422, bad.text
+        unknown_field = client.post(
+            f"/api/access/{'a' * 32}/wrong-match", headers=guard, json={"comment": "x"}
+        )
+        assert unknown_field.status_code == 422, unknown_field.text
+        off = client.post(f"/api/access/{'a' * 32}/wrong-match", headers=guard, json={})
+        assert off.status_code == 503 and "needs face enrolment" in off.json()["detail"]
