@@ -218,10 +218,10 @@ def gallery_from_json(data: bytes) -> Gallery:
         raise ValueError(
             f"gallery: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    if not isinstance(document, dict):
-        expect_object(document, "gallery", ())  # raises: says what it is instead
-    fmt = document.get("format")
-    if isinstance(fmt, bool) or fmt not in FORMATS:
+    if not isinstance(document, dict) or "format" not in document:
+        expect_object(document, "gallery", ("format",))  # raises: not an object, or no format
+    fmt = expect_int(document["format"], "format")
+    if fmt not in FORMATS:
         raise ValueError(
             f"format: unsupported gallery format {fmt!r}, expected one of "
             + ", ".join(map(str, FORMATS))

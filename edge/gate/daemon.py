@@ -370,9 +370,14 @@ class GateDaemon:
             log.warning("probe of event %s not kept: %s", event_id, exc)
 
     def _take_probe(self, event_id: str) -> bytes | None:
+        """The sealed probe of an event for the gateway (once), or None."""
         if self.probes is None:
             return None
-        return self.probes.take(event_id, self.wall().timestamp())
+        try:
+            return self.probes.take(event_id, self.wall().timestamp())
+        except (OSError, sqlite3.Error) as exc:  # answered as "not kept", never a crash
+            log.warning("probe of event %s not readable: %s", event_id, exc)
+            return None
 
     # ----------------------------------------------------------------- card and PIN
 

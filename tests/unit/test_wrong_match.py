@@ -104,11 +104,12 @@ def _bad(path: str, value: Any) -> dict[str, Any]:
         (_bad("format1", None), "gallery: unknown field 'impostors'"),
         (_bad("drop", None), "gallery: missing field 'impostors'"),
         ({**_doc(), "impostors": {}}, "impostors: expected an array, got object"),
+        ({"version": 1}, "gallery: missing field 'format'"),
+        ({**_doc(), "format": "2"}, "format: expected an integer, got string"),
+        ([], "gallery: expected an object, got array"),
     ],
 )
-def test_bad_impostor_entries_are_refused_naming_the_place(
-    document: dict[str, Any], message: str
-) -> None:
+def test_bad_impostor_entries_are_refused_naming_the_place(document: Any, message: str) -> None:
     with pytest.raises(ValueError) as info:
         gallery_from_json(json.dumps(document).encode())
     assert message in str(info.value)
