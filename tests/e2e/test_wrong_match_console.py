@@ -1,9 +1,10 @@
 """The "not this person" button in a real headless Chromium against a real gateway and broker.
 
 Rules checked: on the access log a guard sees the button on face decisions that named someone
-(not on card rows); clicking it asks first, then reports the event, the row says so, and the
-person's enrolment record in the admin console lists the report (time, gate, reporter, state).
-An auditor sees the access log without the button.
+(not on card rows); clicking it asks first, then reports the event, and the row says so (also
+after a reload: the access log carries the report's state); the person's enrolment record in
+the admin console lists the report (time, gate, reporter, state). An auditor sees the access log
+without the button.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ def _stored(gateway: Gateway, event_id: str) -> None:
     raise AssertionError(f"access event {event_id} not stored")
 
 
+def log_out(page: Page) -> None:
+    """Log out and wait for the login form (a page load before that could keep the session)."""
+    page.click("#logout")
+    expect(page.locator("#login-username")).to_be_visible()
+
+
 def test_guard_reports_a_wrong_match_from_the_access_log_and_the_record_shows_it(
     page: Page, server: LiveServer, edge: EdgePublisher, gateway: Gateway, api: Any
 ) -> None:
@@ -53,7 +60,7 @@ def test_guard_reports_a_wrong_match_from_the_access_log_and_the_record_shows_it
     page.goto(server.url + "/#/alerts/access")
     expect(page.locator(f'#access-table tr[data-event="{face.event_id}"]')).to_be_visible()
     expect(page.locator("#access-table .wrong-match")).to_have_count(0)
-    page.click("#logout")
+    log_out(page)
 
     log_in(page, server.url, Role.GUARD)
     page.goto(server.url + "/#/alerts/access")
@@ -78,7 +85,12 @@ def test_guard_reports_a_wrong_match_from_the_access_log_and_the_record_shows_it
         "wrong_matches"
     ]
     assert (report["event_id"], report["reported_by"]) == (face.event_id, username(Role.GUARD))
-    page.click("#logout")
+    page.reload()  # the access log knows the event was reported: no second button
+    expect(face_row.locator(".wrong-match-reported")).to_contain_text(
+        ZH[f"wrong_match.{report['state']}"]
+    )
+    expect(face_row.locator(".wrong-match")).to_have_count(0)
+    log_out(page)
 
     log_in(page, server.url, Role.ADMIN)
     page.goto(server.url + "/#/admin/people/s-lookalike")

@@ -150,6 +150,9 @@ def test_a_reported_wrong_match_reaches_the_gate_and_the_same_probe_is_then_deni
                 return None if row is None or row.state == "requested" else row.state
 
         assert wait_for(report_state, "the probe handed over", log) == "stored"
+        page = client.get("/api/access", headers=guard, params={"person": PERSON}).json()
+        (shown,) = [r for r in page["items"] if r["event_id"] == wrong.event_id]
+        assert shown["wrong_match"] == "stored"
         with services.sessions() as s:
             command = s.scalar(select(GateCommand).where(GateCommand.command == "send_probe"))
             assert command is not None and command.ok is True

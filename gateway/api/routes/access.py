@@ -25,7 +25,7 @@ from gateway.api.common import (
 )
 from gateway.api.deps import ServicesDep, SessionDep, require
 from gateway.auth.roles import CurrentUser, Role
-from gateway.db.schema import AccessRecord, Person
+from gateway.db.schema import AccessRecord, Person, WrongMatchReport
 from gateway.enrolment.errors import PersonNotFoundError
 from gateway.enrolment.reports import WrongMatchStatus
 from gateway.enrolment.wrong_match import EventNotFoundError, NotReportableError
@@ -54,6 +54,11 @@ class AccessOut(Out):
     margin: float | None
     faces_in_view: int
     seq: int | None
+    wrong_match: str | None = Field(
+        default=None,
+        description="the state of a wrong-match report on this event (requested, stored, "
+        "failed, erased), or null when none was made",
+    )
 
 
 class AccessPage(Out):
@@ -135,7 +140,18 @@ def search_access(
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None
-    return AccessPage(items=[AccessOut.model_validate(r) for r in rows], next_cursor=next_cursor)
+    face_events = [r.event_id for r in rows if r.method == "face"]
+    reported: dict[str, str] = {}
+    if face_events:
+        query_reports = select(WrongMatchReport.event_id, WrongMatchReport.state).where(
+            WrongMatchReport.event_id.in_(face_events)
+        )
+        reported = {event_id: state for event_id, state in session.execute(query_reports)}
+    items = [
+        AccessOut.model_validate(r).model_copy(update={"wrong_match": reported.get(r.event_id)})
+        for r in rows
+    ]
+    return AccessPage(items=items, next_cursor=next_cursor)
 
 
 class WrongMatchIn(In):

@@ -329,6 +329,9 @@ function mountRollCall(root, args, ctx) {
 // (docs/decisions/0014). The gate hands over the probe; the next gallery refuses it for them.
 function wrongMatchButton(r, message) {
   if (r.method !== 'face' || !r.person_id) return '';
+  if (r.wrong_match && r.wrong_match !== 'failed') {
+    return h('span', { class: 'muted wrong-match-reported' }, `${t('access.wrong_match_reported')} · ${label('wrong_match', r.wrong_match)}`);
+  }
   return h('button', { type: 'button', class: 'danger small wrong-match', dataset: { event: r.event_id }, onclick: async (e) => {
     const button = e.currentTarget;
     if (!window.confirm(t('access.wrong_match_confirm', { person: r.person_id, time: fmtTime(r.ts) }))) return;
