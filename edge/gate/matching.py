@@ -105,12 +105,14 @@ class TemplateIndex:
         by_person: dict[int, Float64Array] = {}
         if len(impostor_ids):
             examples = _checked_matrix(impostor_ids, impostors, "impostors").astype(np.float64)
-            for person_id in set(impostor_ids):
-                if person_id in people:
-                    rows = [i for i, owner in enumerate(impostor_ids) if owner == person_id]
-                    block = np.array(examples[rows], dtype=np.float64, order="C")
-                    block.flags.writeable = False
-                    by_person[people[person_id]] = block
+            rows_of: dict[int, list[int]] = {}
+            for row, owner in enumerate(impostor_ids):
+                if owner in people:
+                    rows_of.setdefault(people[owner], []).append(row)
+            for person, rows in rows_of.items():
+                block = np.array(examples[rows], dtype=np.float64, order="C")
+                block.flags.writeable = False
+                by_person[person] = block
         return cls(templates, half_sq_norms, row_person, tuple(people), by_person)
 
     @property
