@@ -84,6 +84,7 @@ class Reason(StrEnum):
     ANTI_PASSBACK = "anti_passback"
     FACE_PATH_DISABLED = "face_path_disabled"
     PRESENTATION_ATTACK = "presentation_attack"  # a photo or a screen, not a living face
+    WRONG_MATCH = "wrong_match"  # matched a person, but close to a probe reported as not them
 
 
 class Flag(StrEnum):

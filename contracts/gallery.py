@@ -3,10 +3,10 @@
 The gateway builds it and the gate installs it, so its format is part of the contract. It
 travels and rests encrypted (contracts/gallery_crypto.py: the blob in ``GalleryUpdate.blob_b64``
 and the gate's file on disk, stored by edge/gate/gallery.py). The plaintext is UTF-8 JSON
-(schema version ``format: 1``)::
+(``format: 2``; format 1 is the same without ``impostors``)::
 
     {
-      "format": 1,
+      "format": 2,
       "version": 42,                      # int >= 0, grows with every update
       "people": [                         # sorted by person_id, ids unique
         {
@@ -27,10 +27,18 @@ and the gate's file on disk, stored by edge/gate/gallery.py). The plaintext is U
       "templates": [                      # order = row order of Gallery.encodings
         {"person_id": "s-2023-0001",      # must be one of people
          "encoding": "<base64 (standard alphabet) of 128 little-endian float32 = 512 bytes>"}
+      ],
+      "impostors": [                      # wrong-match examples (docs/decisions/0014)
+        {"person_id": "s-2023-0001",      # must be one of people: whom this face is NOT
+         "encoding": "<as in templates>"}
       ]
     }
 
-Every field is required and unknown fields are rejected; values must be finite.
+Every field is required and unknown fields are rejected; values must be finite. An impostor
+example is a probe a guard reported as wrongly matched to ``person_id``: a later probe closer to
+it than allowed is not granted as that person (edge/gate/matching.py). A gallery without
+impostor examples is written as format 1, so gates that only read format 1 keep installing it;
+both formats are read.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from types import MappingProxyType
 from typing import Any
@@ -59,7 +67,8 @@ from contracts.strict_json import (
 )
 
 EMBEDDING_DIM = 128
-FORMAT = 1
+FORMAT = 2  # written when the gallery carries impostor examples
+FORMATS = (1, 2)  # read
 
 _ENCODING_BYTES = EMBEDDING_DIM * 4
 _HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
@@ -89,6 +98,11 @@ class Gallery:
     people: Mapping[str, Person]
     template_owners: tuple[str, ...]
     encodings: npt.NDArray[np.float32]
+    # Wrong-match examples: row i is a probe reported as *not* impostor_owners[i].
+    impostor_owners: tuple[str, ...] = ()
+    impostors: npt.NDArray[np.float32] = field(
+        default_factory=lambda: np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.version, bool) or not isinstance(self.version, int):
@@ -100,30 +114,15 @@ class Gallery:
                 raise ValueError(
                     f"people key {person_id!r} does not match its person_id {person.person_id!r}"
                 )
-        owners = tuple(self.template_owners)
-        missing = sorted({owner for owner in owners if owner not in self.people})
-        if missing:
-            raise ValueError(f"template owners not in people: {', '.join(map(repr, missing))}")
-        encodings = self.encodings
-        if not isinstance(encodings, np.ndarray) or encodings.dtype != np.float32:
-            raise ValueError("encodings must be a float32 numpy array")
-        if encodings.ndim != 2 or encodings.shape[1] != EMBEDDING_DIM:
-            raise ValueError(
-                f"encodings must have shape (N, {EMBEDDING_DIM}), got {encodings.shape}"
-            )
-        if encodings.shape[0] != len(owners):
-            raise ValueError(
-                f"{encodings.shape[0]} encodings but {len(owners)} template owners; "
-                "they must match row for row"
-            )
-        if not np.isfinite(encodings).all():
-            raise ValueError("encodings contain NaN or infinite values")
-        if encodings.flags.writeable:
-            encodings = encodings.view()
-            encodings.flags.writeable = False
+        owners = _checked_rows(self.people, self.template_owners, self.encodings, "template")
+        impostor_owners = _checked_rows(
+            self.people, self.impostor_owners, self.impostors, "impostor"
+        )
         object.__setattr__(self, "people", MappingProxyType(dict(self.people)))
         object.__setattr__(self, "template_owners", owners)
-        object.__setattr__(self, "encodings", encodings)
+        object.__setattr__(self, "encodings", _read_only(self.encodings))
+        object.__setattr__(self, "impostor_owners", impostor_owners)
+        object.__setattr__(self, "impostors", _read_only(self.impostors))
 
     @classmethod
     def empty(cls) -> Gallery:
@@ -144,7 +143,43 @@ class Gallery:
             and self.template_owners == other.template_owners
             and self.encodings.shape == other.encodings.shape
             and self.encodings.tobytes() == other.encodings.tobytes()
+            and self.impostor_owners == other.impostor_owners
+            and self.impostors.shape == other.impostors.shape
+            and self.impostors.tobytes() == other.impostors.tobytes()
         )
+
+
+def _checked_rows(
+    people: Mapping[str, Person],
+    owners_in: tuple[str, ...],
+    encodings: object,
+    what: str,
+) -> tuple[str, ...]:
+    """The owners as a tuple after checking the matrix holds one finite 128-d row per owner."""
+    owners = tuple(owners_in)
+    missing = sorted({owner for owner in owners if owner not in people})
+    if missing:
+        raise ValueError(f"{what} owners not in people: {', '.join(map(repr, missing))}")
+    name = "encodings" if what == "template" else "impostors"
+    if not isinstance(encodings, np.ndarray) or encodings.dtype != np.float32:
+        raise ValueError(f"{name} must be a float32 numpy array")
+    if encodings.ndim != 2 or encodings.shape[1] != EMBEDDING_DIM:
+        raise ValueError(f"{name} must have shape (N, {EMBEDDING_DIM}), got {encodings.shape}")
+    if encodings.shape[0] != len(owners):
+        raise ValueError(
+            f"{encodings.shape[0]} {name} but {len(owners)} {what} owners; "
+            "they must match row for row"
+        )
+    if not np.isfinite(encodings).all():
+        raise ValueError(f"{name} contain NaN or infinite values")
+    return owners
+
+
+def _read_only(encodings: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    if encodings.flags.writeable:
+        encodings = encodings.view()
+        encodings.flags.writeable = False
+    return encodings
 
 
 # --- JSON -------------------------------------------------------------------------------------
@@ -157,15 +192,15 @@ def gallery_to_json(g: Gallery) -> bytes:
         person = g.people[person_id]
         _check_person(person, f"people[{index}]")
         people.append(_person_to_obj(person, f"people[{index}]"))
-    little_endian = g.encodings.astype("<f4", copy=False)
-    templates = [
-        {
-            "person_id": owner,
-            "encoding": base64.b64encode(little_endian[row].tobytes()).decode("ascii"),
-        }
-        for row, owner in enumerate(g.template_owners)
-    ]
-    document = {"format": FORMAT, "version": g.version, "people": people, "templates": templates}
+    document: dict[str, Any] = {
+        "format": 1,
+        "version": g.version,
+        "people": people,
+        "templates": _rows_to_obj(g.template_owners, g.encodings),
+    }
+    if g.impostor_owners:
+        document["format"] = FORMAT
+        document["impostors"] = _rows_to_obj(g.impostor_owners, g.impostors)
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -183,11 +218,16 @@ def gallery_from_json(data: bytes) -> Gallery:
         raise ValueError(
             f"gallery: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    root = expect_object(document, "gallery", ("format", "version", "people", "templates"))
-    if expect_int(root["format"], "format") != FORMAT:
+    if not isinstance(document, dict) or "format" not in document:
+        expect_object(document, "gallery", ("format",))  # raises: not an object, or no format
+    fmt = expect_int(document["format"], "format")
+    if fmt not in FORMATS:
         raise ValueError(
-            f"format: unsupported gallery format {root['format']!r}, expected {FORMAT}"
+            f"format: unsupported gallery format {fmt!r}, expected one of "
+            + ", ".join(map(str, FORMATS))
         )
+    fields = ("format", "version", "people", "templates")
+    root = expect_object(document, "gallery", (*fields, "impostors") if fmt == 2 else fields)
     version = expect_int(root["version"], "version")
     if version < 0:
         raise ValueError(f"version: must be >= 0, got {version}")
@@ -200,20 +240,48 @@ def gallery_from_json(data: bytes) -> Gallery:
             raise ValueError(f"{where}.person_id: duplicate person_id {person.person_id!r}")
         people[person.person_id] = person
 
-    raw_templates = expect_list(root["templates"], "templates")
+    owners, encodings = _rows_from_obj(root["templates"], "templates", people)
+    impostor_owners: tuple[str, ...] = ()
+    impostors = np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+    if "impostors" in root:
+        impostor_owners, impostors = _rows_from_obj(root["impostors"], "impostors", people)
+    return Gallery(
+        version=version,
+        people=people,
+        template_owners=owners,
+        encodings=encodings,
+        impostor_owners=impostor_owners,
+        impostors=impostors,
+    )
+
+
+def _rows_to_obj(owners: tuple[str, ...], encodings: npt.NDArray[np.float32]) -> list[Any]:
+    little_endian = encodings.astype("<f4", copy=False)
+    return [
+        {
+            "person_id": owner,
+            "encoding": base64.b64encode(little_endian[row].tobytes()).decode("ascii"),
+        }
+        for row, owner in enumerate(owners)
+    ]
+
+
+def _rows_from_obj(
+    value: object, where_list: str, people: Mapping[str, Person]
+) -> tuple[tuple[str, ...], npt.NDArray[np.float32]]:
+    """Owner ids and the (N, 128) matrix of a templates or impostors list."""
+    items = expect_list(value, where_list)
     owners: list[str] = []
-    encodings = np.empty((len(raw_templates), EMBEDDING_DIM), dtype=np.float32)
-    for index, item in enumerate(raw_templates):
-        where = f"templates[{index}]"
+    encodings = np.empty((len(items), EMBEDDING_DIM), dtype=np.float32)
+    for index, item in enumerate(items):
+        where = f"{where_list}[{index}]"
         obj = expect_object(item, where, ("person_id", "encoding"))
         owner = expect_str(obj["person_id"], f"{where}.person_id")
         if owner not in people:
             raise ValueError(f"{where}.person_id: {owner!r} is not in people")
         owners.append(owner)
         encodings[index] = _decode_encoding(obj["encoding"], f"{where}.encoding")
-    return Gallery(
-        version=version, people=people, template_owners=tuple(owners), encodings=encodings
-    )
+    return tuple(owners), encodings
 
 
 def _person_to_obj(person: Person, where: str) -> dict[str, Any]:

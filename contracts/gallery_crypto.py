@@ -3,6 +3,11 @@
 On disk and on the wire the gallery document (contracts/gallery.py) is one blob,
 ``b"DGG1" + nonce(12) + AES-256-GCM(ciphertext + tag)`` with the magic as associated data. The
 32-byte key is URL-safe base64 text in a file (mode 0600) or an environment variable.
+
+A probe encoding a gate hands over for wrong-match feedback (docs/decisions/0014) travels, and
+rests in the gate's probe store, under the same key: ``b"DGQ1" + nonce(12) + AES-256-GCM(128
+little-endian float32)`` with ``b"DGQ1\0" + event_id`` as associated data, so a sealed probe
+cannot be passed off as another event's.
 """
 
 from __future__ import annotations
@@ -16,14 +21,23 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from contracts.gallery import Gallery, GalleryError, gallery_from_json, gallery_to_json
+from contracts.gallery import (
+    EMBEDDING_DIM,
+    Gallery,
+    GalleryError,
+    gallery_from_json,
+    gallery_to_json,
+)
 
 logger = logging.getLogger(__name__)
 
 MAGIC = b"DGG1"
+PROBE_MAGIC = b"DGQ1"
 NONCE_SIZE = 12
 TAG_SIZE = 16
 KEY_SIZE = 32
@@ -63,6 +77,38 @@ def decrypt_gallery(blob: bytes, key: bytes, *, source: str = "blob") -> Gallery
     except ValueError as exc:
         # Authenticated yet invalid: written by a buggy or foreign tool, not damaged in transit.
         raise GalleryError(f"invalid gallery content in {source}: {exc}") from None
+
+
+def seal_probe(encoding: npt.ArrayLike, event_id: str, key: bytes) -> bytes:
+    """Seal one 128-d probe encoding under the gallery key, bound to its access event."""
+    vector = np.asarray(encoding, dtype="<f4")
+    if vector.shape != (EMBEDDING_DIM,):
+        raise ValueError(f"a probe has {EMBEDDING_DIM} values, got shape {vector.shape}")
+    if not np.isfinite(vector).all():
+        raise ValueError("a probe must not contain NaN or infinite values")
+    nonce = os.urandom(NONCE_SIZE)
+    return PROBE_MAGIC + nonce + _aesgcm(key).encrypt(nonce, vector.tobytes(), _probe_aad(event_id))
+
+
+def open_probe(blob: bytes, event_id: str, key: bytes) -> npt.NDArray[np.float32]:
+    """Open a sealed probe; ValueError when it is not one, or is another event's, or tampered."""
+    header = len(PROBE_MAGIC) + NONCE_SIZE
+    if len(blob) != header + EMBEDDING_DIM * 4 + TAG_SIZE or blob[:4] != PROBE_MAGIC:
+        raise ValueError(f"probe of event {event_id!r}: not a sealed dormguard probe")
+    try:
+        raw = _aesgcm(key).decrypt(blob[4:header], blob[header:], _probe_aad(event_id))
+    except InvalidTag:
+        raise ValueError(
+            f"probe of event {event_id!r} does not open: wrong key, another event's, or tampered"
+        ) from None
+    vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if not np.isfinite(vector).all():
+        raise ValueError(f"probe of event {event_id!r} contains NaN or infinite values")
+    return vector
+
+
+def _probe_aad(event_id: str) -> bytes:
+    return PROBE_MAGIC + b"\x00" + event_id.encode("utf-8")
 
 
 def _aesgcm(key: bytes) -> AESGCM:

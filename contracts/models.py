@@ -15,7 +15,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # 2: commands and gallery updates carry a signature; gates report SecurityEvents.
 # 3: access events may carry reason presentation_attack (the gate's liveness check).
-SCHEMA_VERSION = 3
+# 4: the send_probe command and CommandResult.probe_b64 (wrong-match feedback); access events may
+#    carry reason wrong_match.
+SCHEMA_VERSION = 4
 
 
 def _utc(value: datetime) -> datetime:
@@ -183,9 +185,15 @@ class Command(Event):
     """A command to a gate (unlock for a fire alarm, lock, ...)."""
 
     correlation_id: str = Field(min_length=1, max_length=64)
-    command: Literal["unlock", "lock", "hold_open", "release", "ping"]
+    command: Literal["unlock", "lock", "hold_open", "release", "ping", "send_probe"]
     duration_s: float | None = Field(default=None, gt=0, le=24 * 3600)
     reason: str = ""
+    probe_event_id: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=64,
+        description="send_probe: the access event whose probe encoding the gate hands over",
+    )
     signature: Signature | None = Field(
         default=None, description="required by gates; optional here so a gate can report it"
     )
@@ -197,6 +205,12 @@ class CommandResult(Event):
     correlation_id: str
     ok: bool
     detail: str = ""
+    probe_b64: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="send_probe: the probe encoding sealed with the gallery key, base64 "
+        "(contracts/gallery_crypto.py seal_probe); never in clear text",
+    )
     seq: int | None = Field(default=None, ge=1, description="as AccessEvent.seq")
 
 

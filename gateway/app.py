@@ -30,6 +30,7 @@ from gateway.db.schema import ApiToken, AuthEvent, Gate, LateReturn
 from gateway.db.schema import Presence as PresenceRow
 from gateway.domain.occupancy import Presence
 from gateway.enrolment.service import EnrolmentService
+from gateway.enrolment.wrong_match import WrongMatchService
 from gateway.ingest.batch import BatchOutcome, Inbound
 from gateway.ingest.dedup import dedup_horizon, prune_seen
 from gateway.ingest.mqtt import MqttIngest
@@ -132,6 +133,8 @@ class Gateway:
         if s.commands is not None:
             for key, result in out.command_results:
                 s.commands.on_result(key, result)
+                if s.wrong_match is not None:
+                    s.wrong_match.on_command_result(key, result)
         for notice in out.notices:
             if notice.replica != self.services.config.client_id:
                 s.alerts.bus.publish({"type": "alert", "alert": notice.alert})
@@ -161,6 +164,8 @@ class Gateway:
                     self.notice_schedule.tick(now)
                 if self.services.enrolment is not None:
                     self.services.enrolment.retry_pending()
+                if self.services.wrong_match is not None:
+                    self.services.wrong_match.expire_unanswered()
                 if tick - last_hourly >= 3600 or last_hourly == 0.0:
                     last_hourly = tick
                     self._hourly(now)
@@ -373,7 +378,10 @@ def build_gateway(
     signer = _signer(config, env)
     services.commands = CommandService(sessions, now_fn, gw.ingest, signer)
     if config.enrolment is not None:
-        services.enrolment = _build_enrolment(config, services, env, signer)
+        services.enrolment, keys = _build_enrolment(config, services, env, signer)
+        services.wrong_match = WrongMatchService(
+            sessions, now_fn, services.commands, services.enrolment, *keys
+        )
     return gw
 
 
@@ -393,7 +401,8 @@ def _signer(config: GatewayConfig, env: dict[str, str]) -> MessageSigner | None:
 
 def _build_enrolment(
     config: GatewayConfig, services: Services, env: dict[str, str], signer: MessageSigner | None
-) -> EnrolmentService:
+) -> tuple[EnrolmentService, tuple[bytes, bytes]]:
+    """The enrolment service, and the gallery and template keys it uses."""
     from contracts.gallery_crypto import load_key
     from faces.engine import photo_engine
 
@@ -407,7 +416,7 @@ def _build_enrolment(
         template_key = load_key(
             key_file=settings.template_key.file, key_env=settings.template_key.env, environ=env
         )
-    return EnrolmentService(
+    service = EnrolmentService(
         services.sessions,
         services.clock,
         settings,
@@ -418,6 +427,7 @@ def _build_enrolment(
         template_key,
         signer=signer,
     )
+    return service, (gallery_key, template_key)
 
 
 def run_gateway(config: GatewayConfig) -> int:

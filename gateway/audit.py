@@ -1,25 +1,27 @@
 """The tamper-evident access log: every row's hash covers its content and the previous hash.
 
 Changing, deleting or reordering any stored row breaks the chain from that row on, and
-``dormguard audit verify`` reports the first row that no longer matches.
+``dormguard audit verify`` reports the first row that no longer matches. The wrong-match reports
+(who said which access event was not which person) are a second chain of the same kind.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from contracts.models import AccessEvent
-from gateway.db.schema import AccessRecord
+from gateway.db.schema import AccessRecord, WrongMatchReport
 
 GENESIS = "0" * 64
 _CHAIN_LOCK_ID = 0x646F726D  # an arbitrary constant: the chain's PostgreSQL advisory lock
+_REPORT_CHAIN_LOCK_ID = 0x646F726E  # the wrong-match reports' chain
 
 
 def canonical(fields: dict[str, Any]) -> bytes:
@@ -87,6 +89,37 @@ def seal(row: AccessRecord, prev_hash: str) -> str:
     return row.hash
 
 
+# What the wrong-match reports' chain covers: the fields a report never changes (its state does).
+REPORT_CHAINED_FIELDS = (
+    "event_id",
+    "person_id",
+    "gate_key",
+    "event_ts",
+    "reported_by",
+    "reported_at",
+    "note",
+)
+
+
+def report_fields(row: WrongMatchReport) -> dict[str, Any]:
+    """What the chain hash covers of a wrong-match report."""
+    return {name: getattr(row, name) for name in REPORT_CHAINED_FIELDS}
+
+
+def seal_report(session: Session, row: WrongMatchReport) -> None:
+    """Chain a new wrong-match report to the newest one (locks the chain for the transaction)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _REPORT_CHAIN_LOCK_ID})
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE wrong_match_reports SET id = id WHERE 0"))
+    last = session.scalar(
+        select(WrongMatchReport.hash).order_by(WrongMatchReport.id.desc()).limit(1)
+    )
+    row.prev_hash = last or GENESIS
+    row.hash = chain_hash(row.prev_hash, report_fields(row))
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
     rows: int
@@ -95,16 +128,16 @@ class VerifyReport:
     problem: str = ""
 
 
-def _rows(engine: Engine, batch: int = 5000) -> Iterator[AccessRecord]:
+Row = TypeVar("Row", AccessRecord, WrongMatchReport)
+
+
+def _rows(engine: Engine, model: type[Row], batch: int = 5000) -> Iterator[Row]:
     last_id = 0
     with Session(engine) as session:
         while True:
             chunk = list(
                 session.scalars(
-                    select(AccessRecord)
-                    .where(AccessRecord.id > last_id)
-                    .order_by(AccessRecord.id)
-                    .limit(batch)
+                    select(model).where(model.id > last_id).order_by(model.id).limit(batch)
                 )
             )
             if not chunk:
@@ -114,11 +147,12 @@ def _rows(engine: Engine, batch: int = 5000) -> Iterator[AccessRecord]:
             session.expunge_all()
 
 
-def verify_chain(engine: Engine) -> VerifyReport:
-    """Recompute every hash in id order; report the first row that does not match."""
+def _verify(
+    engine: Engine, model: type[Row], fields_of: Callable[[Row], dict[str, Any]]
+) -> VerifyReport:
     prev = GENESIS
     count = 0
-    for row in _rows(engine):
+    for row in _rows(engine, model):
         count += 1
         if row.prev_hash != prev:
             return VerifyReport(
@@ -128,9 +162,19 @@ def verify_chain(engine: Engine) -> VerifyReport:
                 "prev_hash does not match the previous row's hash "
                 "(a row was deleted, inserted or reordered before this one)",
             )
-        if chain_hash(prev, record_fields(row)) != row.hash:
+        if chain_hash(prev, fields_of(row)) != row.hash:
             return VerifyReport(
                 count, False, row.id, "content does not match its hash (the row was changed)"
             )
         prev = row.hash
     return VerifyReport(count, True)
+
+
+def verify_chain(engine: Engine) -> VerifyReport:
+    """Recompute every access-log hash in id order; report the first row that does not match."""
+    return _verify(engine, AccessRecord, record_fields)
+
+
+def verify_report_chain(engine: Engine) -> VerifyReport:
+    """The same for the wrong-match reports."""
+    return _verify(engine, WrongMatchReport, report_fields)

@@ -122,21 +122,31 @@ def _cmd_student_account(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from gateway.audit import verify_chain
+    from gateway.audit import verify_chain, verify_report_chain
 
     config = _load(args.config)
     if config is None:
         return 2
-    report = verify_chain(_engine(config))
-    if report.ok:
-        print(f"access log intact: {report.rows} records, hash chain verified")
-        return 0
-    print(
-        f"ACCESS LOG TAMPERED: record id {report.first_bad_id}: {report.problem} "
-        f"({report.rows} records checked)",
-        file=sys.stderr,
-    )
-    return 1
+    engine = _engine(config)
+    report = verify_chain(engine)
+    if not report.ok:
+        print(
+            f"ACCESS LOG TAMPERED: record id {report.first_bad_id}: {report.problem} "
+            f"({report.rows} records checked)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"access log intact: {report.rows} records, hash chain verified")
+    reports = verify_report_chain(engine)
+    if not reports.ok:
+        print(
+            f"WRONG-MATCH REPORTS TAMPERED: report id {reports.first_bad_id}: {reports.problem} "
+            f"({reports.rows} reports checked)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"wrong-match reports intact: {reports.rows} reports, hash chain verified")
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

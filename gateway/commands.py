@@ -25,6 +25,8 @@ from gateway.ports import Clock, Publisher
 
 log = logging.getLogger(__name__)
 
+# What an operator may send (POST /api/gates/{gate}/command); send_probe is only sent by the
+# wrong-match reports (request_probe).
 CommandName = Literal["unlock", "lock", "hold_open", "release", "ping"]
 
 # A fire evacuation keeps every door of the building unlocked until a guard releases it. The
@@ -101,6 +103,20 @@ class CommandService:
         publisher = self._require_publisher()
         target = self._target(gate_key)
         return self._send(publisher, target, command, duration_s, reason, user)
+
+    def request_probe(
+        self, gate_key: str, event_id: str, reason: str, user: str, correlation_id: str
+    ) -> CommandView:
+        """Ask a gate for the sealed probe of one of its access events (a wrong-match report).
+
+        The caller records ``correlation_id`` first, since the answer may come back before this
+        returns. UnknownGateError or BrokerUnavailableError; the answer comes to ``on_result``.
+        """
+        publisher = self._require_publisher()
+        target = self._target(gate_key)
+        return self._send(
+            publisher, target, "send_probe", None, reason, user, event_id, correlation_id
+        )
 
     def fire_alarm(self, building: str, user: str) -> list[GateDispatch]:
         """Hold every gate of the building open for an evacuation; the status of each gate.
@@ -199,19 +215,22 @@ class CommandService:
         self,
         publisher: Publisher,
         target: _Target,
-        command: CommandName,
+        command: CommandName | Literal["send_probe"],
         duration_s: float | None,
         reason: str,
         user: str,
+        probe_event_id: str | None = None,
+        correlation_id: str | None = None,
     ) -> CommandView:
         now = self._clock()
         message = Command(
             producer=f"gateway:{target.address.site}",
             ts=now,
-            correlation_id=uuid.uuid4().hex,
+            correlation_id=correlation_id or uuid.uuid4().hex,
             command=command,
             duration_s=duration_s,
             reason=reason,
+            probe_event_id=probe_event_id,
         )
         with self._sessions.begin() as session:
             row = GateCommand(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gateway.alerts.service import AlertService
     from gateway.commands import CommandService
     from gateway.enrolment.service import EnrolmentService
+    from gateway.enrolment.wrong_match import WrongMatchService
     from gateway.timeseries.base import TimeSeriesReader, TimeSeriesWriter
 
 
@@ -36,6 +37,7 @@ class Services:
     publisher: Publisher | None = None
     enrolment: EnrolmentService | None = None
     commands: CommandService | None = None
+    wrong_match: WrongMatchService | None = None  # with enrolment (docs/decisions/0014)
     counters: Counters = field(default_factory=Counters)
     ingest_connected: Callable[[], bool] = lambda: False
     metrics_token: str | None = None  # Prometheus' scrape token (api.metrics_token)

@@ -17,6 +17,7 @@ from edge.gate.daemon import GateDaemon
 from edge.gate.door import DoorActuator, GpioContact, GpioDoor, MqttRelayDoor, SimulatedDoor
 from edge.gate.frames import FrameSource, SourceSpec
 from edge.gate.gallery import GalleryStore
+from edge.gate.probes import ProbeStore
 from edge.gate.replay import NonceLedger
 from edge.gate.snapshots import SnapshotStore
 from edge.mqtt import availability_link
@@ -34,7 +35,7 @@ def source_spec(config: GateConfig) -> SourceSpec:
 
 
 def retention_seconds(days: float) -> float:
-    """Snapshot retention in seconds."""
+    """A retention (snapshots, probes) in seconds."""
     return timedelta(days=days).total_seconds()
 
 
@@ -101,6 +102,14 @@ def build_gate(
         gallery_key=key,
         verifier=MessageVerifier.from_texts(config.command_auth.trusted_keys),
         nonces=NonceLedger(config.nonce_store),
+        probes=ProbeStore(
+            config.probe_store,
+            key,
+            retention_s=retention_seconds(config.probes.retention_days),
+            max_count=config.probes.max_count,
+        )
+        if config.probes.enabled
+        else None,
     )
     contact = config.door.contact
     if contact.kind == "gpio" and contact.pin is not None:

@@ -1,12 +1,16 @@
-"""Commands from the gateway (unlock, hold open, lock, ping): verified, then carried out, answered.
+"""Commands from the gateway (unlock, hold open, lock, ping, send_probe): verified, then carried
+out, answered.
 
 A command must carry the gateway's signature, be fresh and use a nonce never seen before. A
 forged, replayed or future-dated one is refused and reported as an attack; a stale one is
-refused quietly. Every command, carried out or not, gets a `CommandResult` answer.
+refused quietly. Every command, carried out or not, gets a `CommandResult` answer; the answer
+to ``send_probe`` carries the sealed probe of the access event named (wrong-match feedback,
+docs/decisions/0014).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -36,6 +40,7 @@ class CommandHandler:
         unlock: Callable[[float], None],
         lock: Callable[[], None],
         open_time_s: float,
+        take_probe: Callable[[str], bytes | None] = lambda event_id: None,
         wall: Callable[[], datetime] = utc_now,
     ) -> None:
         self.verifier = verifier
@@ -45,6 +50,7 @@ class CommandHandler:
         self.unlock = unlock  # unlock the door for so many seconds
         self.lock = lock
         self.open_time_s = open_time_s  # an unlock without a duration lasts this long
+        self.take_probe = take_probe  # the sealed probe of an access event, handed over once
         self.wall = wall
 
     def start(self) -> None:
@@ -62,6 +68,9 @@ class CommandHandler:
         refusal = self._refusal(msg, command)
         if refusal is not None:
             self._answer(command, ok=False, detail=refusal)
+            return
+        if command.command == "send_probe":
+            self._send_probe(command)
             return
         if command.command == "unlock":
             duration = command.duration_s or self.open_time_s
@@ -103,11 +112,34 @@ class CommandHandler:
             return f"refused: {detail}"
         return None
 
-    def _answer(self, command: Command, *, ok: bool, detail: str) -> None:
+    def _send_probe(self, command: Command) -> None:
+        """Hand over the sealed probe of one access event (it is deleted here)."""
+        event_id = command.probe_event_id
+        if event_id is None:
+            self._answer(command, ok=False, detail="send_probe needs probe_event_id")
+            return
+        sealed = self.take_probe(event_id)
+        if sealed is None:
+            log.warning("probe of event %s asked for but not kept", event_id)
+            self._answer(
+                command,
+                ok=False,
+                detail=f"no probe kept for event {event_id}: not decided by face at this gate, "
+                "past the retention, or already handed over",
+            )
+            return
+        log.info("probe of event %s handed over (%s)", event_id, command.reason or "-")
+        probe_b64 = base64.b64encode(sealed).decode("ascii")
+        self._answer(command, ok=True, detail=f"probe of event {event_id}", probe_b64=probe_b64)
+
+    def _answer(
+        self, command: Command, *, ok: bool, detail: str, probe_b64: str | None = None
+    ) -> None:
         result = CommandResult(
             producer=self.reporter.producer,
             correlation_id=command.correlation_id,
             ok=ok,
             detail=detail,
+            probe_b64=probe_b64,
         )
         self.reporter.send(GateChannel.COMMAND_RESULT, result)

@@ -13,6 +13,7 @@ from contracts.settings import MqttSettings, Secret, StrictModel, TimeOfDayText,
 from contracts.signing import MessageVerifier
 from contracts.topics import check_segment
 from edge.gate.liveness import LivenessRule
+from edge.gate.matching import IMPOSTOR_MARGIN, IMPOSTOR_RADIUS
 from edge.gate.model import AccessPolicy, Curfew
 from edge.gate.replay import FreshnessRule
 from edge.gate.voting import ConfirmRule
@@ -60,6 +61,20 @@ class DetectionSection(StrictModel):
 class MatchingSection(StrictModel):
     tolerance: float = Field(default=0.5, gt=0.1, lt=1.0, description="max distance to match")
     min_margin: float = Field(default=0.05, ge=0, lt=1.0, description="min gap to 2nd identity")
+    impostor_radius: float = Field(
+        default=IMPOSTOR_RADIUS,
+        ge=0,
+        lt=1.0,
+        description="a probe this close to an impostor example of its best match is refused "
+        "for that person (wrong-match feedback, docs/decisions/0014)",
+    )
+    impostor_margin: float = Field(
+        default=IMPOSTOR_MARGIN,
+        ge=0,
+        lt=1.0,
+        description="a probe must be this much closer to the person's nearest template than to "
+        "any of their impostor examples, or it is refused for them",
+    )
 
 
 class ConfirmationSection(StrictModel):
@@ -252,6 +267,21 @@ class SnapshotSection(StrictModel):
         return self
 
 
+class ProbeSection(StrictModel):
+    """Probe encodings kept for wrong-match reports (encrypted, bounded; docs/decisions/0014)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="keep the probe behind each face decision so a guard can report a wrong "
+        "match; off: wrong-match reports fail at this gate",
+    )
+    path: Path | None = Field(
+        default=None, description="SQLite file; default next to the outbox (<outbox>.probes)"
+    )
+    retention_days: float = Field(default=7.0, gt=0, le=90, description="kept at most this long")
+    max_count: int = Field(default=20000, ge=1, le=1_000_000, description="newest kept only")
+
+
 class GateConfig(StrictModel):
     """Everything one gate daemon needs."""
 
@@ -271,6 +301,7 @@ class GateConfig(StrictModel):
     outbox: OutboxSection
     command_auth: CommandAuthSection
     snapshots: SnapshotSection = Field(default_factory=SnapshotSection)
+    probes: ProbeSection = Field(default_factory=ProbeSection)
     heartbeat_s: float = Field(default=10.0, gt=0)
 
     @field_validator("site", "building")
@@ -296,6 +327,11 @@ class GateConfig(StrictModel):
         """Where the used command nonces are kept."""
         configured = self.command_auth.nonce_store
         return configured or self.outbox.path.with_name(self.outbox.path.name + ".nonces")
+
+    @property
+    def probe_store(self) -> Path:
+        """Where the probes of recent face decisions are kept (encrypted)."""
+        return self.probes.path or self.outbox.path.with_name(self.outbox.path.name + ".probes")
 
     @property
     def producer_id(self) -> str:

@@ -10,6 +10,7 @@ real adapters from a `GateConfig`.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +37,7 @@ from edge.gate.health import HealthMeter
 from edge.gate.liveness import LandmarkFrame, assess
 from edge.gate.model import AccessDecision, Passage
 from edge.gate.policy import decide_access, decide_face, deny
+from edge.gate.probes import ProbeStore
 from edge.gate.replay import NonceLedger
 from edge.gate.reporting import GateReporter
 from edge.gate.screen_cue import screen_around
@@ -81,6 +83,7 @@ class GateDaemon:
         gallery_key: bytes,
         verifier: MessageVerifier,
         nonces: NonceLedger,
+        probes: ProbeStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -91,6 +94,7 @@ class GateDaemon:
         self.link = link
         self.publisher = publisher
         self.snapshots = snapshots
+        self.probes = probes  # the probes behind face decisions, for wrong-match reports
         self.gallery_key = gallery_key
         self.clock = clock
         self.wall = wall
@@ -118,6 +122,7 @@ class GateDaemon:
             unlock=self._unlock_for,
             lock=door.lock,
             open_time_s=config.door.open_time_s,
+            take_probe=self._take_probe,
             wall=wall,
         )
         self._lock = threading.Lock()  # guards the last passages (frame and network threads)
@@ -140,6 +145,8 @@ class GateDaemon:
     def start(self) -> None:
         """Load the gallery, connect, start the source, door and publisher."""
         self.commands.start()
+        if self.probes is not None:
+            self.probes.open()
         self.gallery_sync.load()
         self.door.start()
         self.publisher.start()
@@ -168,6 +175,8 @@ class GateDaemon:
         self.link.stop()
         self.publisher.outbox.close()
         self.commands.stop()
+        if self.probes is not None:
+            self.probes.close()
 
     def run(self) -> None:
         """Frame loop until stop() or a signal sets the stop flag."""
@@ -216,6 +225,7 @@ class GateDaemon:
             stats.encode_ms += (t2 - t1) * 1000
             if not encodings:
                 continue
+            track.probe = encodings[0]
             if index is None:
                 result_reason, vote = "empty_gallery", Vote(now, None, 1.0, 0.0)
             else:
@@ -223,6 +233,8 @@ class GateDaemon:
                     encodings[0],
                     tolerance=self.config.matching.tolerance,
                     min_margin=self.config.matching.min_margin,
+                    impostor_radius=self.config.matching.impostor_radius,
+                    impostor_margin=self.config.matching.impostor_margin,
                 )
                 result_reason, vote = result.reason, Vote.from_match(result, now)
             stats.match_ms += (time.perf_counter() - t2) * 1000
@@ -344,8 +356,28 @@ class GateDaemon:
             frames=verdict.votes_used or track.encodes,
             latency=latency,
         )
+        if self.probes is not None and track.probe is not None:
+            self._keep_probe(event.event_id, track.probe)
         if not decision.granted and self.snapshots.enabled:
             self._snapshot(frame, event.event_id)
+
+    def _keep_probe(self, event_id: str, probe: np.ndarray) -> None:
+        """Keep the probe behind a face decision, sealed, for a wrong-match report."""
+        assert self.probes is not None
+        try:
+            self.probes.keep(event_id, probe, self.wall().timestamp())
+        except (OSError, ValueError, sqlite3.Error) as exc:  # never stops the gate
+            log.warning("probe of event %s not kept: %s", event_id, exc)
+
+    def _take_probe(self, event_id: str) -> bytes | None:
+        """The sealed probe of an event for the gateway (once), or None."""
+        if self.probes is None:
+            return None
+        try:
+            return self.probes.take(event_id, self.wall().timestamp())
+        except (OSError, sqlite3.Error) as exc:  # answered as "not kept", never a crash
+            log.warning("probe of event %s not readable: %s", event_id, exc)
+            return None
 
     # ----------------------------------------------------------------- card and PIN
 

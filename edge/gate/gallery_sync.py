@@ -114,15 +114,21 @@ class GallerySync:
     def _use(self, gallery: Gallery) -> None:
         index = None
         if len(gallery.template_owners):
-            index = TemplateIndex.build(gallery.template_owners, gallery.encodings)
+            index = TemplateIndex.build(
+                gallery.template_owners,
+                gallery.encodings,
+                impostor_ids=gallery.impostor_owners,
+                impostors=gallery.impostors,
+            )
         with self._lock:
             self._in_use = GalleryInUse(gallery, index, None)
             self.on_change()
         log.info(
-            "gallery version %s in use: %s people, %s templates",
+            "gallery version %s in use: %s people, %s templates, %s impostor examples",
             gallery.version,
             len(gallery.people),
             len(gallery.template_owners),
+            len(gallery.impostor_owners),
         )
 
     def _save_access_list(self, gallery: Gallery) -> None:

@@ -10,12 +10,19 @@ The margin is the gap between the best identity and the best row of any *other* 
 several templates of one person never look like a close runner-up. An index is immutable and
 allocates its scratch per call, so one instance may serve several threads and a gallery update
 replaces the whole index in one assignment.
+
+Wrong-match feedback (docs/decisions/0014): a person may carry impostor examples, probes a guard
+reported as *not* them. When a probe's best identity is such a person, it is refused for them
+(reason ``wrong_match``) if it lies within ``impostor_radius`` of one of their impostor examples,
+or is not at least ``impostor_margin`` closer to their nearest template than to that example.
+Only the matched person's examples are looked at, so the check costs a few dot products.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
@@ -33,14 +40,21 @@ SOLE_IDENTITY_MARGIN = 1.0
 # Distance reported when the gallery is empty: there is no template at any distance.
 EMPTY_GALLERY_DISTANCE = math.inf
 
+# Defaults of the wrong-match rule (matching.impostor_radius / impostor_margin in the gate
+# config): the same face photographed again lies ~0.2-0.4 from itself, a different person
+# ~0.6 or more, so 0.2 refuses near-copies only; the margin decides everything in between.
+IMPOSTOR_RADIUS = 0.2
+IMPOSTOR_MARGIN = 0.05
+
 Float32Array = npt.NDArray[np.float32]
+Float64Array = npt.NDArray[np.float64]
 Int32Array = npt.NDArray[np.int32]
 
 
 class TemplateIndex:
     """Immutable gallery of face templates searchable by Euclidean distance."""
 
-    __slots__ = ("_half_sq_norms", "_people", "_row_person", "_templates")
+    __slots__ = ("_half_sq_norms", "_impostors", "_people", "_row_person", "_templates")
 
     def __init__(
         self,
@@ -48,36 +62,32 @@ class TemplateIndex:
         half_sq_norms: Float32Array,
         row_person: Int32Array,
         people: tuple[str, ...],
+        impostors: Mapping[int, Float64Array] | None = None,
     ) -> None:
         """Store prepared arrays as they are; use `TemplateIndex.build` to create an index."""
         self._templates = templates
         self._half_sq_norms = half_sq_norms
         self._row_person = row_person
         self._people = people
+        self._impostors = MappingProxyType(dict(impostors or {}))  # person index -> (K, 128)
 
     @classmethod
-    def build(cls, person_ids: Sequence[str], encodings: npt.ArrayLike) -> TemplateIndex:
-        """Build an index from one person id per row of an (N, 128) encoding matrix."""
+    def build(
+        cls,
+        person_ids: Sequence[str],
+        encodings: npt.ArrayLike,
+        *,
+        impostor_ids: Sequence[str] = (),
+        impostors: npt.ArrayLike | None = None,
+    ) -> TemplateIndex:
+        """Build an index from one person id per row of an (N, 128) encoding matrix.
+
+        ``impostor_ids[i]`` is whom row i of ``impostors`` was reported as *not* being; examples
+        of people without templates are left out (they can never be the best identity).
+        """
         if isinstance(person_ids, str):
             raise ValueError("person_ids must be a sequence of ids, not a single string")
-        matrix = np.asarray(encodings)
-        if matrix.ndim != 2 or matrix.shape[1] != ENCODING_DIM:
-            raise ValueError(
-                f"encodings must have shape (N, {ENCODING_DIM}), got {tuple(matrix.shape)}"
-            )
-        if len(person_ids) != matrix.shape[0]:
-            raise ValueError(
-                f"got {len(person_ids)} person ids for {matrix.shape[0]} encodings; "
-                "give one id per row"
-            )
-        if not _is_real_numeric(matrix.dtype):
-            raise ValueError(f"encodings must be numeric, got dtype {matrix.dtype}")
-        bad_rows = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
-        if bad_rows.size:
-            raise ValueError(
-                f"encodings contain NaN or infinite values in {bad_rows.size} row(s), "
-                f"first at row {int(bad_rows[0])}"
-            )
+        matrix = _checked_matrix(person_ids, encodings, "encodings")
 
         people: dict[str, int] = {}
         row_person = np.empty(len(person_ids), dtype=np.int32)
@@ -92,7 +102,18 @@ class TemplateIndex:
         half_sq_norms = (0.5 * np.einsum("ij,ij->i", wide, wide)).astype(np.float32)
         for array in (templates, half_sq_norms, row_person):
             array.flags.writeable = False
-        return cls(templates, half_sq_norms, row_person, tuple(people))
+        by_person: dict[int, Float64Array] = {}
+        if len(impostor_ids):
+            examples = _checked_matrix(impostor_ids, impostors, "impostors").astype(np.float64)
+            rows_of: dict[int, list[int]] = {}
+            for row, owner in enumerate(impostor_ids):
+                if owner in people:
+                    rows_of.setdefault(people[owner], []).append(row)
+            for person, rows in rows_of.items():
+                block = np.array(examples[rows], dtype=np.float64, order="C")
+                block.flags.writeable = False
+                by_person[person] = block
+        return cls(templates, half_sq_norms, row_person, tuple(people), by_person)
 
     @property
     def size(self) -> int:
@@ -104,9 +125,22 @@ class TemplateIndex:
         """Number of distinct identities in the index."""
         return len(self._people)
 
-    def match(self, encoding: npt.ArrayLike, *, tolerance: float, min_margin: float) -> MatchResult:
+    @property
+    def impostor_count(self) -> int:
+        """Number of impostor examples of people in the index."""
+        return sum(block.shape[0] for block in self._impostors.values())
+
+    def match(
+        self,
+        encoding: npt.ArrayLike,
+        *,
+        tolerance: float,
+        min_margin: float,
+        impostor_radius: float = IMPOSTOR_RADIUS,
+        impostor_margin: float = IMPOSTOR_MARGIN,
+    ) -> MatchResult:
         """Find the closest identity to one 128-d encoding and judge it against the thresholds."""
-        _check_thresholds(tolerance, min_margin)
+        _check_thresholds(tolerance, min_margin, impostor_radius, impostor_margin)
         query = _as_queries(encoding, ndim=1)
         if self.size == 0:
             return _empty_gallery_result()
@@ -120,13 +154,20 @@ class TemplateIndex:
             best_person = self._row_person[best_row]
             np.putmask(scores, self._row_person == best_person, np.inf)
             second_row = int(np.argmin(scores))
-        return self._result(query, best_row, second_row, tolerance, min_margin)
+        impostor = (impostor_radius, impostor_margin)
+        return self._result(query, best_row, second_row, tolerance, min_margin, impostor)
 
     def match_many(
-        self, encodings: npt.ArrayLike, *, tolerance: float, min_margin: float
+        self,
+        encodings: npt.ArrayLike,
+        *,
+        tolerance: float,
+        min_margin: float,
+        impostor_radius: float = IMPOSTOR_RADIUS,
+        impostor_margin: float = IMPOSTOR_MARGIN,
     ) -> list[MatchResult]:
         """Match an (M, 128) batch of encodings with one matrix product; results keep order."""
-        _check_thresholds(tolerance, min_margin)
+        _check_thresholds(tolerance, min_margin, impostor_radius, impostor_margin)
         queries = _as_queries(encodings, ndim=2)
         count = queries.shape[0]
         if count == 0:
@@ -143,8 +184,11 @@ class TemplateIndex:
             same_person = self._row_person[np.newaxis, :] == best_people[:, np.newaxis]
             np.putmask(scores, same_person, np.inf)
             second_rows = [int(row) for row in np.argmin(scores, axis=1)]
+        impostor = (impostor_radius, impostor_margin)
         return [
-            self._result(queries[i], int(best_rows[i]), second_rows[i], tolerance, min_margin)
+            self._result(
+                queries[i], int(best_rows[i]), second_rows[i], tolerance, min_margin, impostor
+            )
             for i in range(count)
         ]
 
@@ -159,6 +203,7 @@ class TemplateIndex:
         second_row: int | None,
         tolerance: float,
         min_margin: float,
+        impostor: tuple[float, float],
     ) -> MatchResult:
         distance = self._distance(best_row, query)
         if second_row is None:
@@ -170,15 +215,53 @@ class TemplateIndex:
             return MatchResult(None, distance, margin, "no_match")
         if margin < min_margin:
             return MatchResult(None, distance, margin, "ambiguous")
-        person_id = self._people[int(self._row_person[best_row])]
-        return MatchResult(person_id, distance, margin, "match")
+        person = int(self._row_person[best_row])
+        examples = self._impostors.get(person)
+        if examples is not None:
+            diffs = examples - query.astype(np.float64)
+            nearest = float(np.sqrt(np.min(np.einsum("ij,ij->i", diffs, diffs))))
+            radius, impostor_margin = impostor
+            if nearest <= radius or nearest < distance + impostor_margin:
+                return MatchResult(None, distance, margin, "wrong_match")
+        return MatchResult(self._people[person], distance, margin, "match")
 
 
-def _check_thresholds(tolerance: float, min_margin: float) -> None:
-    if not (math.isfinite(tolerance) and tolerance >= 0.0):
-        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
-    if not (math.isfinite(min_margin) and min_margin >= 0.0):
-        raise ValueError(f"min_margin must be a finite number >= 0, got {min_margin!r}")
+def _checked_matrix(
+    ids: Sequence[str], encodings: npt.ArrayLike | None, name: str
+) -> npt.NDArray[np.generic]:
+    """An (N, 128) finite numeric matrix with one row per id; ValueError says what is wrong."""
+    matrix = np.asarray(encodings if encodings is not None else np.zeros((0, ENCODING_DIM)))
+    if matrix.ndim != 2 or matrix.shape[1] != ENCODING_DIM:
+        raise ValueError(f"{name} must have shape (N, {ENCODING_DIM}), got {tuple(matrix.shape)}")
+    if len(ids) != matrix.shape[0]:
+        raise ValueError(
+            f"got {len(ids)} person ids for {matrix.shape[0]} {name}; give one id per row"
+        )
+    if not _is_real_numeric(matrix.dtype):
+        raise ValueError(f"{name} must be numeric, got dtype {matrix.dtype}")
+    bad_rows = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+    if bad_rows.size:
+        raise ValueError(
+            f"{name} contain NaN or infinite values in {bad_rows.size} row(s), "
+            f"first at row {int(bad_rows[0])}"
+        )
+    return matrix
+
+
+def _check_thresholds(
+    tolerance: float,
+    min_margin: float,
+    impostor_radius: float = 0.0,
+    impostor_margin: float = 0.0,
+) -> None:
+    for name, value in (
+        ("tolerance", tolerance),
+        ("min_margin", min_margin),
+        ("impostor_radius", impostor_radius),
+        ("impostor_margin", impostor_margin),
+    ):
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def _as_queries(encodings: npt.ArrayLike, *, ndim: int) -> Float32Array:

@@ -19,7 +19,7 @@ class MatchResult:
     person_id: str | None
     distance: float
     margin: float
-    reason: str  # "match", "no_match", "ambiguous", "empty_gallery"
+    reason: str  # "match", "no_match", "ambiguous", "wrong_match", "empty_gallery"
 
     @property
     def matched(self) -> bool:

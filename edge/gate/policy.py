@@ -111,6 +111,9 @@ def decide_face(
             # Confirmed against a gallery that no longer lists them: nobody we know.
             return deny(Reason.UNKNOWN_FACE)
         return decide_access(person, gate, policy, now, last_passage=last_passage)
+    if last_match == "wrong_match":
+        # The face matched someone, but lies close to a probe reported as not them.
+        return deny(Reason.WRONG_MATCH)
     return deny(Reason.AMBIGUOUS_MATCH if last_match == "ambiguous" else Reason.UNKNOWN_FACE)
 
 

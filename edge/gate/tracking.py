@@ -10,6 +10,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from edge.gate.liveness import LandmarkFrame
 from edge.gate.model import AccessDecision
 from edge.gate.voting import TrackOutcome, Verdict, Vote
@@ -34,6 +37,7 @@ class Track:
     landmarks: list[LandmarkFrame] = field(default_factory=list)
     screens: int = 0  # frames of this look with a screen's outline around the face
     held: tuple[AccessDecision, Verdict] | None = None  # waiting for the liveness evidence
+    probe: npt.NDArray[np.float32] | None = None  # the latest encoding (kept for wrong matches)
 
 
 def iou(a: Box, b: Box) -> float:

@@ -214,6 +214,49 @@ class Erasure(Base):
     completed_at: Mapped[datetime | None]
 
 
+class WrongMatchReport(Base):
+    """A guard's or admin's report that an access event matched the wrong person.
+
+    ``state``: requested (the gate was asked for the probe), stored (its impostor example is in
+    ``impostor_examples``), failed (``detail`` says why), erased (the example went with the
+    person's face data). ``prev_hash``/``hash`` chain the reports (gateway/audit.py) over the
+    fields that never change, so a report cannot be altered or removed unnoticed.
+    """
+
+    __tablename__ = "wrong_match_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    gate_key: Mapped[str] = mapped_column(String(200))
+    event_ts: Mapped[datetime]
+    reported_by: Mapped[str] = mapped_column(String(64))
+    reported_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    correlation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    updated_at: Mapped[datetime]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class ImpostorExample(Base):
+    """A probe reported as *not* ``person_id``, sealed with the template key (like templates)."""
+
+    __tablename__ = "impostor_examples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("wrong_match_reports.id", ondelete="CASCADE"), unique=True
+    )
+    person_id: Mapped[str] = mapped_column(
+        ForeignKey("people.person_id", ondelete="CASCADE"), index=True
+    )
+    example_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
 # --- gates, galleries, commands ------------------------------------------------------------
 
 

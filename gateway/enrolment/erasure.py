@@ -14,7 +14,13 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from gateway.db.schema import EnrolmentPhoto, Erasure, FaceTemplate
+from gateway.db.schema import (
+    EnrolmentPhoto,
+    Erasure,
+    FaceTemplate,
+    ImpostorExample,
+    WrongMatchReport,
+)
 from gateway.enrolment.deliveries import add_version, confirmed_versions
 from gateway.enrolment.queries import count_rows, find_person, site_gates
 from gateway.enrolment.reports import ErasureStatus, report_from_row
@@ -35,12 +41,22 @@ class Erased:
 def erase_face_data(
     session: Session, site: str, person_id: str, actor: str, reason: str, now: datetime
 ) -> Erased:
-    """Delete a person's templates and photos; record the erasure and a version without them."""
+    """Delete a person's templates, photos and impostor examples; record the erasure and a
+    version without them. Their wrong-match reports stay (no face data) as ``erased``."""
     find_person(session, person_id)
     templates = count_rows(session, FaceTemplate, FaceTemplate.person_id == person_id)
     photos = count_rows(session, EnrolmentPhoto, EnrolmentPhoto.person_id == person_id)
     session.execute(delete(FaceTemplate).where(FaceTemplate.person_id == person_id))
     session.execute(delete(EnrolmentPhoto).where(EnrolmentPhoto.person_id == person_id))
+    session.execute(delete(ImpostorExample).where(ImpostorExample.person_id == person_id))
+    for report in session.scalars(
+        select(WrongMatchReport).where(
+            WrongMatchReport.person_id == person_id, WrongMatchReport.state != "erased"
+        )
+    ):
+        report.state = "erased"
+        report.detail = f"impostor example erased with the face data: {reason}"
+        report.updated_at = now
     version = add_version(
         session, site, f"erasure of {person_id}: {reason}", actor, [person_id], now
     )

@@ -2,7 +2,8 @@
 
 A gallery version is global; each gate gets its own gallery at that version holding only the
 people who may use that gate (:func:`contracts.access.may_use_gate`) and the templates of those
-among them with granted ``face_access`` consent who did not opt out of face recognition.
+among them with granted ``face_access`` consent who did not opt out of face recognition, with
+the impostor examples (wrong-match feedback) of those whose templates it carries.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy.typing as npt
 
 from contracts.access import GateInfo, Person, may_use_gate
 from contracts.credentials import normalize_card_uid
-from contracts.gallery import EMBEDDING_DIM, FORMAT, Gallery, gallery_from_json
+from contracts.gallery import EMBEDDING_DIM, Gallery, gallery_from_json
 from gateway.db.schema import Person as PersonRow
 
 
@@ -26,20 +27,28 @@ def gate_gallery(
     templates: Sequence[tuple[str, npt.NDArray[np.float32]]],
     gate: GateInfo,
     now: datetime,
+    impostors: Sequence[tuple[str, npt.NDArray[np.float32]]] = (),
 ) -> Gallery:
-    """The gallery of one gate: the people who may use it and the templates of those people."""
+    """The gallery of one gate: the people who may use it, their templates and the impostor
+    examples of those among them whose templates it carries."""
     allowed = {pid: p for pid, p in people.items() if may_use_gate(p, gate, now)}
     rows = [(pid, encoding) for pid, encoding in templates if pid in allowed]
-    if rows:
-        encodings = np.stack([encoding for _, encoding in rows]).astype(np.float32)
-    else:
-        encodings = np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+    with_face = {pid for pid, _ in rows}
+    examples = [(pid, encoding) for pid, encoding in impostors if pid in with_face]
     return Gallery(
         version=version,
         people=allowed,
         template_owners=tuple(pid for pid, _ in rows),
-        encodings=encodings,
+        encodings=_matrix(rows),
+        impostor_owners=tuple(pid for pid, _ in examples),
+        impostors=_matrix(examples),
     )
+
+
+def _matrix(rows: Sequence[tuple[str, npt.NDArray[np.float32]]]) -> npt.NDArray[np.float32]:
+    if rows:
+        return np.stack([encoding for _, encoding in rows]).astype(np.float32)
+    return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
 
 
 def person_from_row(row: PersonRow) -> Person:
@@ -60,7 +69,7 @@ def person_from_row(row: PersonRow) -> Person:
             "card_uids": sorted({_card(c, i) for i, c in enumerate(_str_list(row.cards, "cards"))}),
             "pin_hash": row.pin_hash or None,
         }
-        document = {"format": FORMAT, "version": 0, "people": [obj], "templates": []}
+        document = {"format": 1, "version": 0, "people": [obj], "templates": []}
         gallery = gallery_from_json(json.dumps(document).encode("utf-8"))
     except ValueError as exc:
         detail = str(exc).replace("people[0].", "").replace("people[0]: ", "")

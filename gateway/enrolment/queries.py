@@ -1,4 +1,5 @@
-"""Small reads the parts of enrolment share: row counts, a person by id, the site's gates."""
+"""Small reads the parts of enrolment share: row counts, a person by id, the site's gates, the
+wrong-match reports of a person."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.db.schema import Gate
+from gateway.db.schema import Gate, WrongMatchReport
 from gateway.db.schema import Person as PersonRow
 from gateway.enrolment.errors import PersonNotFoundError
+from gateway.enrolment.reports import WrongMatchStatus, report_from_row
 
 
 def count_rows(session: Session, table: type[Any], *where: Any) -> int:
@@ -28,3 +30,13 @@ def find_person(session: Session, person_id: str) -> PersonRow:
 def site_gates(session: Session, site: str) -> list[Gate]:
     """The gates of a site, by gate key."""
     return list(session.scalars(select(Gate).where(Gate.site == site).order_by(Gate.gate_key)))
+
+
+def reports_of(session: Session, person_id: str) -> tuple[WrongMatchStatus, ...]:
+    """The wrong-match reports that named a person, newest first."""
+    rows = session.scalars(
+        select(WrongMatchReport)
+        .where(WrongMatchReport.person_id == person_id)
+        .order_by(WrongMatchReport.id.desc())
+    )
+    return tuple(report_from_row(WrongMatchStatus, r) for r in rows)

@@ -138,6 +138,31 @@ class ConsentResult:
 
 
 @dataclass(frozen=True, slots=True)
+class WrongMatchStatus:
+    """A report that an access event matched this person wrongly, and what became of it."""
+
+    __pydantic_config__ = _ALWAYS_SENT
+
+    id: int
+    event_id: str
+    person_id: Annotated[str, Field(description="whom the gate took the face for")]
+    gate_key: str
+    event_ts: datetime
+    reported_by: str
+    reported_at: datetime
+    note: str
+    state: Annotated[
+        str,
+        Field(
+            description="requested (the gate was asked for the probe), stored (an impostor "
+            "example; the next gallery carries it), failed (see detail) or erased"
+        ),
+    ]
+    detail: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class EnrolmentStatus:
     person_id: str
     known: bool  # the person is in the people table (history outlives the row)
@@ -148,6 +173,7 @@ class EnrolmentStatus:
     consents: tuple[ConsentRecord, ...]
     deliveries: tuple[DeliveryStatus, ...]  # the newest delivery of each gate
     erasures: tuple[ErasureStatus, ...]  # newest first
+    wrong_matches: tuple[WrongMatchStatus, ...] = ()  # newest first; never the encoding
 
     @property
     def pending_erasures(self) -> tuple[ErasureStatus, ...]:

@@ -3,6 +3,8 @@
 - ``face_templates.template_enc``: ``b"DGT1" + nonce(12) + AES-256-GCM(128 little-endian
   float32)`` under the template key, with ``b"DGT1\\0" + person_id`` as associated data, so a
   template copied onto another person's row does not open.
+- ``impostor_examples.example_enc``: the same with ``b"DGI1"``: a probe reported as *not* the
+  person (wrong-match feedback), bound to that person.
 - ``enrolment_photos.photo_enc`` (only with ``keep_photos``): ``b"DGP1" + nonce + AES-GCM(photo)``
   the same way, deleted after the retention (see docs/privacy.md).
 """
@@ -19,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from contracts.gallery import EMBEDDING_DIM
 
 TEMPLATE_MAGIC = b"DGT1"
+IMPOSTOR_MAGIC = b"DGI1"
 PHOTO_MAGIC = b"DGP1"
 KEY_SIZE = 32
 
@@ -63,24 +66,39 @@ def _open(magic: bytes, blob: bytes, person_id: str, key: bytes, what: str) -> b
         ) from None
 
 
-def encrypt_template(encoding: npt.ArrayLike, person_id: str, key: bytes) -> bytes:
+def encrypt_template(
+    encoding: npt.ArrayLike, person_id: str, key: bytes, *, magic: bytes = TEMPLATE_MAGIC
+) -> bytes:
     """Seal a 128-d encoding for storage, bound to its person (AES-256-GCM)."""
     vector = np.asarray(encoding, dtype="<f4")
     if vector.shape != (EMBEDDING_DIM,):
         raise ValueError(f"a template has {EMBEDDING_DIM} values, got shape {vector.shape}")
     if not np.isfinite(vector).all():
         raise ValueError("a template must not contain NaN or infinite values")
-    return _seal(TEMPLATE_MAGIC, vector.tobytes(), person_id, key)
+    return _seal(magic, vector.tobytes(), person_id, key)
 
 
-def decrypt_template(blob: bytes, person_id: str, key: bytes) -> npt.NDArray[np.float32]:
+def decrypt_template(
+    blob: bytes, person_id: str, key: bytes, *, magic: bytes = TEMPLATE_MAGIC
+) -> npt.NDArray[np.float32]:
     """Open a sealed template; SealedDataError for a wrong key, wrong person or tampering."""
-    raw = _open(TEMPLATE_MAGIC, blob, person_id, key, "template")
+    what = "template" if magic == TEMPLATE_MAGIC else "impostor example"
+    raw = _open(magic, blob, person_id, key, what)
     if len(raw) != _TEMPLATE_BYTES:
         raise SealedDataError(
-            f"template of person {person_id!r} holds {len(raw)} bytes, not {_TEMPLATE_BYTES}"
+            f"{what} of person {person_id!r} holds {len(raw)} bytes, not {_TEMPLATE_BYTES}"
         )
     return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+
+
+def encrypt_impostor(encoding: npt.ArrayLike, person_id: str, key: bytes) -> bytes:
+    """Seal an impostor example of a person (a probe reported as not them)."""
+    return encrypt_template(encoding, person_id, key, magic=IMPOSTOR_MAGIC)
+
+
+def decrypt_impostor(blob: bytes, person_id: str, key: bytes) -> npt.NDArray[np.float32]:
+    """Open a sealed impostor example; SealedDataError when it does not open."""
+    return decrypt_template(blob, person_id, key, magic=IMPOSTOR_MAGIC)
 
 
 def encrypt_photo(data: bytes, person_id: str, key: bytes) -> bytes:

@@ -24,7 +24,7 @@ from contracts.gallery_crypto import encrypt_gallery
 from contracts.models import GalleryUpdate
 from contracts.signing import MessageSigner
 from contracts.topics import GateAddress, GateChannel, gate_topic
-from gateway.db.schema import FaceTemplate, GalleryDelivery, Gate
+from gateway.db.schema import FaceTemplate, GalleryDelivery, Gate, ImpostorExample
 from gateway.db.schema import Person as PersonRow
 from gateway.enrolment.consent import face_eligible
 from gateway.enrolment.deliveries import (
@@ -36,7 +36,7 @@ from gateway.enrolment.deliveries import (
 from gateway.enrolment.galleries import gate_gallery, person_from_row
 from gateway.enrolment.queries import site_gates
 from gateway.enrolment.reports import Publication
-from gateway.enrolment.sealing import SealedDataError, decrypt_template
+from gateway.enrolment.sealing import SealedDataError, decrypt_impostor, decrypt_template
 
 if TYPE_CHECKING:
     from gateway.ports import Clock, Publisher
@@ -46,11 +46,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """People and decrypted templates at one moment, for building gate galleries."""
+    """People, decrypted templates and impostor examples at one moment, for gate galleries."""
 
     people: dict[str, Person]
     templates: list[tuple[str, npt.NDArray[np.float32]]]
     problems: list[str]
+    impostors: list[tuple[str, npt.NDArray[np.float32]]]
 
 
 class GallerySender:
@@ -155,7 +156,14 @@ class GallerySender:
         try:
             address = GateAddress(gate.site, gate.building, gate.gate_id)
             info = GateInfo(gate.site, gate.building, gate.gate_id, Direction(gate.direction))
-            gallery = gate_gallery(delivery.version, snapshot.people, snapshot.templates, info, now)
+            gallery = gate_gallery(
+                delivery.version,
+                snapshot.people,
+                snapshot.templates,
+                info,
+                now,
+                snapshot.impostors,
+            )
             blob = encrypt_gallery(gallery, self._gallery_key)
         except ValueError as exc:
             log.error("gallery for gate %s not built: %s", delivery.gate_key, exc)
@@ -190,11 +198,13 @@ class GallerySender:
             )
             return f"the broker client refused the gallery for gate {delivery.gate_key}: {exc}"
         log.info(
-            "gallery version %s sent to gate %s: %d people, %d templates, correlation_id=%s",
+            "gallery version %s sent to gate %s: %d people, %d templates, %d impostor examples, "
+            "correlation_id=%s",
             delivery.version,
             delivery.gate_key,
             len(gallery.people),
             len(gallery.template_owners),
+            len(gallery.impostor_owners),
             delivery.correlation_id,
         )
         return None
@@ -220,6 +230,18 @@ class GallerySender:
                 problems.append(f"template {template.id} left out: {exc}")
                 continue
             templates.append((template.person_id, encoding))
+        impostors: list[tuple[str, npt.NDArray[np.float32]]] = []
+        for example in session.scalars(select(ImpostorExample).order_by(ImpostorExample.id)):
+            if example.person_id not in people or example.person_id not in faces:
+                continue
+            try:
+                encoding = decrypt_impostor(
+                    example.example_enc, example.person_id, self._template_key
+                )
+            except SealedDataError as exc:
+                problems.append(f"impostor example {example.id} left out: {exc}")
+                continue
+            impostors.append((example.person_id, encoding))
         for problem in problems:
             log.error("gallery: %s", problem)
-        return Snapshot(people, templates, problems)
+        return Snapshot(people, templates, problems, impostors)

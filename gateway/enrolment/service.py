@@ -42,7 +42,7 @@ from gateway.enrolment.erasure import (
 )
 from gateway.enrolment.errors import PersonNotFoundError
 from gateway.enrolment.photos import EnrolmentEngine, Examined, PhotoExaminer
-from gateway.enrolment.queries import count_rows, site_gates
+from gateway.enrolment.queries import count_rows, reports_of, site_gates
 from gateway.enrolment.reports import (
     ConsentResult,
     DeliveryStatus,
@@ -301,7 +301,8 @@ class EnrolmentService:
         return count
 
     def status(self, person_id: str) -> EnrolmentStatus:
-        """Templates, consents, the newest delivery per gate and the erasures of one person."""
+        """Templates, consents, the newest delivery per gate, the erasures and the wrong-match
+        reports of one person."""
         with self._sessions() as session:
             person = session.get(PersonRow, person_id)
             consents = consent_history(session, person_id)
@@ -328,6 +329,7 @@ class EnrolmentService:
                 consents=consents,
                 deliveries=deliveries,
                 erasures=erasures,
+                wrong_matches=reports_of(session, person_id),
             )
 
     def deliveries(self, gate_key: str | None = None, limit: int = 100) -> list[DeliveryStatus]:

@@ -24,6 +24,7 @@ from faces.engine import Detection
 from gateway.api import create_app
 from gateway.auth.roles import Role
 from gateway.enrolment.service import EnrolmentService
+from gateway.enrolment.wrong_match import WrongMatchService
 from gateway.services import Services
 from tests.gatekit import write_key
 from tests.gatewaykit import (
@@ -83,10 +84,11 @@ class AcceptingPublisher:
 
 
 def full_services(tmp_path: Path) -> Services:
-    """Services in development mode (OpenAPI served) with enrolment and a broker link.
+    """Services in development mode (OpenAPI served) with enrolment (and wrong-match feedback)
+    and a broker link.
 
-    Without them the enrolment and command routes answer 503 before they validate anything,
-    which would hide what they do with their parameters.
+    Without them the enrolment, wrong-match and command routes answer 503 before they validate
+    anything, which would hide what they do with their parameters.
     """
     key = write_key(tmp_path / "gallery.key")
     config = make_config(enrolment={"gallery_key": {"file": str(tmp_path / "gallery.key")}})
@@ -104,6 +106,10 @@ def full_services(tmp_path: Path) -> Services:
         key,
     )
     services.enrolment.start()
+    assert services.commands is not None
+    services.wrong_match = WrongMatchService(
+        services.sessions, services.clock, services.commands, services.enrolment, key, key
+    )
     return services
 
 

@@ -58,6 +58,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("DELETE", "/api/silences/{silence_id}"): frozenset({A, G, F}),
     # access log, occupancy, fire alarm
     ("GET", "/api/access"): frozenset({A, G, AU, C}),
+    ("POST", "/api/access/{event_id}/wrong-match"): frozenset({A, G}),
     ("GET", "/api/occupancy"): frozenset({A, G, AU}),
     ("GET", "/api/occupancy/{building}/roll-call"): frozenset({A, G, AU}),
     ("POST", "/api/buildings/{building}/fire-alarm"): frozenset({A, G}),
@@ -110,6 +111,7 @@ PATH_VALUES = {
     "gate_key": "campus/zz/none",
     "person_id": "zz-nobody",
     "watch_id": "999999",
+    "event_id": "00000000000000000000000000000000",
 }
 
 

@@ -1,4 +1,4 @@
-"""Access-log search, newest first, paged by an opaque cursor (or an offset)."""
+"""Access-log search, newest first, paged by a cursor (or an offset); wrong-match reports."""
 
 from __future__ import annotations
 
@@ -7,25 +7,33 @@ import binascii
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import Field
 from sqlalchemy import and_, or_, select
 
 from gateway.api.common import (
     MAX_ROW_ID,
+    In,
     Out,
     PageLimit,
     PageOffset,
     UtcDatetime,
+    conflict,
+    not_found,
+    unavailable,
     where_equal,
 )
-from gateway.api.deps import SessionDep, require
+from gateway.api.deps import ServicesDep, SessionDep, require
 from gateway.auth.roles import CurrentUser, Role
-from gateway.db.schema import AccessRecord, Person
+from gateway.db.schema import AccessRecord, Person, WrongMatchReport
+from gateway.enrolment.errors import PersonNotFoundError
+from gateway.enrolment.reports import WrongMatchStatus
+from gateway.enrolment.wrong_match import EventNotFoundError, NotReportableError
 
 router = APIRouter(prefix="/api/access", tags=["access log"])
 
 Reader = Annotated[CurrentUser, require(Role.GUARD, Role.AUDITOR, Role.COUNSELLOR)]
+Reporter = Annotated[CurrentUser, require(Role.GUARD)]
 
 
 class AccessOut(Out):
@@ -46,6 +54,11 @@ class AccessOut(Out):
     margin: float | None
     faces_in_view: int
     seq: int | None
+    wrong_match: str | None = Field(
+        default=None,
+        description="the state of a wrong-match report on this event (requested, stored, "
+        "failed, erased), or null when none was made",
+    )
 
 
 class AccessPage(Out):
@@ -127,4 +140,50 @@ def search_access(
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None
-    return AccessPage(items=[AccessOut.model_validate(r) for r in rows], next_cursor=next_cursor)
+    face_events = [r.event_id for r in rows if r.method == "face"]
+    reported: dict[str, str] = {}
+    if face_events:
+        query_reports = select(WrongMatchReport.event_id, WrongMatchReport.state).where(
+            WrongMatchReport.event_id.in_(face_events)
+        )
+        reported = {event_id: state for event_id, state in session.execute(query_reports)}
+    items = [
+        AccessOut.model_validate(r).model_copy(update={"wrong_match": reported.get(r.event_id)})
+        for r in rows
+    ]
+    return AccessPage(items=items, next_cursor=next_cursor)
+
+
+class WrongMatchIn(In):
+    note: str = Field(default="", max_length=200, description="what the guard saw (audited)")
+
+
+@router.post(
+    "/{event_id}/wrong-match",
+    response_model=WrongMatchStatus,
+    status_code=status.HTTP_202_ACCEPTED,
+)
+def report_wrong_match(
+    event_id: Annotated[str, Path(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+    user: Reporter,
+    services: ServicesDep,
+    body: WrongMatchIn | None = None,
+) -> WrongMatchStatus:
+    """Report a face-decided access event as "not this person" (docs/decisions/0014).
+
+    The report is recorded and audited, and the gate is asked for the probe behind the event;
+    202: once the gate hands it over (state ``stored``) the next gallery carries it to the gates
+    as an impostor example of the person, and a probe close to it is no longer let in as them.
+    404: no such event; 409: not decided by face to a person, or already reported.
+    """
+    if services.wrong_match is None:
+        unavailable(
+            "wrong-match feedback needs face enrolment: add an 'enrolment' section "
+            "(gallery_key, ...) to the gateway configuration and restart"
+        )
+    try:
+        return services.wrong_match.report(event_id, user.username, body.note if body else "")
+    except (EventNotFoundError, PersonNotFoundError) as exc:
+        not_found(str(exc))
+    except NotReportableError as exc:
+        conflict(str(exc))

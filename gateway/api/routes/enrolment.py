@@ -29,6 +29,7 @@ from gateway.enrolment.reports import (
     ErasureStatus,
     PhotoResult,
     Publication,
+    WrongMatchStatus,
 )
 from gateway.enrolment.service import EnrolmentService
 
@@ -87,6 +88,10 @@ class EnrolmentStatusOut(Out):
     deliveries: list[DeliveryStatus]
     erasures: list[ErasureStatus]
     pending_erasures: Annotated[int, BeforeValidator(len)]  # the service lists them
+    wrong_matches: list[WrongMatchStatus] = Field(
+        description="reports that an access event matched this person wrongly, newest first "
+        "(never the encoding)"
+    )
 
 
 def _photo_name(upload: UploadFile, index: int) -> str:
@@ -179,7 +184,8 @@ def erase_face(person_id: str, admin: Admin, enrolment: Enrolment) -> ErasureRep
 def enrolment_status(
     person_id: str, _user: AdminOrAuditor, enrolment: Enrolment
 ) -> EnrolmentStatusOut:
-    """Templates, consent history, each gate's newest delivery and the erasures of a person."""
+    """Templates, consent history, each gate's newest delivery, the erasures and the wrong-match
+    reports of a person."""
     try:
         state = enrolment.status(person_id)
     except PersonNotFoundError as exc:

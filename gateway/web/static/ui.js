@@ -17,6 +17,7 @@ const PERMISSIONS = {
   'silences.read': [A, G, F, AU],
   'silences.write': [A, G, F],
   'access.read': [A, G, C, AU],
+  'access.report': [A, G], // "not this person" on a face-decided row (wrong-match feedback)
   'rollcall.read': [A, G, AU],
   firealarm: [A, G],
   'devices.read': [A, F, G, AU],

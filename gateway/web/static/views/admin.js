@@ -189,6 +189,14 @@ function studentAccountPanel(person) {
 }
 
 /** Consent first (recorded with its evidence), then the photos; the status below. */
+/** The wrong-match reports that named this person: when, where, by whom, what became of it. */
+function wrongMatches(reports) {
+  if (!reports.length) return h('p', { class: 'muted', id: 'wrong-matches-none' }, t('enrol.wrong_matches_none'));
+  return h('div', { class: 'table-wrap' }, h('h3', null, t('enrol.wrong_matches')),
+    table([t('common.time'), t('access.gate'), t('enrol.wrong_match_by'), t('enrol.wrong_match_state')],
+      reports.map((r) => [fmtTime(r.reported_at), r.gate_key, r.reported_by, label('wrong_match', r.state)]), { class: 'grid compact', id: 'wrong-matches' }));
+}
+
 function enrolmentPanel(person) {
   const panel = h('section', { class: 'enrolment', id: 'enrolment' });
   const statusBox = h('div', { id: 'enrolment-status' });
@@ -202,7 +210,8 @@ function enrolmentPanel(person) {
         [[t('enrol.consent'), yesNo(s.face_consent)], [t('enrol.templates'), String(s.templates)], [t('enrol.photos_kept'), String(s.photos_kept)],
           [t('enrol.pending_erasures'), String(s.pending_erasures)],
           [t('enrol.deliveries'), s.deliveries.map((d) => `${d.gate_key}: v${d.version} ${label('delivery', d.state)}`).join('; ') || '–']]
-          .map(([k, v]) => [h('dt', null, k), h('dd', null, v)])));
+          .map(([k, v]) => [h('dt', null, k), h('dd', null, v)])),
+      wrongMatches(s.wrong_matches));
     } catch (err) {
       showError(message, err);
     }

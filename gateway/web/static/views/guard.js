@@ -325,7 +325,25 @@ function mountRollCall(root, args, ctx) {
 
 // --- access log ------------------------------------------------------------------------------
 
-function mountAccess(root) {
+// "Not this person": a face decision that named someone may be reported as a wrong match
+// (docs/decisions/0014). The gate hands over the probe; the next gallery refuses it for them.
+function wrongMatchButton(r, message) {
+  if (r.method !== 'face' || !r.person_id) return '';
+  if (r.wrong_match && r.wrong_match !== 'failed') {
+    return h('span', { class: 'muted wrong-match-reported' }, `${t('access.wrong_match_reported')} · ${label('wrong_match', r.wrong_match)}`);
+  }
+  return h('button', { type: 'button', class: 'danger small wrong-match', dataset: { event: r.event_id }, onclick: async (e) => {
+    const button = e.currentTarget;
+    if (!window.confirm(t('access.wrong_match_confirm', { person: r.person_id, time: fmtTime(r.ts) }))) return;
+    const done = await busy(button, () => api(`/api/access/${encodeURIComponent(r.event_id)}/wrong-match`, { method: 'POST', body: {} }), message);
+    if (!done) return;
+    showMessage(message, t('access.wrong_match_sent', { person: r.person_id }), 'ok');
+    button.replaceWith(h('span', { class: 'muted wrong-match-reported' }, t('access.wrong_match_reported')));
+  } }, t('access.not_this_person'));
+}
+
+function mountAccess(root, ctx) {
+  const mayReport = can(ctx.user, 'access.report');
   const inputs = {
     person: h('input', { type: 'text', name: 'person', maxlength: '64' }),
     building: h('input', { type: 'text', name: 'building', maxlength: '64' }),
@@ -342,8 +360,9 @@ function mountAccess(root) {
   let cursor = null;
   let shown = 0;
 
-  const row = (r) => h('tr', { class: r.decision === 'denied' ? 'denied' : null },
-    [fmtTime(r.ts), r.building, r.gate_id, label('direction', r.direction), label('decision', r.decision), label('method', r.method), r.person_id || '–', r.reason].map((x) => h('td', null, x)));
+  const row = (r) => h('tr', { class: r.decision === 'denied' ? 'denied' : null, dataset: { event: r.event_id } },
+    [fmtTime(r.ts), r.building, r.gate_id, label('direction', r.direction), label('decision', r.decision), label('method', r.method), r.person_id || '–', label('reason', r.reason)]
+      .concat(mayReport ? [wrongMatchButton(r, message)] : []).map((x) => h('td', null, x)));
 
   async function search(button, append) {
     const query = {
@@ -372,7 +391,7 @@ function mountAccess(root) {
   more.addEventListener('click', (e) => search(e.currentTarget, true));
   fill(root, form, message, summary,
     h('table', { class: 'grid', id: 'access-table' },
-      h('thead', null, h('tr', null, [t('common.time'), t('common.building'), t('access.gate'), t('access.direction'), t('access.decision'), t('access.method'), t('access.person'), t('access.reason')].map((x) => h('th', null, x)))),
+      h('thead', null, h('tr', null, [t('common.time'), t('common.building'), t('access.gate'), t('access.direction'), t('access.decision'), t('access.method'), t('access.person'), t('access.reason')].concat(mayReport ? [''] : []).map((x) => h('th', null, x)))),
       tbody),
     more);
   search(null, false);
