@@ -4,7 +4,7 @@ With several gateway replicas one of them, elected, evaluates the alert rules fr
 in commit order (gateway/alerts/evaluator.py, docs/decisions/0016).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-04 02:00:00.000000
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import gateway.db.schema
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
