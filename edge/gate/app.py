@@ -33,6 +33,14 @@ def source_spec(config: GateConfig) -> SourceSpec:
     return SourceSpec(**config.source.model_dump())
 
 
+def nir_frame_source(config: GateConfig) -> FrameSource | None:
+    """The NIR camera's frame source in ``passive+nir`` mode (not started), else None."""
+    nir = config.liveness.nir
+    if config.liveness.mode != "passive+nir" or nir is None:
+        return None
+    return open_source(SourceSpec(**nir.source.model_dump()))
+
+
 def retention_seconds(days: float) -> float:
     """Snapshot retention in seconds."""
     return timedelta(days=days).total_seconds()
@@ -49,6 +57,7 @@ def build_gate(
     *,
     engine: FaceEngine | None = None,
     source: FrameSource | None = None,
+    nir_source: FrameSource | None = None,
 ) -> GateDaemon:
     """Wire a GateDaemon with real adapters (engine and source may be injected)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -101,6 +110,7 @@ def build_gate(
         gallery_key=key,
         verifier=MessageVerifier.from_texts(config.command_auth.trusted_keys),
         nonces=NonceLedger(config.nonce_store),
+        nir_source=nir_source or nir_frame_source(config),
     )
     contact = config.door.contact
     if contact.kind == "gpio" and contact.pin is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from edge.gate.liveness import LandmarkFrame
 from edge.gate.model import AccessDecision
+from edge.gate.nir import NirTally
 from edge.gate.voting import TrackOutcome, Verdict, Vote
 from faces.box import Box
 
@@ -34,6 +35,7 @@ class Track:
     landmarks: list[LandmarkFrame] = field(default_factory=list)
     screens: int = 0  # frames of this look with a screen's outline around the face
     held: tuple[AccessDecision, Verdict] | None = None  # waiting for the liveness evidence
+    nir: NirTally = field(default_factory=NirTally)  # this look's NIR frames (passive+nir)
 
 
 def iou(a: Box, b: Box) -> float:
