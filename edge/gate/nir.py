@@ -226,3 +226,15 @@ def nearest_in_time(times: Sequence[float], at: float, max_dt_s: float) -> int |
         if dt <= max_dt_s and (best is None or dt < abs(times[best] - at)):
             best = i
     return best
+
+
+def fit_alignment(colour_points: np.ndarray, nir_points: np.ndarray) -> list[list[float]]:
+    """The 2x3 affine (rows) that maps landmark points of faces in the colour frames onto the
+    same landmarks in the NIR frames, in least squares: a calibration from recorded pairs."""
+    if colour_points.shape != nir_points.shape or colour_points.ndim != 2:
+        raise ValueError("need the same (N, 2) landmarks in both cameras to fit an alignment")
+    if len(colour_points) < 3:
+        raise ValueError("need at least 3 landmark points seen by both cameras")
+    design = np.c_[colour_points.astype(np.float64), np.ones(len(colour_points))]
+    solution, *_ = np.linalg.lstsq(design, nir_points.astype(np.float64), rcond=None)
+    return [[float(v) for v in row] for row in solution.T]
