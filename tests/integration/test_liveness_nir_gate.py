@@ -211,9 +211,10 @@ def test_the_attack_set_with_its_nir_views_is_refused_before_the_passive_wait(
     refused = events(daemon)
     assert len(refused) == len(NIR_ATTACKS) * len(SEEDS)
     assert all(e.person_id == ENROLLED for e in refused)
-    assert max(e.latency.first_seen_to_decision_ms for e in refused) < WAIT_S * 1000, [
-        e.latency.first_seen_to_decision_ms for e in refused
-    ]
+    # Measured: every one at 200 ms, the third frame (fail_frames 3); the passive check alone
+    # waits the whole max_wait_s for a print.
+    latencies = [e.latency.first_seen_to_decision_ms for e in refused]
+    assert max(latencies) <= 3 * FRAME_S * 1000, latencies
 
 
 @pytest.mark.parametrize("nir_view", ["phone screen", "print"])

@@ -3,7 +3,8 @@
 The NIR frames are made from the colour photos (tests/nir_frames.py): there is no NIR camera
 and no real NIR face image here. The figures these tests assert are the ones docs/liveness.md
 records as simulated; they say the check does what it is built to do on such frames, not what
-it does on a real NIR camera, where the thresholds must be calibrated (tools/nir_calibrate.py).
+it does on a real NIR camera, where the thresholds must be calibrated (``dormguard nir
+record`` and ``dormguard nir measure``, docs/liveness.md).
 
 Genuine: every sample photo of tests/photos.py (five of one person, one of another), 6
 frames each (fresh sensor noise), a look of the gate camera. Attacks: tests/attacks.py's

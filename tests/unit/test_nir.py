@@ -4,6 +4,7 @@ tests/integration/test_nir_cues.py.)"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -224,3 +225,28 @@ def test_the_nir_section_gives_the_rule_and_checks_the_alignment() -> None:
         LivenessSection.model_validate(
             {"mode": "passive+nir", "nir": {**NIR_SOURCE, "alignment": [[1, 0], [0, 1]]}}
         )
+
+
+def test_the_example_configs_commented_nir_section_validates_with_the_real_defaults() -> None:
+    """examples/gate.example.yaml shows liveness.nir commented out; uncommented, it must load
+    and its thresholds must be the defaults it claims."""
+    import yaml
+
+    from edge.gate.config import NirSection
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "gate.example.yaml"
+    lines = example.read_text(encoding="utf-8").splitlines()
+    start = lines.index("  # nir:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  #"):
+            break
+        text = line[len("  # ") :]
+        if not text.lstrip().startswith("#"):
+            block.append(text)
+    nir = yaml.safe_load("\n".join(block))["nir"]
+    section = LivenessSection.model_validate({"mode": "passive+nir", "nir": nir}).nir
+    assert section is not None and section.source.target == "/dev/video2"
+    defaults = NirSection.model_validate({"source": nir["source"]})
+    shown = section.model_dump(exclude={"source", "alignment"})
+    assert shown == defaults.model_dump(exclude={"source", "alignment"})
