@@ -50,17 +50,21 @@ class HealthMeter:
         if not in_use.gallery.people:
             alarms.append("no access list: every face, card and PIN request is denied")
         face_problems = [in_use.face_error] if in_use.face_error else []
-        nir_problem = self.nir_problem()
-        if nir_problem:
-            face_problems.append(nir_problem)
+        source_healthy, source_detail = status.healthy, status.detail
+        if self.nir_source is not None:  # the second camera, reported beside the first
+            nir_problem = self.nir_problem()
+            if nir_problem:
+                face_problems.append(nir_problem)
+            source_healthy = source_healthy and not nir_problem
+            source_detail += "; " + (nir_problem or f"NIR {self.nir_source.status().detail}")
         return Heartbeat(
             producer=self.reporter.producer,
             fps=round(self.frames_since_beat / elapsed, 2),
             last_frame_age_s=None
             if self.last_frame_at is None
             else round(max(0.0, now - self.last_frame_at), 3),
-            source_healthy=status.healthy,
-            source_detail=status.detail,
+            source_healthy=source_healthy,
+            source_detail=source_detail,
             outbox_depth=self.publisher.depth(),
             gallery_version=in_use.gallery.version,
             face_path="disabled" if face_problems else "ok",

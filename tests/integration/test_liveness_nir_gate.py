@@ -264,6 +264,7 @@ def test_a_dead_nir_camera_refuses_faces_shows_in_the_heartbeat_and_leaves_cards
     now = daemon.health.last_beat + 1.0  # the health clock started before the test clock
     beat = daemon.health.heartbeat(now)
     assert beat.face_path == "disabled" and "NIR camera" in beat.face_path_detail
+    assert not beat.source_healthy and "NIR camera" in beat.source_detail
     daemon.publish_heartbeat(now)
     collector: Collector = daemon.collector  # type: ignore[attr-defined]
     collector.wait_for(lambda m: any(t.endswith("/heartbeat") for t, _, _ in m))
@@ -286,3 +287,55 @@ def test_nir_frames_too_far_in_time_from_the_colour_frames_are_not_used(
     pairs = live_pairs([photos / p for p in LIVE], frames_for(WAIT_S))
     decisions = present(daemon, pairs, nir, nir_lag_s=0.08)
     assert [(d.granted, d.reason.value) for d in decisions] == [(False, "face_path_disabled")]
+
+
+@pytest.mark.slow
+def test_two_real_folder_sources_in_real_time_grant_the_live_face(
+    tmp_path: Path, broker: Broker, photos: Path
+) -> None:
+    """The daemon's own frame loop with both sources built from the config (folder sources,
+    10 fps each, started independently): frames are paired by their capture times."""
+    import cv2
+
+    colour_dir, nir_dir = tmp_path / "colour", tmp_path / "nir"
+    colour_dir.mkdir()
+    nir_dir.mkdir()
+    for i, (colour, nir_image) in enumerate(live_pairs([photos / p for p in LIVE], 12)):
+        cv2.imwrite(str(colour_dir / f"{i:03d}.png"), colour)
+        cv2.imwrite(str(nir_dir / f"{i:03d}.png"), nir_image)
+    key = write_key(tmp_path / "gallery.key")
+    save_gallery(tmp_path / "gallery.bin", key, make_gallery())
+    liveness = nir_liveness(str(nir_dir))
+    liveness["max_wait_s"] = 4.0  # real time on a shared machine
+    liveness["nir"]["max_dt_s"] = 0.1
+    liveness["nir"]["source"]["fps"] = 10
+    path = gate_config(
+        tmp_path,
+        port=broker.port,
+        source={"kind": "folder", "target": str(colour_dir), "fps": 10},
+        key_file=tmp_path / "gallery.key",
+        gallery_path=tmp_path / "gallery.bin",
+        liveness=liveness,
+    )
+    daemon = build_gate(load_yaml_model(path, GateConfig))
+    collector = Collector(broker.port, GATE_TOPICS, client_id=f"c-{uuid.uuid4().hex[:8]}")
+    collector.start()
+    daemon.start()
+    loop = threading.Thread(target=daemon.run, daemon=True)
+    loop.start()
+    try:
+        collector.wait_for(lambda m: any(t.endswith("/event") for t, _, _ in m), timeout=20)
+        granted = [
+            model
+            for topic, payload, _ in collector.snapshot()
+            if isinstance(model := parse_message(topic, payload), AccessEvent)
+        ]
+        assert granted, "no access event within 20 s"
+        assert (granted[0].decision, granted[0].person_id) == ("granted", ENROLLED)
+        beat = daemon.health.heartbeat(time.monotonic())
+        assert beat.source_healthy and beat.face_path == "ok", beat.source_detail
+    finally:
+        daemon.request_stop()
+        loop.join(timeout=10)
+        daemon.stop()
+        collector.stop()
