@@ -141,7 +141,7 @@ def _cmd_nir(args: argparse.Namespace) -> int:
             saved = record_pairs(config, Path(args.out), args.frames, args.timeout)
             print(f"{saved} pairs saved in {args.out} (face images: delete them when done)")
             return 0 if saved else 1
-        from edge.gate.nir_check import NirCheck
+        from edge.gate.nir_check import NirCheck, crop_face_px
         from faces.engine import DlibFaceEngine
 
         engine = DlibFaceEngine(
@@ -149,7 +149,8 @@ def _cmd_nir(args: argparse.Namespace) -> int:
             upsample=config.detection.upsample,
             min_face_px=config.detection.min_face_px,
         )
-        check = NirCheck(engine, nir.rule(), nir.alignment)
+        face_px = crop_face_px(config.detection.scale, config.detection.min_face_px)
+        check = NirCheck(engine, nir.rule(), nir.alignment, face_px)
         folder = Path(args.folder)
         live = measure_folder(check, folder / "live")
         attacks = measure_folder(check, folder / "attack")

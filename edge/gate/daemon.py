@@ -36,7 +36,7 @@ from edge.gate.health import HealthMeter
 from edge.gate.liveness import LandmarkFrame, assess
 from edge.gate.model import AccessDecision, Passage
 from edge.gate.nir import NirTally, combine
-from edge.gate.nir_check import NirCheck
+from edge.gate.nir_check import NirCheck, crop_face_px
 from edge.gate.policy import decide_access, decide_face, deny
 from edge.gate.replay import NonceLedger
 from edge.gate.reporting import GateReporter
@@ -107,7 +107,8 @@ class GateDaemon:
         if nir is not None and nir_source is None:
             raise ValueError("liveness.mode 'passive+nir' needs the NIR frame source")
         self.nir_source = nir_source if nir is not None else None
-        self.nir = None if nir is None else NirCheck(engine, nir.rule(), nir.alignment)
+        face_px = crop_face_px(config.detection.scale, config.detection.min_face_px)
+        self.nir = None if nir is None else NirCheck(engine, nir.rule(), nir.alignment, face_px)
         self.tracker = FaceTracker(
             max_age_s=config.detection.track_max_age_s,
             max_encodes_per_track=config.detection.max_encodes_per_track,

@@ -30,7 +30,16 @@ from faces.box import Box
 from faces.engine import FaceEngine
 
 CROP_MARGIN = 0.5  # of the mapped box's side, on each side, in the crop given to the detector
-CROP_FACE_PX = 160  # the mapped face is resized to about this width for detection
+CROP_FACE_PX = 160  # the mapped face is resized to at least this width for detection
+HOG_FACE_PX = 100  # dlib's HOG finds faces from ~80 px wide in the image it is given
+
+
+def crop_face_px(scale: float, min_face_px: int) -> int:
+    """How wide the NIR face is made for the detector: large enough for HOG after the
+    engine's downscale, and above the engine's smallest face."""
+    return max(CROP_FACE_PX, round(HOG_FACE_PX / scale), round(1.5 * min_face_px))
+
+
 RECENT_NIR_FRAMES = 4
 
 
@@ -42,9 +51,11 @@ class NirCheck:
         engine: FaceEngine,
         rule: NirRule,
         alignment: Sequence[Sequence[float]] | None = None,
+        face_px: int = CROP_FACE_PX,
     ) -> None:
         self.engine = engine
         self.rule = rule
+        self.face_px = face_px
         self.alignment = None if alignment is None else alignment_matrix(alignment)
         self._recent: deque[Frame] = deque(maxlen=RECENT_NIR_FRAMES)
 
@@ -83,7 +94,7 @@ class NirCheck:
         """Faces the detector finds in the NIR crop around ``box``, in NIR frame pixels."""
         crop_box = expanded(box, CROP_MARGIN, gray.shape)
         crop = np.clip(gray[crop_box.top : crop_box.bottom, crop_box.left : crop_box.right], 0, 255)
-        factor = CROP_FACE_PX / max(1, box.width)
+        factor = self.face_px / max(1, box.width)
         resized = cv2.resize(
             crop.astype(np.uint8),
             None,

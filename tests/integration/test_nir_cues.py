@@ -29,7 +29,7 @@ import pytest
 from edge.gate.capture import open_source
 from edge.gate.frames import SourceSpec
 from edge.gate.nir import NirCues, NirRule, NirTally, combine, shows_skin
-from edge.gate.nir_check import NirCheck
+from edge.gate.nir_check import NirCheck, crop_face_px
 from faces.engine import DlibFaceEngine
 from tests.nir_frames import ALIGNMENT, NIR_ATTACKS, Pair, live_pairs
 from tests.photos import NAMES
@@ -45,7 +45,7 @@ RULE = NirRule()
 def check() -> NirCheck:
     engine = DlibFaceEngine()  # the gate's default detection settings
     engine.start()
-    return NirCheck(engine, RULE, ALIGNMENT)
+    return NirCheck(engine, RULE, ALIGNMENT, crop_face_px(engine.scale, engine.min_face_px))
 
 
 def cues_of(check: NirCheck, pairs: list[Pair]) -> list[NirCues]:
