@@ -127,6 +127,40 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_nir(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from edge.gate.config import GateConfig
+    from edge.gate.nir_calibration import measure_folder, record_pairs, report
+
+    try:
+        config = load_yaml_model(Path(args.config), GateConfig)
+        nir = config.liveness.nir
+        if nir is None:
+            raise ValueError("the config has no liveness.nir section (liveness.mode passive+nir)")
+        if args.nir_command == "record":
+            saved = record_pairs(config, Path(args.out), args.frames, args.timeout)
+            print(f"{saved} pairs saved in {args.out} (face images: delete them when done)")
+            return 0 if saved else 1
+        from edge.gate.nir_check import NirCheck, crop_face_px
+        from faces.engine import DlibFaceEngine
+
+        engine = DlibFaceEngine(
+            scale=config.detection.scale,
+            upsample=config.detection.upsample,
+            min_face_px=config.detection.min_face_px,
+        )
+        face_px = crop_face_px(config.detection.scale, config.detection.min_face_px)
+        check = NirCheck(engine, nir.rule(), nir.alignment, face_px)
+        folder = Path(args.folder)
+        live = measure_folder(check, folder / "live")
+        attacks = measure_folder(check, folder / "attack")
+    except (ConfigError, ValueError) as exc:
+        print(f"dormguard nir: {exc}", file=sys.stderr)
+        return 2
+    print(report(live, attacks, nir.rule()))
+    return 0
+
+
 def _write_secret(out: Path, text: str, force: bool) -> bool:
     """Write a key file readable by its owner only; False (and a message) if it exists."""
     if out.exists() and not force:
@@ -272,6 +306,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-fpir", type=float, default=0.001)
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(func=_cmd_calibrate)
+
+    nir = sub.add_parser("nir", help="calibrate the near-infrared liveness camera")
+    nsub = nir.add_subparsers(dest="nir_command", required=True)
+    p = nsub.add_parser("record", help="save colour/NIR frame pairs from the gate's cameras")
+    p.add_argument("--config", required=True, help="a gate config with liveness.nir")
+    p.add_argument("--out", required=True, help="folder for NNNN-colour.png / NNNN-nir.png")
+    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--timeout", type=float, default=60.0, help="give up after this many s")
+    p.set_defaults(func=_cmd_nir)
+    p = nsub.add_parser("measure", help="the NIR cues on recorded live and attack pairs")
+    p.add_argument("--config", required=True, help="a gate config with liveness.nir")
+    p.add_argument("folder", help="with live/ and attack/ sub-folders of recorded pairs")
+    p.set_defaults(func=_cmd_nir)
 
     p = sub.add_parser("demo", help="run the whole system on this machine with sample data")
     p.add_argument("--duration", type=float, help="run headless this long, then print counts")

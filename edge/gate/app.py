@@ -34,6 +34,14 @@ def source_spec(config: GateConfig) -> SourceSpec:
     return SourceSpec(**config.source.model_dump())
 
 
+def nir_frame_source(config: GateConfig) -> FrameSource | None:
+    """The NIR camera's frame source in ``passive+nir`` mode (not started), else None."""
+    nir = config.liveness.nir
+    if config.liveness.mode != "passive+nir" or nir is None:
+        return None
+    return open_source(SourceSpec(**nir.source.model_dump()))
+
+
 def retention_seconds(days: float) -> float:
     """A retention (snapshots, probes) in seconds."""
     return timedelta(days=days).total_seconds()
@@ -50,6 +58,7 @@ def build_gate(
     *,
     engine: FaceEngine | None = None,
     source: FrameSource | None = None,
+    nir_source: FrameSource | None = None,
 ) -> GateDaemon:
     """Wire a GateDaemon with real adapters (engine and source may be injected)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -110,6 +119,7 @@ def build_gate(
         )
         if config.probes.enabled
         else None,
+        nir_source=nir_source or nir_frame_source(config),
     )
     contact = config.door.contact
     if contact.kind == "gpio" and contact.pin is not None:

@@ -15,6 +15,7 @@ from contracts.topics import check_segment
 from edge.gate.liveness import LivenessRule
 from edge.gate.matching import IMPOSTOR_MARGIN, IMPOSTOR_RADIUS
 from edge.gate.model import AccessPolicy, Curfew
+from edge.gate.nir import NirRule, alignment_matrix
 from edge.gate.replay import FreshnessRule
 from edge.gate.voting import ConfirmRule
 
@@ -100,12 +101,73 @@ class ConfirmationSection(StrictModel):
         return ConfirmRule(**self.model_dump(exclude={"reverify_s", "cooldown_s"}))
 
 
+class NirSection(StrictModel):
+    """The near-infrared camera beside the colour one (``liveness.mode: passive+nir``)."""
+
+    source: SourceSection = Field(description="the NIR camera, same form as the colour source")
+    alignment: list[list[float]] | None = Field(
+        default=None,
+        description="colour pixels -> NIR pixels from a calibration: a 2x3 affine or a 3x3 "
+        "homography, as rows (default: the identity scaled to the NIR resolution)",
+    )
+    max_dt_s: float = Field(
+        default=0.1,
+        gt=0,
+        le=1.0,
+        description="colour and NIR frames further apart in time are not compared",
+    )
+    pass_frames: int = Field(
+        default=3, ge=1, le=60, description="frames that must show skin under NIR before a grant"
+    )
+    fail_frames: int = Field(
+        default=3, ge=1, le=60, description="frames without skin under NIR that refuse the face"
+    )
+    min_face_overlap: float = Field(
+        default=0.3, ge=0, le=1, description="IoU of the NIR face detection with the mapped box"
+    )
+    min_brightness: float = Field(
+        default=0.5, ge=0, description="face box mean over its surround's (screens are dark)"
+    )
+    min_spread: float = Field(
+        default=0.15, ge=0, description="face box std over mean (prints are flat)"
+    )
+    min_texture: float = Field(
+        default=0.03, ge=0, description="face box mean gradient over mean (prints are smooth)"
+    )
+    stale_after_s: float = Field(
+        default=2.0, gt=0, description="no NIR frame for this long: the face path is down"
+    )
+
+    @field_validator("alignment")
+    @classmethod
+    def _alignment_shape(cls, value: list[list[float]] | None) -> list[list[float]] | None:
+        if value is not None:
+            alignment_matrix(value)  # ValueError says what is wrong
+        return value
+
+    def rule(self) -> NirRule:
+        """The pure rule these settings stand for."""
+        return NirRule(
+            min_face_overlap=self.min_face_overlap,
+            min_brightness=self.min_brightness,
+            min_spread=self.min_spread,
+            min_texture=self.min_texture,
+            pass_frames=self.pass_frames,
+            fail_frames=self.fail_frames,
+            max_dt_s=self.max_dt_s,
+        )
+
+
 class LivenessSection(StrictModel):
     """Presentation-attack detection before a face is granted (docs/liveness.md)."""
 
-    mode: Literal["off", "passive"] = Field(
+    mode: Literal["off", "passive", "passive+nir"] = Field(
         default="off",
-        description="passive: a blink or non-rigid landmark motion is required before a grant",
+        description="passive: a blink or non-rigid landmark motion is required before a grant; "
+        "passive+nir: that and skin seen by the near-infrared camera (liveness.nir)",
+    )
+    nir: NirSection | None = Field(
+        default=None, description="the NIR camera and its thresholds (mode passive+nir only)"
     )
     max_wait_s: float = Field(
         default=2.0, gt=0, le=10, description="wait this long for the evidence, then refuse"
@@ -132,6 +194,19 @@ class LivenessSection(StrictModel):
         le=60,
         description="frames with a screen's outline around the face that refuse it (0: off)",
     )
+
+    @model_validator(mode="after")
+    def _nir_with_its_mode(self) -> Self:
+        if self.mode == "passive+nir" and self.nir is None:
+            raise ValueError(
+                "liveness.mode 'passive+nir' needs a 'liveness.nir' section (at least its source)"
+            )
+        if self.mode != "passive+nir" and self.nir is not None:
+            raise ValueError(
+                f"liveness.nir is used only with liveness.mode 'passive+nir', not {self.mode!r}: "
+                "remove the section or change the mode"
+            )
+        return self
 
     def rule(self) -> LivenessRule:
         """The pure rule these settings stand for."""

@@ -36,6 +36,8 @@ from edge.gate.gallery_sync import GallerySync
 from edge.gate.health import HealthMeter
 from edge.gate.liveness import LandmarkFrame, assess
 from edge.gate.model import AccessDecision, Passage
+from edge.gate.nir import NirTally, combine
+from edge.gate.nir_check import NirCheck, crop_face_px
 from edge.gate.policy import decide_access, decide_face, deny
 from edge.gate.probes import ProbeStore
 from edge.gate.replay import NonceLedger
@@ -86,6 +88,7 @@ class GateDaemon:
         probes: ProbeStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
+        nir_source: FrameSource | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
@@ -104,6 +107,12 @@ class GateDaemon:
         self.policy = config.policy.access_policy()
         self.rule = config.confirmation.confirm_rule()
         self.liveness = config.liveness.rule() if config.liveness.mode != "off" else None
+        nir = config.liveness.nir if config.liveness.mode == "passive+nir" else None
+        if nir is not None and nir_source is None:
+            raise ValueError("liveness.mode 'passive+nir' needs the NIR frame source")
+        self.nir_source = nir_source if nir is not None else None
+        face_px = crop_face_px(config.detection.scale, config.detection.min_face_px)
+        self.nir = None if nir is None else NirCheck(engine, nir.rule(), nir.alignment, face_px)
         self.tracker = FaceTracker(
             max_age_s=config.detection.track_max_age_s,
             max_encodes_per_track=config.detection.max_encodes_per_track,
@@ -133,6 +142,8 @@ class GateDaemon:
             gallery_sync=self.gallery_sync,
             reporter=self.reporter,
             started_at=clock(),
+            nir_source=self.nir_source,
+            nir_stale_after_s=nir.stale_after_s if nir is not None else 2.0,
         )
         self._stop = threading.Event()
         self._last_purge = float("-inf")
@@ -162,11 +173,15 @@ class GateDaemon:
         if self.contact_input is not None:
             self.contact_input.start()
         self.source.start()
+        if self.nir_source is not None:
+            self.nir_source.start()
 
     def stop(self) -> None:
         """Stop everything; the door is relocked and unsent events stay in the outbox."""
         self._stop.set()
         self.source.stop()
+        if self.nir_source is not None:
+            self.nir_source.stop()
         if self.contact_input is not None:
             self.contact_input.stop()
         self.door.stop()
@@ -203,6 +218,8 @@ class GateDaemon:
         if in_use.face_error is not None:
             return stats
         index = in_use.index
+        if self.nir is not None and self.nir_source is not None:
+            self.nir.add(self.nir_source.latest(timeout=0.0))  # before detection: nearest in time
         t0 = time.perf_counter()
         detection = self.engine.detect(frame.image)
         stats.detect_ms = (time.perf_counter() - t0) * 1000
@@ -213,6 +230,7 @@ class GateDaemon:
             self._reverify_if_due(track, now)
             if self.liveness is not None and not track.decided:
                 self._add_landmarks(track, frame.image, detection.rgb, now, stats)
+                self._add_nir(track, frame, stats)
             if track.held is not None:  # a grant waiting for the liveness evidence
                 held_decision, held_verdict = track.held
                 self._settle(track, held_decision, held_verdict, now, stats, frame)
@@ -261,6 +279,14 @@ class GateDaemon:
             track.landmarks.append(LandmarkFrame(now, found[0]))
             del track.landmarks[:-LANDMARK_FRAMES_KEPT]
 
+    def _add_nir(self, track: Track, frame: Frame, stats: FrameStats) -> None:
+        """Count whether the NIR frame taken with this one shows skin in the track's box."""
+        if self.nir is None:
+            return
+        t0 = time.perf_counter()
+        track.nir = track.nir.add(self.nir.skin(frame, track.box))
+        stats.liveness_ms += (time.perf_counter() - t0) * 1000
+
     def _settle(
         self,
         track: Track,
@@ -278,15 +304,23 @@ class GateDaemon:
             # track starts again: it may be someone else stepping into the same spot).
             since = track.landmarks[0].at if track.landmarks else now
             live = assess(track.landmarks, since, now, self.liveness, track.screens)
+            state: str = live.state
+            if self.nir is not None:  # passive+nir: skin under NIR too
+                waited_out = now - since >= self.liveness.max_wait_s
+                state = combine(live.state, track.nir, self.nir.rule, waited_out)
             stats.liveness_ms += (time.perf_counter() - t0) * 1000
-            if live.state == "pending":
+            if state == "pending":
                 track.held = (decision, verdict)
                 return
-            if live.state == "attack":
+            if state == "attack":
                 decision = deny(Reason.PRESENTATION_ATTACK, decision.person_id)
+            elif state == "unavailable":  # no NIR frames to judge: the camera, not the person
+                log.warning("face refused: %s", self.health.nir_problem() or "NIR frames missing")
+                decision = deny(Reason.FACE_PATH_DISABLED, decision.person_id)
         track.held = None
         track.landmarks.clear()
         track.screens = 0
+        track.nir = NirTally()
         track.decided = True
         track.outcome, report = next_outcome(
             track.outcome, decision, now, self.config.confirmation.cooldown_s
@@ -307,6 +341,7 @@ class GateDaemon:
             track.last_encode_at = None
             track.landmarks.clear()
             track.screens = 0
+            track.nir = NirTally()
 
     def _forget_tracks(self) -> None:
         """A new gallery is in use: faces seen so far are matched again against it."""

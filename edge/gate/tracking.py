@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from edge.gate.liveness import LandmarkFrame
 from edge.gate.model import AccessDecision
+from edge.gate.nir import NirTally
 from edge.gate.voting import TrackOutcome, Verdict, Vote
 from faces.box import Box
 
@@ -38,6 +39,7 @@ class Track:
     screens: int = 0  # frames of this look with a screen's outline around the face
     held: tuple[AccessDecision, Verdict] | None = None  # waiting for the liveness evidence
     probe: npt.NDArray[np.float32] | None = None  # the latest encoding (kept for wrong matches)
+    nir: NirTally = field(default_factory=NirTally)  # this look's NIR frames (passive+nir)
 
 
 def iou(a: Box, b: Box) -> float:
