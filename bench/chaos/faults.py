@@ -1,0 +1,237 @@
+"""The faults, in the order the run injects them, and how recovery from each is measured.
+
+Recovery is timed from the end of a fault (the broker, replica, gate, server or link back):
+until every event the affected gates had produced by then is stored in PostgreSQL (for the
+time-series server: until VictoriaMetrics holds a point for every access event stored by then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, text
+
+from bench.chaos.counting import ExpectedAlert, series_counts
+from bench.chaos.system import BUILDING, SITE, System
+from gateway.alerts.originators import gate_originator
+
+KILLED_GATE = "g01"
+CUT_GATE = "g02"
+ISOLATED = (KILLED_GATE, CUT_GATE)  # the gates that get a network namespace
+
+
+@dataclass
+class FaultResult:
+    fault: str
+    duration_s: float
+    recover_s: float | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "fault": self.fault,
+            "duration_s": round(self.duration_s, 1),
+            "recover_s": None if self.recover_s is None else round(self.recover_s, 1),
+            **self.detail,
+        }
+
+
+class Chaos:
+    """Runs the schedule against a started System and keeps what each fault showed."""
+
+    def __init__(self, system: System, log: Callable[[str], None] = print) -> None:
+        self.system = system
+        self.scale = system.scale
+        self.log = log
+        assert system.postgres is not None
+        self.engine: Engine = create_engine(system.postgres.url, pool_pre_ping=True)
+        self.results: list[FaultResult] = []
+        self.expected_alerts: list[ExpectedAlert] = []
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- measuring
+
+    def produced(self, gates: Iterable[str] | None = None) -> dict[str, int]:
+        names = list(gates) if gates is not None else list(self.system.gates)
+        return {g: self.system.gates[g].produced() for g in names}
+
+    def stored_upto(self, snapshot: dict[str, int]) -> dict[str, int] | None:
+        """Per gate, distinct seqs stored at or below its snapshot; None while SQL is away."""
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    text(
+                        "SELECT gate_id, seq FROM access_log WHERE seq IS NOT NULL "
+                        "UNION SELECT gate_id, seq FROM door_events WHERE seq IS NOT NULL"
+                    )
+                ).all()
+        except Exception:
+            return None
+        got = dict.fromkeys(snapshot, 0)
+        for gate_id, seq in rows:
+            if gate_id in snapshot and seq <= snapshot[gate_id]:
+                got[gate_id] += 1
+        return got
+
+    def wait_caught_up(self, snapshot: dict[str, int], since: float) -> float | None:
+        """Seconds from `since` until everything in `snapshot` is stored; None on timeout."""
+        deadline = since + self.scale.recover_timeout_s
+        while time.monotonic() < deadline:
+            got = self.stored_upto(snapshot)
+            if got is not None and all(got[g] >= n for g, n in snapshot.items()):
+                return time.monotonic() - since
+            time.sleep(0.5)
+        return None
+
+    def access_rows(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM access_log")).scalar_one())
+
+    def record(self, result: FaultResult) -> None:
+        self.results.append(result)
+        recovered = "NOT recovered" if result.recover_s is None else f"{result.recover_s:.1f} s"
+        self.log(f"  {result.fault}: {result.duration_s:.1f} s, recovered in {recovered}")
+
+    # --- the faults
+
+    def broker_restart(self) -> None:
+        broker = self.system.broker
+        assert broker is not None
+        start = time.monotonic()
+        broker.stop()
+        broker.start()
+        end = time.monotonic()
+        self.record(
+            FaultResult("broker_restart", end - start, self.wait_caught_up(self.produced(), end))
+        )
+
+    def gateway_kill(self, replica: str = "a") -> None:
+        start = time.monotonic()
+        self.system.gateways[replica].kill9()
+        time.sleep(self.scale.gateway_down_s)
+        self.system.start_gateway(replica)
+        healthy_s = self.system.wait_gateway(replica)
+        end = time.monotonic()
+        self.record(
+            FaultResult(
+                f"gateway_{replica}_kill9",
+                end - start,
+                self.wait_caught_up(self.produced(), end),
+                {"restart_to_healthy_s": round(healthy_s, 1)},
+            )
+        )
+
+    def gate_kill(self, gate_id: str = KILLED_GATE) -> None:
+        gate = self.system.gates[gate_id]
+        assert gate.network is not None
+        start = time.monotonic()
+        # Link down first, so the outbox fills with events the broker has not acknowledged.
+        gate.network.cut()
+        time.sleep(self.scale.gate_hold_s)
+        gate.process.kill9()
+        depth = gate.depth()
+        produced = gate.produced()
+        time.sleep(self.scale.gate_down_s)
+        gate.network.restore()
+        self.system.start_gate(gate_id)
+        end = time.monotonic()
+        down = self.scale.gate_hold_s + self.scale.gate_down_s
+        self.expected_alerts.append(
+            ExpectedAlert(
+                "edge_offline",
+                gate_originator(SITE, BUILDING, gate_id),
+                f"gate {gate_id} killed -9, down {down:.0f} s",
+            )
+        )
+        self.record(
+            FaultResult(
+                f"gate_{gate_id}_kill9",
+                end - start,
+                self.wait_caught_up({gate_id: produced}, end),
+                {"outbox_depth_at_kill": depth, "produced_at_kill": produced},
+            )
+        )
+
+    def series_down(self) -> None:
+        victoria = self.system.victoria
+        assert victoria is not None
+        start = time.monotonic()
+        victoria.stop()
+        time.sleep(self.scale.series_down_s)
+        victoria.start()
+        end = time.monotonic()
+        target = self.access_rows()
+        recover: float | None = None
+        while time.monotonic() < end + self.scale.recover_timeout_s:
+            if series_counts(self.system)["access_count"] >= target:
+                recover = time.monotonic() - end
+                break
+            time.sleep(1.0)
+        self.record(
+            FaultResult("timeseries_down", end - start, recover, {"access_points_target": target})
+        )
+
+    def cutoff(self, gate_id: str = CUT_GATE) -> None:
+        gate = self.system.gates[gate_id]
+        assert gate.network is not None
+        start = time.monotonic()
+        gate.network.cut()
+        time.sleep(self.scale.cutoff_s)
+        gate.network.restore()
+        end = time.monotonic()
+        self.expected_alerts.append(
+            ExpectedAlert(
+                "edge_offline",
+                gate_originator(SITE, BUILDING, gate_id),
+                f"gate {gate_id} cut off from the broker for {self.scale.cutoff_s:.0f} s",
+            )
+        )
+        depth = gate.depth()
+        self.record(
+            FaultResult(
+                f"gate_{gate_id}_cutoff",
+                end - start,
+                self.wait_caught_up(self.produced([gate_id]), end),
+                {"method": "network namespace, host end of the veth down", "outbox_depth": depth},
+            )
+        )
+
+    def postgres_restart(self) -> None:
+        postgres = self.system.postgres
+        assert postgres is not None
+        start = time.monotonic()
+        postgres.stop_fast()
+        time.sleep(self.scale.postgres_down_s)
+        postgres.start_again()
+        end = time.monotonic()
+        self.record(
+            FaultResult("postgres_restart", end - start, self.wait_caught_up(self.produced(), end))
+        )
+
+    def run_all(self) -> None:
+        for fault in (
+            self.broker_restart,
+            self.gateway_kill,
+            self.gate_kill,
+            self.series_down,
+            self.cutoff,
+            self.postgres_restart,
+        ):
+            self.log(f"fault: {fault.__name__}")
+            fault()
+            with contextlib.suppress(Exception):
+                self.check_alive()
+
+    def check_alive(self) -> None:
+        """Say so when a process died that no fault killed."""
+        procs = [*self.system.gateways.values(), *(g.process for g in self.system.gates.values())]
+        procs += [p for p in (self.system.bridge, self.system.simulator) if p is not None]
+        for process in procs:
+            if not process.running:
+                self.log(f"  ! {process.name} is not running (see {process.log})")
