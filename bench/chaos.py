@@ -25,12 +25,14 @@ import argparse
 import json
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,6 +44,7 @@ from bench.chaos.system import Scale, System
 SHORT = Scale()
 FULL = Scale(
     warmup_s=60.0,
+    broker_down_s=30.0,
     gateway_down_s=30.0,
     gate_hold_s=5.0,
     gate_down_s=90.0,
@@ -58,18 +61,11 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def drain(chaos: Chaos, timeout: float) -> float | None:
-    """Stop the gates producing; seconds until all they produced is stored (None: timeout)."""
+def drain(chaos: Chaos) -> float | None:
+    """Stop the gates producing; seconds until all they produced is stored (None: never)."""
     chaos.system.stop_producing()
     time.sleep(1.0)  # let an event being built reach the outbox
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        before = chaos.produced()
-        got = chaos.stored_upto(before)
-        if got is not None and got == before and chaos.produced() == before:
-            return time.monotonic() - start
-        time.sleep(0.5)
-    return None
+    return chaos.wait_caught_up(chaos.produced(), time.monotonic())
 
 
 def wait_series(chaos: Chaos, rows: dict[str, int], timeout: float) -> dict[str, int]:
@@ -98,7 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(scale.warmup_s)
         chaos.run_all()
         say("faults done; gates stop producing, waiting for the gateway to store everything")
-        drained = drain(chaos, scale.recover_timeout_s)
+        drained = drain(chaos)
         counts = count_events(system)
         rows = {"access": counts["access_rows"], "door": counts["door_rows"]}
         points = wait_series(chaos, rows, 60.0)
@@ -164,6 +160,10 @@ def passed(result: dict[str, Any], strict_alerts: bool) -> bool:
     return ok
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="CI version: a few minutes")
@@ -177,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         help="also fail unless each expected alert was raised and cleared exactly once",
     )
     args = parser.parse_args(argv)
+    # A background job ignores SIGINT and SIGTERM ends Python at once: make both unwind
+    # through run()'s finally, so every process it started is stopped.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     result = run(args)
     ok = passed(result, args.strict_alerts)
     result["passed"] = ok

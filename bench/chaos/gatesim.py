@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
             except ConnectionError as exc:
                 log.warning("heartbeat not sent: %s", exc)
             next_heartbeat = now + args.heartbeat
-        stopping.wait(max(0.0, min(next_event, next_heartbeat) - time.monotonic()))
+        wake = min(next_event, next_heartbeat) if producing.is_set() else next_heartbeat
+        stopping.wait(max(0.01, wake - time.monotonic()))
     publisher.flush(args.flush_timeout)
     publisher.stop()
     link.stop()

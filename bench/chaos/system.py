@@ -54,6 +54,7 @@ class Scale:
     rate_per_gate: float = 2.0
     sim_speed: float = 10.0
     warmup_s: float = 15.0
+    broker_down_s: float = 3.0
     gateway_down_s: float = 5.0
     gate_hold_s: float = 3.0  # the gate's link is down this long before kill -9: a full outbox
     gate_down_s: float = 15.0
