@@ -196,11 +196,15 @@ def check_alerts(url: str, expected: list[ExpectedAlert]) -> dict[str, Any]:
         for (t, o), r in sorted(raised.items())
         if (t, o) not in wanted
     ]
+    twice = sum(1 for (t, o), r in raised.items() if (t, o) not in wanted and len(r) > 1)
     return {
         "alerts_expected": len(expected),
         "alerts_raised": sum(r["raised"] for r in results),
         "alerts_as_expected": sum(1 for r in results if r["ok"]),
         "alerts_unexpected": sum(u["raised"] for u in unexpected),
+        "alerts_raised_total": len(rows),
+        "unexpected_originators_raised_twice": twice,
+        "rows": [r for r in rows if (r["type"], r["originator"]) not in wanted],
         "alert_detail": results,
         "unexpected_alerts": unexpected[:20],
     }

@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
@@ -30,6 +31,7 @@ class FaultResult:
     duration_s: float
     recover_s: float | None
     detail: dict[str, Any] = field(default_factory=dict)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class Chaos:
         self.engine: Engine = create_engine(system.postgres.url, pool_pre_ping=True)
         self.results: list[FaultResult] = []
         self.expected_alerts: list[ExpectedAlert] = []
+        self._began = datetime.now(UTC)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -108,7 +111,13 @@ class Chaos:
         with self.engine.connect() as conn:
             return int(conn.execute(text("SELECT count(*) FROM access_log")).scalar_one())
 
+    def begin(self) -> float:
+        """Note the wall-clock start of a fault; returns the monotonic one."""
+        self._began = datetime.now(UTC)
+        return time.monotonic()
+
     def record(self, result: FaultResult) -> None:
+        result.started_at = self._began
         self.results.append(result)
         recovered = "NOT recovered" if result.recover_s is None else f"{result.recover_s:.1f} s"
         self.log(f"  {result.fault}: {result.duration_s:.1f} s, recovered in {recovered}")
@@ -118,7 +127,7 @@ class Chaos:
     def broker_restart(self) -> None:
         broker = self.system.broker
         assert broker is not None
-        start = time.monotonic()
+        start = self.begin()
         broker.stop()
         time.sleep(self.scale.broker_down_s)
         broker.start()
@@ -128,7 +137,7 @@ class Chaos:
         )
 
     def gateway_kill(self, replica: str = "a") -> None:
-        start = time.monotonic()
+        start = self.begin()
         self.system.gateways[replica].kill9()
         time.sleep(self.scale.gateway_down_s)
         self.system.start_gateway(replica)
@@ -146,7 +155,7 @@ class Chaos:
     def gate_kill(self, gate_id: str = KILLED_GATE) -> None:
         gate = self.system.gates[gate_id]
         assert gate.network is not None
-        start = time.monotonic()
+        start = self.begin()
         # Link down first, so the outbox fills with events the broker has not acknowledged.
         gate.network.cut()
         time.sleep(self.scale.gate_hold_s)
@@ -177,7 +186,7 @@ class Chaos:
     def series_down(self) -> None:
         victoria = self.system.victoria
         assert victoria is not None
-        start = time.monotonic()
+        start = self.begin()
         victoria.stop()
         time.sleep(self.scale.series_down_s)
         victoria.start()
@@ -196,7 +205,7 @@ class Chaos:
     def cutoff(self, gate_id: str = CUT_GATE) -> None:
         gate = self.system.gates[gate_id]
         assert gate.network is not None
-        start = time.monotonic()
+        start = self.begin()
         gate.network.cut()
         time.sleep(self.scale.cutoff_s)
         gate.network.restore()
@@ -221,7 +230,7 @@ class Chaos:
     def postgres_restart(self) -> None:
         postgres = self.system.postgres
         assert postgres is not None
-        start = time.monotonic()
+        start = self.begin()
         postgres.stop_fast()
         time.sleep(self.scale.postgres_down_s)
         postgres.start_again()
@@ -243,6 +252,21 @@ class Chaos:
             fault()
             with contextlib.suppress(Exception):
                 self.check_alive()
+
+    def attribute(self, alerts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+        """Alerts per fault (the last fault begun before the alert's first occurrence) and type."""
+        out: dict[str, dict[str, int]] = {}
+        for alert in alerts:
+            first = alert["first_at"]
+            if first.tzinfo is None:
+                first = first.replace(tzinfo=UTC)
+            fault = "before the faults"
+            for result in self.results:
+                if result.started_at <= first:
+                    fault = result.fault
+            per_type = out.setdefault(fault, {})
+            per_type[alert["type"]] = per_type.get(alert["type"], 0) + 1
+        return out
 
     def check_alive(self) -> None:
         """Say so when a process died that no fault killed."""
