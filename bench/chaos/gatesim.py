@@ -117,11 +117,10 @@ def run(args: argparse.Namespace) -> int:
                 producer=producer,
                 fps=0.0,
                 source_healthy=True,
-                source_detail="chaos simulation (no camera)",
+                source_detail="",
                 outbox_depth=publisher.depth(),
                 gallery_version=0,
-                face_path="disabled",
-                face_path_detail="chaos simulation",
+                face_path="ok",
                 uptime_s=round(now - started, 1),
             )
             try:

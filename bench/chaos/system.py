@@ -54,14 +54,14 @@ class Scale:
     rate_per_gate: float = 2.0
     sim_speed: float = 10.0
     warmup_s: float = 15.0
-    broker_down_s: float = 3.0
+    broker_down_s: float = 2.0
     gateway_down_s: float = 5.0
     gate_hold_s: float = 3.0  # the gate's link is down this long before kill -9: a full outbox
-    gate_down_s: float = 15.0
+    gate_down_s: float = 20.0
     series_down_s: float = 15.0
-    cutoff_s: float = 20.0
+    cutoff_s: float = 25.0
     postgres_down_s: float = 5.0
-    offline_grace_s: float = 5.0
+    offline_grace_s: float = 10.0
     keepalive_s: int = 5
     recover_timeout_s: float = 120.0
 
