@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.chaos.counting import check_alerts, count_events, series_counts
+from bench.chaos.counting import check_alerts, count_events, missing_points, series_counts
 from bench.chaos.faults import ISOLATED, Chaos
 from bench.chaos.system import Scale, System
 
@@ -100,6 +100,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         points = wait_series(chaos, rows, 60.0)
         alerts = check_alerts(system.postgres.url, chaos.expected_alerts)  # type: ignore[union-attr]
         expected_points = rows["access"] + rows["door"]
+        points_missing: dict[str, Any] = {}
+        try:
+            for _measurement, _gate, at in missing_points(system):
+                fault = chaos.fault_at(at)
+                points_missing[fault] = points_missing.get(fault, 0) + 1
+        except Exception as exc:  # a figure for the report, not worth losing the run over
+            points_missing["error"] = f"{type(exc).__name__}: {exc}"
         found_points = points["access_count"] + points["door_count"]
         result = {
             "bench": "chaos",
@@ -118,6 +125,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "series_points_expected": expected_points,
             "series_points_found": found_points,
             "series_points_lost": max(0, expected_points - found_points),
+            "series_points_missing_by_fault": points_missing,
             "faults": [r.summary() for r in chaos.results],
             "alert_detail": alerts["alert_detail"],
             "unexpected_alerts": alerts["unexpected_alerts"][:5],

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,31 @@ def check_alerts(url: str, expected: list[ExpectedAlert]) -> dict[str, Any]:
         "alert_detail": results,
         "unexpected_alerts": unexpected[:20],
     }
+
+
+def missing_points(system: System) -> list[tuple[str, str, datetime]]:
+    """(measurement, gate, event time) of stored access/door events with no sample in VM."""
+    assert system.postgres is not None and system.victoria is not None
+    engine = create_engine(system.postgres.url)
+    try:
+        with engine.connect() as conn:
+            events = {
+                "access_count": conn.execute(text("SELECT gate_id, ts FROM access_log")).all(),
+                "door_count": conn.execute(text("SELECT gate_id, ts FROM door_events")).all(),
+            }
+    finally:
+        engine.dispose()
+    missing: list[tuple[str, str, datetime]] = []
+    for name, rows in events.items():
+        seen: set[tuple[str, int]] = set()
+        with contextlib.suppress(Exception):
+            for labels, samples in system.victoria.samples(f'{{__name__="{name}"}}').items():
+                gate = dict(labels).get("gate", "")
+                seen.update((gate, ms) for ms, _ in samples)
+        for gate_id, ts in rows:
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=UTC)
+            ms = int(ts.timestamp() * 1000)
+            if (gate_id, ms) not in seen and (gate_id, ms + 1) not in seen:
+                missing.append((name, gate_id, ts))
+    return missing

@@ -253,18 +253,21 @@ class Chaos:
             with contextlib.suppress(Exception):
                 self.check_alive()
 
+    def fault_at(self, at: datetime) -> str:
+        """The last fault begun before `at` (naive times are UTC)."""
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        fault = "before the faults"
+        for result in self.results:
+            if result.started_at <= at:
+                fault = result.fault
+        return fault
+
     def attribute(self, alerts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
         """Alerts per fault (the last fault begun before the alert's first occurrence) and type."""
         out: dict[str, dict[str, int]] = {}
         for alert in alerts:
-            first = alert["first_at"]
-            if first.tzinfo is None:
-                first = first.replace(tzinfo=UTC)
-            fault = "before the faults"
-            for result in self.results:
-                if result.started_at <= first:
-                    fault = result.fault
-            per_type = out.setdefault(fault, {})
+            per_type = out.setdefault(self.fault_at(alert["first_at"]), {})
             per_type[alert["type"]] = per_type.get(alert["type"], 0) + 1
         return out
 
