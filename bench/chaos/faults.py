@@ -54,6 +54,8 @@ class Chaos:
         self.results: list[FaultResult] = []
         self.expected_alerts: list[ExpectedAlert] = []
         self._began = datetime.now(UTC)
+        # Per gate, events a recovery wait gave up on: later recoveries do not wait for them.
+        self.known_lost: dict[str, int] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -87,21 +89,24 @@ class Chaos:
 
         Gives up at the recovery timeout, or earlier once the affected gates' outboxes are
         empty (the broker acknowledged everything) and nothing more arrived for 15 s: what is
-        still missing then will not come (counted as lost at the end).
+        still missing then will not come (counted as lost at the end, and not waited for again
+        after later faults).
         """
         deadline = since + self.scale.recover_timeout_s
         best, progress_at = -1, time.monotonic()
         while time.monotonic() < deadline:
             got = self.stored_upto(snapshot)
             if got is not None:
-                if all(got[g] >= n for g, n in snapshot.items()):
+                if all(got[g] >= n - self.known_lost.get(g, 0) for g, n in snapshot.items()):
                     return time.monotonic() - since
                 total = sum(got.values())
                 if total > best:
                     best, progress_at = total, time.monotonic()
                 idle = time.monotonic() - progress_at
                 if idle > 15 and all(self.system.gates[g].depth() == 0 for g in snapshot):
-                    missing = sum(snapshot.values()) - total
+                    for g, n in snapshot.items():
+                        self.known_lost[g] = n - got[g]
+                    missing = sum(self.known_lost.values())
                     self.log(f"  {missing} event(s) acknowledged by the broker never arrived")
                     return None
             time.sleep(0.5)
