@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         points_missing: dict[str, Any] = {}
         try:
             for _measurement, _gate, at in missing_points(system):
-                fault = chaos.fault_at(at)
+                fault = chaos.fault_at(at, lead_s=2.0)
                 points_missing[fault] = points_missing.get(fault, 0) + 1
         except Exception as exc:  # a figure for the report, not worth losing the run over
             points_missing["error"] = f"{type(exc).__name__}: {exc}"

@@ -212,14 +212,19 @@ def check_alerts(url: str, expected: list[ExpectedAlert]) -> dict[str, Any]:
 
 
 def missing_points(system: System) -> list[tuple[str, str, datetime]]:
-    """(measurement, gate, event time) of stored access/door events with no sample in VM."""
+    """(measurement, gate, time stored) of stored access/door events with no sample in VM.
+
+    The time is the access log's received_at; door events have none, their event time is used.
+    """
     assert system.postgres is not None and system.victoria is not None
     engine = create_engine(system.postgres.url)
     try:
         with engine.connect() as conn:
             events = {
-                "access_count": conn.execute(text("SELECT gate_id, ts FROM access_log")).all(),
-                "door_count": conn.execute(text("SELECT gate_id, ts FROM door_events")).all(),
+                "access_count": conn.execute(
+                    text("SELECT gate_id, ts, received_at FROM access_log")
+                ).all(),
+                "door_count": conn.execute(text("SELECT gate_id, ts, ts FROM door_events")).all(),
             }
     finally:
         engine.dispose()
@@ -230,10 +235,10 @@ def missing_points(system: System) -> list[tuple[str, str, datetime]]:
             for labels, samples in system.victoria.samples(f'{{__name__="{name}"}}').items():
                 gate = dict(labels).get("gate", "")
                 seen.update((gate, ms) for ms, _ in samples)
-        for gate_id, ts in rows:
+        for gate_id, ts, stored_at in rows:
             if ts.tzinfo is None:
                 ts = ts.replace(tzinfo=UTC)
             ms = int(ts.timestamp() * 1000)
             if (gate_id, ms) not in seen and (gate_id, ms + 1) not in seen:
-                missing.append((name, gate_id, ts))
+                missing.append((name, gate_id, stored_at))
     return missing

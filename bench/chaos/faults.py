@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
@@ -258,13 +258,17 @@ class Chaos:
             with contextlib.suppress(Exception):
                 self.check_alive()
 
-    def fault_at(self, at: datetime) -> str:
-        """The last fault begun before `at` (naive times are UTC)."""
+    def fault_at(self, at: datetime, *, lead_s: float = 0.0) -> str:
+        """The last fault begun before `at` + `lead_s` (naive times are UTC).
+
+        With a lead, a fault that began just after `at` gets it: a point whose event was
+        stored a moment before a replica was killed is lost by that kill.
+        """
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
         fault = "before the faults"
         for result in self.results:
-            if result.started_at <= at:
+            if result.started_at <= at + timedelta(seconds=lead_s):
                 fault = result.fault
         return fault
 
