@@ -100,6 +100,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         points = wait_series(chaos, rows, 60.0)
         alerts = check_alerts(system.postgres.url, chaos.expected_alerts)  # type: ignore[union-attr]
         expected_points = rows["access"] + rows["door"]
+        lost_by_fault: dict[str, int] = {}
+        for stored_at in counts["lost_times"]:  # when the gate's outbox stored the event
+            fault = chaos.fault_at(datetime.fromtimestamp(stored_at, UTC))
+            lost_by_fault[fault] = lost_by_fault.get(fault, 0) + 1
         points_missing: dict[str, Any] = {}
         try:
             for _measurement, _gate, at in missing_points(system):
@@ -120,6 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "alerts_raised_total": alerts["alerts_raised_total"],
             "unexpected_alerts_by_fault": chaos.attribute(alerts["rows"]),
             "unexpected_originators_raised_twice": alerts["unexpected_originators_raised_twice"],
+            "lost_by_fault": lost_by_fault,
             "recover_s": {r.fault: r.summary()["recover_s"] for r in chaos.results},
             "drain_s": None if drained is None else round(drained, 1),
             "series_points_expected": expected_points,

@@ -37,15 +37,16 @@ class StoredEvent:
     row: int  # access log id (door events: 0)
 
 
-def read_ledger(path: Path) -> dict[int, str]:
-    """seq -> event id, as the gate wrote them (a torn last line is skipped)."""
-    numbered: dict[int, str] = {}
+def read_ledger(path: Path) -> dict[int, tuple[str, float]]:
+    """seq -> (event id, unix time stored), as the gate wrote them (a torn line is skipped)."""
+    numbered: dict[int, tuple[str, float]] = {}
     if not path.exists():
         return numbered
     for line in path.read_text().splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[0].isdigit():
-            numbered[int(parts[0])] = parts[2]
+        if len(parts) == 4 and parts[0].isdigit():
+            with contextlib.suppress(ValueError):
+                numbered[int(parts[0])] = (parts[2], float(parts[3]))
     return numbered
 
 
@@ -95,6 +96,7 @@ def count_events(system: System) -> dict[str, Any]:
     seq_duplicates = 0
     misnumbered = 0
     lost_examples: dict[str, list[int]] = {}
+    lost_times: list[float] = []  # when each lost event was stored in its gate's outbox
     for gate_id, gate in sorted(system.gates.items()):
         produced = gate.produced()
         ledger = read_ledger(gate.ledger)
@@ -105,7 +107,9 @@ def count_events(system: System) -> dict[str, Any]:
         holes = sum(1 for s in range(1, top + 1) if s not in seqs)
         twice = sum(n - 1 for n in seqs.values() if n > 1)
         wrong = sum(
-            1 for e in mine if e.seq is not None and e.seq in ledger and ledger[e.seq] != e.event_id
+            1
+            for e in mine
+            if e.seq is not None and e.seq in ledger and ledger[e.seq][0] != e.event_id
         )
         beyond = sum(1 for s in seqs if s > produced)
         order[gate_id] = holes + twice + wrong + beyond
@@ -122,6 +126,7 @@ def count_events(system: System) -> dict[str, Any]:
         lost_total += len(lost)
         if lost:
             lost_examples[gate_id] = lost[:10]
+            lost_times += [ledger[s][1] for s in lost if s in ledger]
     stored = sum(1 for e in events if e.gate_id in system.gates)
     return {
         "produced": produced_total,
@@ -132,6 +137,7 @@ def count_events(system: System) -> dict[str, Any]:
         "misnumbered": misnumbered,
         "arrival_reorders": sum(reorders.values()),
         "lost_examples": lost_examples,
+        "lost_times": lost_times,
         "access_rows": sum(1 for e in events if e.row),
         "door_rows": sum(1 for e in events if not e.row),
     }

@@ -6,10 +6,11 @@ with its retained availability and last will), without a camera: a card decision
 ``1/rate`` seconds, and every fourth one the door opens and closes. Heartbeats go out at QoS 0
 as the daemon's do.
 
-Each event the outbox stores is also written to ``--ledger`` (``seq kind event_id`` per line,
-unbuffered: a kill -9 loses at most the line of the event being stored), so the chaos run can
-name the events it counts. The outbox's own sequence (never reused) is the count of produced
-events. SIGUSR1 stops producing (the run drains); SIGTERM stops the daemon as systemd would.
+Each event the outbox stores is also written to ``--ledger`` (``seq kind event_id unix_time``
+per line, unbuffered: a kill -9 loses at most the line of the event being stored), so the chaos
+run can name the events it counts and tell when each was produced. The outbox's own sequence
+(never reused) is the count of produced events. SIGUSR1 stops producing (the run drains);
+SIGTERM stops the daemon as systemd would.
 
 Run: ``python bench/chaos/gatesim.py --gate g01 --port 1883 --outbox F --ledger F``.
 """
@@ -55,7 +56,8 @@ class LedgerPublisher(ReliablePublisher):
         data = payload(seq) if callable(payload) else payload
         message = json.loads(data)
         kind = topic.rsplit("/", 1)[-1]
-        os.write(self._ledger, f"{seq} {kind} {message['event_id']}\n".encode())
+        line = f"{seq} {kind} {message['event_id']} {time.time():.3f}\n"
+        os.write(self._ledger, line.encode())
         return seq
 
     def close_ledger(self) -> None:
