@@ -234,6 +234,7 @@ class System:
     def start(self, isolated: tuple[str, ...]) -> None:
         self.isolated = isolated
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir.chmod(0o755)  # PostgreSQL runs as its own user below it
         for index, _gate in enumerate(isolated):
             self.networks.append(EdgeNetwork(index + 1).create())
         port = free_port()

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,11 @@ def _namespaces() -> set[str]:
 
 
 @pytest.mark.timeout(900)
-def test_short_chaos_run_loses_nothing_and_leaves_no_process(tmp_path: Path) -> None:
-    workdir = tmp_path / "chaos"
+def test_short_chaos_run_loses_nothing_and_leaves_no_process() -> None:
+    # Not tmp_path: PostgreSQL runs as its own user and cannot enter pytest's private folders.
+    parent = Path(tempfile.mkdtemp(prefix="dormguard-chaos-test-"))
+    parent.chmod(0o755)
+    workdir = parent / "chaos"
     namespaces_before = _namespaces()
     env = dict(os.environ, PYTHONPATH=str(REPO), OPENBLAS_NUM_THREADS="1")
     run = subprocess.run(
@@ -76,6 +80,8 @@ def test_short_chaos_run_loses_nothing_and_leaves_no_process(tmp_path: Path) -> 
     assert lines, f"no JSON line; stdout tail: {run.stdout[-2000:]} stderr: {run.stderr[-2000:]}"
     print(lines[-1])
     result = json.loads(lines[-1])
+    assert not workdir.exists()  # the run removes its folder
+    shutil.rmtree(parent, ignore_errors=True)
     assert _processes_naming(str(workdir)) == []
     assert _namespaces() - namespaces_before == set()
     assert result["duplicates"] == 0
