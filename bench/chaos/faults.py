@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 
-from bench.chaos.counting import ExpectedAlert, series_counts
+from bench.chaos.counting import ExpectedAlert, read_ledger, series_counts
 from bench.chaos.system import BUILDING, SITE, System
 from gateway.alerts.originators import gate_originator
 
@@ -55,7 +55,7 @@ class Chaos:
         self.expected_alerts: list[ExpectedAlert] = []
         self._began = datetime.now(UTC)
         # Per gate, events a recovery wait gave up on: later recoveries do not wait for them.
-        self.known_lost: dict[str, int] = {}
+        self.known_lost: dict[str, set[int]] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -66,8 +66,8 @@ class Chaos:
         names = list(gates) if gates is not None else list(self.system.gates)
         return {g: self.system.gates[g].produced() for g in names}
 
-    def stored_upto(self, snapshot: dict[str, int]) -> dict[str, int] | None:
-        """Per gate, distinct seqs stored at or below its snapshot; None while SQL is away."""
+    def stored_seqs(self) -> dict[str, set[int]] | None:
+        """Per gate, the seqs stored so far; None while SQL is away."""
         try:
             with self.engine.connect() as conn:
                 rows = conn.execute(
@@ -78,11 +78,35 @@ class Chaos:
                 ).all()
         except Exception:
             return None
-        got = dict.fromkeys(snapshot, 0)
+        stored: dict[str, set[int]] = {}
         for gate_id, seq in rows:
-            if gate_id in snapshot and seq <= snapshot[gate_id]:
-                got[gate_id] += 1
-        return got
+            stored.setdefault(gate_id, set()).add(int(seq))
+        return stored
+
+    def caught_up(self, snapshot: dict[str, int], stored: dict[str, set[int]]) -> bool:
+        """Every seq up to the snapshot stored, or given up on as lost earlier."""
+        for gate_id, upto in snapshot.items():
+            have = stored.get(gate_id, set()) | self.known_lost.get(gate_id, set())
+            if any(s not in have for s in range(1, upto + 1)):
+                return False
+        return True
+
+    def give_up(self, stored: dict[str, set[int]]) -> int:
+        """Record as lost what no gate will send again; returns how many are lost so far.
+
+        Called when the outboxes are empty and nothing arrives: every seq produced more than
+        5 s ago (gate ledger time) and not stored was acknowledged by the broker and is gone.
+        """
+        cutoff = time.time() - 5.0
+        for gate_id, gate in self.system.gates.items():
+            numbered = read_ledger(gate.ledger)
+            have = stored.get(gate_id, set())
+            self.known_lost[gate_id] = {
+                s
+                for s in range(1, gate.produced() + 1)
+                if s not in have and numbered.get(s, ("", 0.0))[1] < cutoff
+            }
+        return sum(len(v) for v in self.known_lost.values())
 
     def wait_caught_up(self, snapshot: dict[str, int], since: float) -> float | None:
         """Seconds from `since` until everything in `snapshot` is stored; None if it never is.
@@ -95,18 +119,16 @@ class Chaos:
         deadline = since + self.scale.recover_timeout_s
         best, progress_at = -1, time.monotonic()
         while time.monotonic() < deadline:
-            got = self.stored_upto(snapshot)
-            if got is not None:
-                if all(got[g] >= n - self.known_lost.get(g, 0) for g, n in snapshot.items()):
+            stored = self.stored_seqs()
+            if stored is not None:
+                if self.caught_up(snapshot, stored):
                     return time.monotonic() - since
-                total = sum(got.values())
+                total = sum(1 for g, n in snapshot.items() for seq in stored.get(g, ()) if seq <= n)
                 if total > best:
                     best, progress_at = total, time.monotonic()
                 idle = time.monotonic() - progress_at
                 if idle > 15 and all(self.system.gates[g].depth() == 0 for g in snapshot):
-                    for g, n in snapshot.items():
-                        self.known_lost[g] = n - got[g]
-                    missing = sum(self.known_lost.values())
+                    missing = self.give_up(stored)
                     self.log(f"  {missing} event(s) acknowledged by the broker never arrived")
                     return None
             time.sleep(0.5)
