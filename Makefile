@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.dormguard-installed
 APT_PACKAGES := mosquitto openssl victoria-metrics postgresql chromium fonts-wqy-microhei
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: demo test install system-packages lint bench clean
+.PHONY: demo test install system-packages lint bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench: install
 	$(BIN)/python bench/gate_latency.py
 	$(BIN)/python bench/bridge_throughput.py
 	$(BIN)/python bench/gateway_ingest.py
+
+# The whole system for real under six faults, counted end to end (about 15 min; needs root).
+# CI runs the short one: $(BIN)/python bench/chaos.py --short (docs/reliability.md).
+chaos: system-packages install
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
