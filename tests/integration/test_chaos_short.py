@@ -1,15 +1,11 @@
-"""The short chaos run (bench/chaos.py --short) loses, duplicates and reorders nothing.
-
-Except, for now, across the broker restart: mosquitto 2.0.11 drops part of a shared
-subscription's messages after a restart (docs/reliability.md); a loss there alone makes the test
-xfail, a loss in any other fault fails it.
+"""The short chaos run (bench/chaos.py --short) loses, duplicates and reorders nothing, and
+raises exactly the alerts its faults call for.
 
 It starts the whole system for real (mosquitto, PostgreSQL, VictoriaMetrics, two gateway
 replicas, ten simulated gates on the real outbox, a device bridge with 200 appliances),
 injects six faults in sequence and counts end to end; this test reads its last JSON line and
-checks that every process it started is gone afterwards. Alert counts are reported by the run
-but not asserted here yet: with two replicas the windowed alert rules are still evaluated by
-each of them (pass ``--strict-alerts`` once one evaluator is elected).
+checks that every process it started is gone afterwards. ``--strict-alerts``: each expected
+alert (the killed and the cut-off gate offline) raised and cleared exactly once, no other.
 """
 
 from __future__ import annotations
@@ -70,7 +66,14 @@ def test_short_chaos_run_loses_nothing_and_leaves_no_process() -> None:
     namespaces_before = _namespaces()
     env = dict(os.environ, PYTHONPATH=str(REPO), OPENBLAS_NUM_THREADS="1")
     run = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "chaos.py"), "--short", "--workdir", str(workdir)],
+        [
+            sys.executable,
+            str(REPO / "bench" / "chaos.py"),
+            "--short",
+            "--strict-alerts",
+            "--workdir",
+            str(workdir),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -88,13 +91,9 @@ def test_short_chaos_run_loses_nothing_and_leaves_no_process() -> None:
     assert result["misnumbered"] == 0
     assert result["produced"] > 0
     assert result["stored"] + result["lost"] == result["produced"]
-    if result["lost"] and set(result["lost_by_fault"]) == {"broker_restart"}:
-        # Known, outside this code base: see bench/chaos/shared_restart.py. Any loss anywhere
-        # else still fails below.
-        pytest.xfail(
-            f"{result['lost']} events lost across the broker restart (mosquitto drops part of "
-            "a shared subscription's messages after a restart: docs/reliability.md)"
-        )
     assert result["lost"] == 0, (result["lost_by_fault"], result.get("lost_examples"))
     assert all(v == 0 for v in result["order_violations"].values()), result["order_violations"]
     assert result["stored"] == result["produced"]
+    assert result["alerts_as_expected"] == result["alerts_expected"] == 2, result["alert_detail"]
+    assert result["alerts_unexpected"] == 0, result["unexpected_alerts_by_fault"]
+    assert result["passed"] is True

@@ -616,14 +616,25 @@ def test_no_faults_clears_the_appliance_fault() -> None:
     assert [x.type for x in cleared(signals)] == [AlertType.APPLIANCE_FAULT]
 
 
-def test_an_offline_device_raises_device_offline_not_an_offline_fault() -> None:
-    engine = rules()
+def test_an_offline_device_raises_device_offline_after_the_grace_not_an_offline_fault() -> None:
+    engine = rules(offline_grace_s=60)
     signals = engine.on_device_state(
         device_state(0, online=False, faults=["offline"], status="unknown"), s(0)
     )
-    assert [x.type for x in raised(signals)] == [AlertType.DEVICE_OFFLINE]
-    back = engine.on_device_state(device_state(60), s(60))
+    assert raised(signals) == []
+    assert engine.tick(s(59)) == []
+    assert [x.type for x in raised(engine.tick(s(60)))] == [AlertType.DEVICE_OFFLINE]
+    assert engine.on_device_state(device_state(61, online=False, faults=["offline"]), s(61)) == []
+    back = engine.on_device_state(device_state(90), s(90))
     assert [x.type for x in cleared(back)] == [AlertType.DEVICE_OFFLINE]
+
+
+def test_a_device_back_within_the_grace_raises_nothing() -> None:
+    """A broker restart: the bridge relays every device's last will, then each comes back."""
+    engine = rules(offline_grace_s=60)
+    engine.on_device_state(device_state(0, online=False, faults=["offline"]), s(0))
+    assert raised(engine.on_device_state(device_state(5), s(5))) == []
+    assert engine.tick(s(120)) == []
 
 
 def test_device_availability_and_state_share_one_offline_condition() -> None:

@@ -2,8 +2,9 @@
 
 An availability ``offline`` (the MQTT last will) starts a grace period: the alert is raised by
 ``tick`` once the originator stayed offline ``offline_grace_s``, so broker restarts and quick
-reconnects raise nothing. An appliance the bridge reports offline has already waited out the
-bridge's own timeout and is raised at once.
+reconnects raise nothing. An appliance the bridge reports offline (its last will, or silence
+beyond the bridge's timeout) waits out the same grace: a broker restart publishes every
+device's last will at once, and 200 alerts that clear themselves a few seconds later are noise.
 """
 
 from __future__ import annotations
@@ -72,11 +73,14 @@ class AvailabilityRules:
         at = min(ev.ts, now)
         device = device_originator(ev.site, ev.building, ev.room, ev.device_id)
         if not ev.online:
-            # The bridge has already waited out its own timeout: no further grace here.
-            return self._offline(
-                device,
-                _PendingOffline(AlertType.DEVICE_OFFLINE, ev.site, ev.building, at),
-            )
+            # The bridge also reports a device's last will at once: a broker restart sends
+            # every device's. The same grace as an edge's rides that out (tick raises it).
+            pending = _PendingOffline(AlertType.DEVICE_OFFLINE, ev.site, ev.building, at)
+            if self.config.offline_grace_s == 0:
+                return self._offline(device, pending)
+            if self._report.last_reported(AlertType.DEVICE_OFFLINE, device) is None:
+                self._pending_offline.setdefault(device, pending)
+            return []
         self._pending_offline.pop(device, None)
         return self._report.condition(
             AlertType.DEVICE_OFFLINE,
