@@ -45,6 +45,7 @@ from edge.gate.voting import Verdict, Vote, confirm, next_outcome, reverify_due
 from edge.mqtt import MqttLink, ReceivedMessage
 from edge.publisher import ReliablePublisher
 from faces.engine import FaceEngine
+from faces.pool import EncoderPool
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,13 @@ class GateDaemon:
         gallery_key: bytes,
         verifier: MessageVerifier,
         nonces: NonceLedger,
+        encoder: EncoderPool | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
     ) -> None:
         self.config = config
         self.engine = engine
+        self.encoder = encoder  # several new faces of a frame at once; None: engine.encode
         self.source = source
         self.door = door
         self.link = link
@@ -140,6 +143,8 @@ class GateDaemon:
     def start(self) -> None:
         """Load the gallery, connect, start the source, door and publisher."""
         self.commands.start()
+        if self.encoder is not None:
+            self.encoder.start()
         self.gallery_sync.load()
         self.door.start()
         self.publisher.start()
@@ -168,6 +173,8 @@ class GateDaemon:
         self.link.stop()
         self.publisher.outbox.close()
         self.commands.stop()
+        if self.encoder is not None:
+            self.encoder.stop()
 
     def run(self) -> None:
         """Frame loop until stop() or a signal sets the stop flag."""
@@ -200,6 +207,7 @@ class GateDaemon:
         stats.faces = len(detection.boxes)
         now = self.clock()
         tracks = self.tracker.update(detection.boxes, now)
+        to_encode: list[Track] = []
         for track in tracks:
             self._reverify_if_due(track, now)
             if self.liveness is not None and not track.decided:
@@ -208,19 +216,28 @@ class GateDaemon:
                 held_decision, held_verdict = track.held
                 self._settle(track, held_decision, held_verdict, now, stats, frame)
                 continue
-            if not self.tracker.needs_encoding(track, now):
-                continue
-            t1 = time.perf_counter()
-            encodings = self.engine.encode(detection.rgb, [track.box])
+            if self.tracker.needs_encoding(track, now):
+                to_encode.append(track)
+        if not to_encode:
+            return stats
+        # All of this frame's new faces at once: with an encoder pool, two or more of them
+        # are encoded side by side in worker processes (faces/pool.py).
+        t1 = time.perf_counter()
+        boxes = [track.box for track in to_encode]
+        if self.encoder is not None:
+            encodings = self.encoder.encode(detection.rgb, boxes)
+        else:
+            encodings = self.engine.encode(detection.rgb, boxes)
+        stats.encode_ms += (time.perf_counter() - t1) * 1000
+        if len(encodings) != len(to_encode):
+            return stats
+        for track, encoding in zip(to_encode, encodings, strict=True):
             t2 = time.perf_counter()
-            stats.encode_ms += (t2 - t1) * 1000
-            if not encodings:
-                continue
             if index is None:
                 result_reason, vote = "empty_gallery", Vote(now, None, 1.0, 0.0)
             else:
                 result = index.match(
-                    encodings[0],
+                    encoding,
                     tolerance=self.config.matching.tolerance,
                     min_margin=self.config.matching.min_margin,
                 )
