@@ -55,6 +55,12 @@ class DetectionSection(StrictModel):
     max_encodes_per_track: int = Field(default=4, ge=1)
     min_encode_interval_s: float = Field(default=0.0, ge=0)
     track_max_age_s: float = Field(default=1.0, gt=0)
+    new_look_after_s: float = Field(
+        default=0.3,
+        gt=0,
+        description="a face seen again after this long unseen is judged afresh: the next "
+        "person in a queue steps into the spot the last one left",
+    )
 
 
 class EncodingSection(StrictModel):

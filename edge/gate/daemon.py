@@ -107,6 +107,7 @@ class GateDaemon:
             max_age_s=config.detection.track_max_age_s,
             max_encodes_per_track=config.detection.max_encodes_per_track,
             min_encode_interval_s=config.detection.min_encode_interval_s,
+            new_look_after_s=config.detection.new_look_after_s,
         )
         self.monitor = DoorMonitor(held_open_after_s=config.door.contact.held_open_after_s)
         self.reporter = GateReporter(config.producer_id, self.gate, publisher)

@@ -35,6 +35,18 @@ class Track:
     screens: int = 0  # frames of this look with a screen's outline around the face
     held: tuple[AccessDecision, Verdict] | None = None  # waiting for the liveness evidence
 
+    def new_look(self) -> None:
+        """Judge the face in this track afresh (it may be someone else now); the last outcome
+        is kept, so the same person is not reported twice within the cooldown."""
+        self.decided = False
+        self.encodes = 0
+        self.votes.clear()
+        self.last_encode_at = None
+        self.last_match = None
+        self.landmarks.clear()
+        self.screens = 0
+        self.held = None
+
 
 def iou(a: Box, b: Box) -> float:
     """Intersection over union of two boxes; 0.0 when either has no area."""
@@ -61,8 +73,14 @@ class FaceTracker:
         max_age_s: float = 1.0,
         max_encodes_per_track: int = 5,
         min_encode_interval_s: float = 0.0,
+        new_look_after_s: float = math.inf,
     ) -> None:
-        """Store the tracking parameters after checking they are in range."""
+        """Store the tracking parameters after checking they are in range.
+
+        A track that comes back after `new_look_after_s` unseen is judged afresh
+        (`Track.new_look`): in a queue, the next person steps into the spot the last one
+        left, and must not inherit their decision.
+        """
         if not (0.0 < iou_threshold <= 1.0):
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
         if not (math.isfinite(max_age_s) and max_age_s >= 0.0):
@@ -76,7 +94,10 @@ class FaceTracker:
         self.iou_threshold = iou_threshold
         self.max_age_s = max_age_s
         self.max_encodes_per_track = max_encodes_per_track
+        if not new_look_after_s > 0.0:
+            raise ValueError(f"new_look_after_s must be > 0, got {new_look_after_s!r}")
         self.min_encode_interval_s = min_encode_interval_s
+        self.new_look_after_s = new_look_after_s
         self._tracks: list[Track] = []
         self._next_id = 1
         self._last_now: float | None = None
@@ -120,6 +141,8 @@ class FaceTracker:
                 self._next_id += 1
                 self._tracks.append(track)
             else:
+                if now - track.last_seen >= self.new_look_after_s:
+                    track.new_look()
                 track.box = box
                 track.last_seen = now
             result.append(track)
