@@ -58,8 +58,9 @@ class DetectionSection(StrictModel):
     new_look_after_s: float = Field(
         default=0.3,
         gt=0,
-        description="a face seen again after this long unseen is judged afresh: the next "
-        "person in a queue steps into the spot the last one left",
+        description="a face seen again after this long gone (missing from two frames or "
+        "more) is judged afresh: the next person in a queue steps into the spot the last "
+        "one left",
     )
 
 

@@ -15,6 +15,8 @@ from edge.gate.model import AccessDecision
 from edge.gate.voting import TrackOutcome, Verdict, Vote
 from faces.box import Box
 
+NEW_LOOK_MIN_ABSENT_FRAMES = 2  # a face HOG misses in one frame is not gone
+
 
 @dataclass(slots=True)
 class Track:
@@ -34,6 +36,7 @@ class Track:
     landmarks: list[LandmarkFrame] = field(default_factory=list)
     screens: int = 0  # frames of this look with a screen's outline around the face
     held: tuple[AccessDecision, Verdict] | None = None  # waiting for the liveness evidence
+    absent: int = 0  # frames in a row without this face (since it was last seen)
 
     def new_look(self) -> None:
         """Judge the face in this track afresh (it may be someone else now); the last outcome
@@ -77,9 +80,10 @@ class FaceTracker:
     ) -> None:
         """Store the tracking parameters after checking they are in range.
 
-        A track that comes back after `new_look_after_s` unseen is judged afresh
-        (`Track.new_look`): in a queue, the next person steps into the spot the last one
-        left, and must not inherit their decision.
+        A track that comes back after `new_look_after_s` unseen, and missing from at least
+        NEW_LOOK_MIN_ABSENT_FRAMES frames in between, is judged afresh (`Track.new_look`): in
+        a queue, the next person steps into the spot the last one left, and must not inherit
+        their decision. (A slow camera that sees the face in every frame is no new look.)
         """
         if not (0.0 < iou_threshold <= 1.0):
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
@@ -134,6 +138,9 @@ class FaceTracker:
             taken.add(t_index)
             assigned[b_index] = self._tracks[t_index]
 
+        for t_index, unseen in enumerate(self._tracks):
+            if t_index not in taken:
+                unseen.absent += 1
         result: list[Track] = []
         for box, track in zip(boxes, assigned, strict=True):
             if track is None:
@@ -141,8 +148,10 @@ class FaceTracker:
                 self._next_id += 1
                 self._tracks.append(track)
             else:
-                if now - track.last_seen >= self.new_look_after_s:
+                gone = now - track.last_seen >= self.new_look_after_s
+                if gone and track.absent >= NEW_LOOK_MIN_ABSENT_FRAMES:
                     track.new_look()
+                track.absent = 0
                 track.box = box
                 track.last_seen = now
             result.append(track)

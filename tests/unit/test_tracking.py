@@ -208,8 +208,8 @@ def test_track_is_a_mutable_record() -> None:
 def test_a_face_back_after_new_look_after_s_unseen_is_judged_afresh(
     gap: float, afresh: bool
 ) -> None:
-    """The next person in a queue steps into the spot the last one left: after a gap the
-    track is undecided again and encoded, its last outcome kept (for the cooldown)."""
+    """The next person in a queue steps into the spot the last one left: after a gap (empty
+    frames) the track is undecided again and encoded, its last outcome kept (cooldown)."""
     tracker = FaceTracker(max_age_s=1.0, new_look_after_s=0.3)
     box = Box(100, 200, 200, 100)
     (track,) = tracker.update([box], 0.0)
@@ -217,6 +217,8 @@ def test_a_face_back_after_new_look_after_s_unseen_is_judged_afresh(
     track.decided = True
     outcome = object()
     track.outcome = outcome  # type: ignore[assignment]
+    for step in (1, 2):  # frames without the face in between
+        tracker.update([], gap * step / 3)
     (again,) = tracker.update([box], gap)
     assert again is track
     assert tracker.needs_encoding(track, gap) is afresh
@@ -224,11 +226,22 @@ def test_a_face_back_after_new_look_after_s_unseen_is_judged_afresh(
     assert track.outcome is outcome
 
 
-def test_a_face_missing_for_a_frame_or_two_keeps_its_decision() -> None:
+def test_a_slow_camera_that_sees_the_face_every_frame_is_no_new_look() -> None:
+    """At 2.5 fps every frame is 0.4 s after the last, but the face never left."""
     tracker = FaceTracker(new_look_after_s=0.3)
     box = Box(100, 200, 200, 100)
     (track,) = tracker.update([box], 0.0)
     track.decided = True
-    for now in (1 / 15, 3 / 15, 4 / 15, 6 / 15):  # unseen at 2/15 and 5/15
-        tracker.update([box], now)
+    for frame in range(1, 6):
+        tracker.update([box], frame * 0.4)
+    assert track.decided
+
+
+def test_a_face_missing_for_a_frame_keeps_its_decision() -> None:
+    tracker = FaceTracker(new_look_after_s=0.1)
+    box = Box(100, 200, 200, 100)
+    (track,) = tracker.update([box], 0.0)
+    track.decided = True
+    tracker.update([], 0.1)  # one frame without it (HOG missed it)
+    tracker.update([box], 0.2)
     assert track.decided
