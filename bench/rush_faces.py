@@ -216,6 +216,7 @@ def _lfw_variant(face: np.ndarray, seed: int) -> tuple[np.ndarray, Box]:
     return rgb, Box(top=inset, right=size - inset, bottom=size - inset, left=inset)
 
 
+CHUNK = 250
 PER_FACE = 200  # variations of each LFW face, in seed order (seed // PER_FACE is the face)
 
 
@@ -245,12 +246,22 @@ def filler_encodings(count: int = 20_000, *, workers: int = 2) -> np.ndarray:
     for size, path in cached:
         if size >= count:
             return np.load(path)[:count]
-    seeds = list(range(count))
-    chunks = [seeds[i : i + 250] for i in range(0, count, 250)]
-    with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
-        parts = list(pool.map(_encode_chunk, [(faces, c) for c in chunks]))
+    # In chunks of 250, each kept as it is done: an interrupted run resumes where it was.
+    parts_dir = RUSH_CACHE / f"{stem}-parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    starts = list(range(0, count, CHUNK))
+
+    def part(start: int) -> Path:
+        return parts_dir / f"{start:06d}-{min(count, start + CHUNK) - start}.npy"
+
+    todo = [start for start in starts if not part(start).is_file()]
+    if todo:
+        with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
+            jobs = [(faces, list(range(start, min(count, start + CHUNK)))) for start in todo]
+            for start, done in zip(todo, pool.map(_encode_chunk, jobs), strict=True):
+                np.save(part(start), done)
+    parts = [np.load(part(start)) for start in starts]
     result = np.concatenate(parts) if parts else np.empty((0, 128), np.float32)
-    RUSH_CACHE.mkdir(parents=True, exist_ok=True)
     path = RUSH_CACHE / f"{stem}-{count}.npy"
     tmp = RUSH_CACHE / f"{stem}-{count}.part.npy"
     np.save(tmp, result)

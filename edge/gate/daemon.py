@@ -231,6 +231,12 @@ class GateDaemon:
             encodings = self.engine.encode(detection.rgb, boxes)
         stats.encode_ms += (time.perf_counter() - t1) * 1000
         if len(encodings) != len(to_encode):
+            log.warning(
+                "frame %s: %s encodings for %s faces, not matched",
+                frame.seq,
+                len(encodings),
+                len(to_encode),
+            )
             return stats
         for track, encoding in zip(to_encode, encodings, strict=True):
             t2 = time.perf_counter()
