@@ -1,7 +1,8 @@
 """Encoding several faces of one frame at once, in worker processes.
 
 dlib keeps the interpreter lock while it computes an encoding, so threads do not help (two
-threads ran at 0.85x one); processes do. Each worker loads the models once; it gets the face's
+threads were never faster than one, docs/benchmarks.md, rush hour); processes do, when a core
+is free. Each worker loads the models once; it gets the face's
 crop (the face and a margin of one face width around it, so dlib's landmarks and its aligned
 150x150 chip see exactly the pixels they would in the whole frame) and returns the encodings.
 
