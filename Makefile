@@ -49,6 +49,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/gate_latency.py
+	$(BIN)/python bench/gate_rush.py
 	$(BIN)/python bench/bridge_throughput.py
 	$(BIN)/python bench/gateway_ingest.py
 

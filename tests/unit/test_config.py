@@ -18,6 +18,7 @@ from edge.gate.config import (
     CredentialsSection,
     DetectionSection,
     DoorSection,
+    EncodingSection,
     GateConfig,
     MatchingSection,
     SnapshotSection,
@@ -106,6 +107,28 @@ def test_minimal_config_loads_with_defaults(tmp_path: Path) -> None:
 def test_example_config_validates() -> None:
     config = load_yaml_model(EXAMPLE, GateConfig)
     assert config.producer_id == "gate:campus/B1/B1-main"
+
+
+@pytest.mark.parametrize("workers", ["auto", "1", "2", "8"])
+def test_encoding_workers_auto_or_one_to_eight_load(tmp_path: Path, workers: str) -> None:
+    config = load(tmp_path, gate_yaml(encoding=f"encoding:\n  workers: {workers}\n"))
+    assert str(config.encoding.workers) == workers
+
+
+@pytest.mark.parametrize("workers", ["0", "9", "two", "1.5"])
+def test_encoding_workers_out_of_range_are_refused_at_their_line(
+    tmp_path: Path, workers: str
+) -> None:
+    text = gate_yaml(encoding=f"encoding:\n  workers: {workers}  {MARK}\n")
+    problems = problems_of(tmp_path, text)
+    assert problems and all(
+        p.startswith(f"line {marked_line(text)}: encoding.workers") for p in problems
+    ), problems
+
+
+def test_encoding_defaults_to_in_process() -> None:
+    """Without the section the gate encodes in its own process, as before the pool."""
+    assert EncodingSection().workers == 1
 
 
 def test_example_config_mentions_every_top_level_setting() -> None:

@@ -189,6 +189,8 @@ def test_person_standing_at_the_gate_is_encoded_a_few_times_not_every_frame() ->
         ({"max_age_s": math.nan}, "max_age_s"),
         ({"max_encodes_per_track": -1}, "max_encodes_per_track"),
         ({"min_encode_interval_s": -0.1}, "min_encode_interval_s"),
+        ({"new_look_after_s": 0.0}, "new_look_after_s"),
+        ({"new_look_after_s": math.nan}, "new_look_after_s"),
     ],
 )
 def test_tracker_rejects_out_of_range_settings(kwargs: dict[str, float], message: str) -> None:
@@ -199,4 +201,47 @@ def test_tracker_rejects_out_of_range_settings(kwargs: dict[str, float], message
 def test_track_is_a_mutable_record() -> None:
     track = Track(track_id=1, box=box(0, 0), first_seen=0.0, last_seen=0.0)
     track.decided = True
+    assert track.decided
+
+
+@pytest.mark.parametrize(("gap", "afresh"), [(0.2, False), (0.3, True), (0.8, True)])
+def test_a_face_back_after_new_look_after_s_unseen_is_judged_afresh(
+    gap: float, afresh: bool
+) -> None:
+    """The next person in a queue steps into the spot the last one left: after a gap (empty
+    frames) the track is undecided again and encoded, its last outcome kept (cooldown)."""
+    tracker = FaceTracker(max_age_s=1.0, new_look_after_s=0.3)
+    box = Box(100, 200, 200, 100)
+    (track,) = tracker.update([box], 0.0)
+    tracker.mark_encoded(track, 0.0, Vote(0.0, "s1", 0.3, 0.2))
+    track.decided = True
+    outcome = object()
+    track.outcome = outcome  # type: ignore[assignment]
+    for step in (1, 2):  # frames without the face in between
+        tracker.update([], gap * step / 3)
+    (again,) = tracker.update([box], gap)
+    assert again is track
+    assert tracker.needs_encoding(track, gap) is afresh
+    assert (track.votes == []) is afresh
+    assert track.outcome is outcome
+
+
+def test_a_slow_camera_that_sees_the_face_every_frame_is_no_new_look() -> None:
+    """At 2.5 fps every frame is 0.4 s after the last, but the face never left."""
+    tracker = FaceTracker(new_look_after_s=0.3)
+    box = Box(100, 200, 200, 100)
+    (track,) = tracker.update([box], 0.0)
+    track.decided = True
+    for frame in range(1, 6):
+        tracker.update([box], frame * 0.4)
+    assert track.decided
+
+
+def test_a_face_missing_for_a_frame_keeps_its_decision() -> None:
+    tracker = FaceTracker(new_look_after_s=0.1)
+    box = Box(100, 200, 200, 100)
+    (track,) = tracker.update([box], 0.0)
+    track.decided = True
+    tracker.update([], 0.1)  # one frame without it (HOG missed it)
+    tracker.update([box], 0.2)
     assert track.decided
