@@ -98,6 +98,8 @@ def main() -> None:
         daemon.engine.start()  # type: ignore[attr-defined]
         daemon.gallery_sync.load()
         daemon.door.start()
+        if daemon.probes is not None:
+            daemon.probes.open()
         known = [encoding_of("obama.jpg"), encoding_of("biden.jpg")]
 
         # Warm up both paths (model load, caches).
@@ -169,6 +171,8 @@ def main() -> None:
                 door_ms.append((daemon.last_door_open_at - first_face_at) * 1000)
             daemon.door.lock()
         daemon.door.stop()
+        if daemon.probes is not None:
+            daemon.probes.close()
         daemon.publisher.outbox.close()
 
         # 3. The same with liveness on (mode passive): per-frame cost of the landmarks and the

@@ -362,11 +362,15 @@ def build_daemon(tmp: Path, gallery: Gallery, workers: int) -> GateDaemon:
         daemon.encoder.start()
     daemon.gallery_sync.load()
     daemon.door.start()
+    if daemon.probes is not None:
+        daemon.probes.open()
     return daemon
 
 
 def close_daemon(daemon: GateDaemon) -> None:
     daemon.door.stop()
+    if daemon.probes is not None:
+        daemon.probes.close()
     if daemon.encoder is not None:
         daemon.encoder.stop()
     daemon.publisher.outbox.close()

@@ -425,7 +425,7 @@ class GateDaemon:
         assert self.probes is not None
         try:
             self.probes.keep(event_id, probe, self.wall().timestamp())
-        except (OSError, ValueError, sqlite3.Error) as exc:  # never stops the gate
+        except (OSError, ValueError, RuntimeError, sqlite3.Error) as exc:  # never stops the gate
             log.warning("probe of event %s not kept: %s", event_id, exc)
 
     def _take_probe(self, event_id: str) -> bytes | None:

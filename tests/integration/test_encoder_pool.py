@@ -127,6 +127,8 @@ def _gate(tmp: Path, people: dict[str, RushPerson], workers: int) -> GateDaemon:
         daemon.encoder.start()
     daemon.gallery_sync.load()
     daemon.door.start()
+    if daemon.probes is not None:
+        daemon.probes.open()
     return daemon
 
 
@@ -147,6 +149,8 @@ def _walk(daemon: GateDaemon, image: np.ndarray, frames: int) -> list[AccessEven
 
 def _close(daemon: GateDaemon) -> None:
     daemon.door.stop()
+    if daemon.probes is not None:
+        daemon.probes.close()
     if daemon.encoder is not None:
         daemon.encoder.stop()
     daemon.publisher.outbox.close()
