@@ -56,7 +56,7 @@ from edge.gate.frames import Frame
 from faces.box import Box
 from faces.engine import DlibFaceEngine
 from faces.pool import EncoderPool, resolve_workers
-from tests.gatekit import gate_config, save_gallery, write_key
+from tests.gatekit import gate_config, save_gallery, start_offline, stop_offline, write_key
 
 FPS = 15.0
 FRAME_SIZE = (640, 480)
@@ -357,23 +357,11 @@ def build_daemon(tmp: Path, gallery: Gallery, workers: int) -> GateDaemon:
         liveness={"mode": "off"},
     )
     daemon = build_gate(load_yaml_model(cfg, GateConfig))
-    daemon.engine.start()  # type: ignore[attr-defined]
-    if daemon.encoder is not None:
-        daemon.encoder.start()
-    daemon.gallery_sync.load()
-    daemon.door.start()
-    if daemon.probes is not None:
-        daemon.probes.open()
-    return daemon
+    return start_offline(daemon)
 
 
 def close_daemon(daemon: GateDaemon) -> None:
-    daemon.door.stop()
-    if daemon.probes is not None:
-        daemon.probes.close()
-    if daemon.encoder is not None:
-        daemon.encoder.stop()
-    daemon.publisher.outbox.close()
+    stop_offline(daemon)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, object]:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -18,6 +18,9 @@ from contracts.registry import parse_message
 from edge.gate.gallery import GalleryStore
 from tests.keys import command_auth
 from tests.photos import sample_photos_dir
+
+if TYPE_CHECKING:
+    from edge.gate.daemon import GateDaemon
 
 ENROLLED = "s-obama"  # enrolled from obama.jpg; other photos of him are the probes
 CARD_HOLDER = "s-card"
@@ -173,3 +176,27 @@ class RecordingOutbox:
     def parsed(self) -> list[object]:
         """The messages sent, parsed by their topics."""
         return [parse_message(topic, payload) for topic, payload in self.sent]
+
+
+def start_offline(daemon: GateDaemon) -> GateDaemon:
+    """Start what ``process_frame`` needs, without broker, camera or publisher thread (tests
+    and benches that feed frames by hand): the models, the encoder pool, the gallery, the door,
+    the probe store."""
+    daemon.engine.start()  # type: ignore[attr-defined]
+    if daemon.encoder is not None:
+        daemon.encoder.start()
+    daemon.gallery_sync.load()
+    daemon.door.start()
+    if daemon.probes is not None:
+        daemon.probes.open()
+    return daemon
+
+
+def stop_offline(daemon: GateDaemon) -> None:
+    """Stop what :func:`start_offline` started and close the outbox."""
+    daemon.door.stop()
+    if daemon.probes is not None:
+        daemon.probes.close()
+    if daemon.encoder is not None:
+        daemon.encoder.stop()
+    daemon.publisher.outbox.close()

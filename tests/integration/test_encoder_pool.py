@@ -31,7 +31,7 @@ from faces.engine import DlibFaceEngine, photo_engine
 from faces.images import read_image
 from faces.pool import EncoderPool
 from tests.face_media import identity_sets, other_faces
-from tests.gatekit import gate_config, save_gallery, write_key
+from tests.gatekit import gate_config, save_gallery, start_offline, stop_offline, write_key
 
 ENROLLED = ("obama", "cage", "connery")
 
@@ -122,14 +122,7 @@ def _gate(tmp: Path, people: dict[str, RushPerson], workers: int) -> GateDaemon:
         encoding={"workers": workers, "timeout_s": 10.0},
     )
     daemon = build_gate(load_yaml_model(cfg, GateConfig))
-    daemon.engine.start()  # type: ignore[attr-defined]
-    if daemon.encoder is not None:
-        daemon.encoder.start()
-    daemon.gallery_sync.load()
-    daemon.door.start()
-    if daemon.probes is not None:
-        daemon.probes.open()
-    return daemon
+    return start_offline(daemon)
 
 
 def _walk(daemon: GateDaemon, image: np.ndarray, frames: int) -> list[AccessEvent]:
@@ -148,12 +141,7 @@ def _walk(daemon: GateDaemon, image: np.ndarray, frames: int) -> list[AccessEven
 
 
 def _close(daemon: GateDaemon) -> None:
-    daemon.door.stop()
-    if daemon.probes is not None:
-        daemon.probes.close()
-    if daemon.encoder is not None:
-        daemon.encoder.stop()
-    daemon.publisher.outbox.close()
+    stop_offline(daemon)
 
 
 def test_three_people_in_one_frame_get_one_grant_each(
