@@ -25,6 +25,8 @@ def postgres_bindir() -> Path:
 class Postgres:
     """One throwaway cluster on 127.0.0.1:<free port>, trust authentication."""
 
+    settings: tuple[str, ...] = ("fsync=off",)  # server options (-c), a throwaway's
+
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = free_port()
@@ -54,26 +56,23 @@ class Postgres:
         )
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed: {init.stderr[-800:]}")
-        log = (self.workdir / "postgres.log").open("ab")
-        self._proc = subprocess.Popen(
-            self._as_postgres(
-                [
-                    str(bindir / "postgres"),
-                    "-D",
-                    str(self.data),
-                    "-p",
-                    str(self.port),
-                    "-h",
-                    "127.0.0.1",
-                    "-k",
-                    str(self.workdir),
-                    "-c",
-                    "fsync=off",
-                ]
-            ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self._launch(timeout)
+        return self
+
+    def _launch(self, timeout: float, *, new_session: bool = False) -> None:
+        """Run the server on the data directory and wait until it accepts connections."""
+        bindir = postgres_bindir()
+        argv = [str(bindir / "postgres"), "-D", str(self.data), "-p", str(self.port)]
+        argv += ["-h", "127.0.0.1", "-k", str(self.workdir)]
+        for setting in self.settings:
+            argv += ["-c", setting]
+        with (self.workdir / "postgres.log").open("ab") as log:
+            self._proc = subprocess.Popen(
+                self._as_postgres(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=new_session,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ready = subprocess.run(
@@ -81,7 +80,7 @@ class Postgres:
                 capture_output=True,
             )
             if ready.returncode == 0:
-                return self
+                return
             if self._proc.poll() is not None:
                 break
             time.sleep(0.2)

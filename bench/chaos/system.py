@@ -122,25 +122,7 @@ class ManagedProcess:
 class RestartablePostgres(Postgres):
     """tests/postgres.py's cluster, restartable on the same data directory and port."""
 
-    def _server_argv(self) -> list[str]:
-        bindir = postgres_bindir()
-        return self._as_postgres(
-            [
-                str(bindir / "postgres"),
-                "-D",
-                str(self.data),
-                "-p",
-                str(self.port),
-                "-h",
-                "127.0.0.1",
-                "-k",
-                str(self.workdir),
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=200",
-            ]
-        )
+    settings = ("fsync=off", "max_connections=200")
 
     def stop_fast(self) -> None:
         """Fast shutdown (SIGINT to the postmaster): sessions are ended, nothing waits."""
@@ -155,22 +137,7 @@ class RestartablePostgres(Postgres):
                 self._proc.wait(15)
 
     def start_again(self, timeout: float = 30.0) -> None:
-        log = (self.workdir / "postgres.log").open("ab")
-        self._proc = subprocess.Popen(
-            self._server_argv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        bindir = postgres_bindir()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready = subprocess.run(
-                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                capture_output=True,
-            )
-            if ready.returncode == 0:
-                return
-            time.sleep(0.2)
-        raise RuntimeError("PostgreSQL did not come back")
+        self._launch(timeout, new_session=True)
 
     def stop(self) -> None:
         self.stop_fast()
