@@ -153,13 +153,14 @@ class Gateway:
             try:
                 now = self.services.clock()
                 self.services.alerts.broadcast(self.store.tick(now))
-                if tick - last_welfare >= self.services.config.welfare_interval_s and (
-                    self.evaluator is None or self.evaluator.leading  # one replica evaluates
+                if (
+                    tick - last_welfare >= self.services.config.welfare_interval_s
+                    and self._evaluates_here()
                 ):
                     last_welfare = tick
                     self.services.alerts.apply(self.welfare_signals(now))
-                if self.evaluator is None or self.evaluator.leading:
-                    self.services.alerts.escalate_due()  # one replica escalates
+                if self._evaluates_here():
+                    self.services.alerts.escalate_due()
                 if self.notice_schedule is not None:
                     self.notice_schedule.tick(now)
                 if self.services.enrolment is not None:
@@ -171,6 +172,11 @@ class Gateway:
                     self._hourly(now)
             except Exception:  # keep the loop alive through a database hiccup
                 log.exception("maintenance step failed; retrying in a second")
+
+    def _evaluates_here(self) -> bool:
+        """Whether this gateway runs the alert rules' time-driven work (welfare, escalation):
+        always alone; with replicas, only the elected evaluator."""
+        return self.evaluator is None or self.evaluator.leading
 
     def _hourly(self, now: datetime) -> None:
         """Hourly pruning: old event ids, expired tokens and photos, idle throttles, old audit."""

@@ -67,11 +67,10 @@ def evaluator_status(session: Session, now: datetime) -> EvaluatorStatus:
     """Who evaluates and how far behind the journal it is."""
     cursor = session.get(RuleCursor, CURSOR)
     position = cursor.position if cursor is not None else 0
-    pending = select(RuleInput).where(RuleInput.id > position)
-    backlog = int(session.scalar(select(func.count()).select_from(pending.subquery())) or 0)
-    oldest = session.scalar(select(func.min(RuleInput.received_at)).where(RuleInput.id > position))
+    pending = select(func.count(), func.min(RuleInput.received_at)).where(RuleInput.id > position)
+    backlog, oldest = session.execute(pending).one()
     behind = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
-    return EvaluatorStatus(cursor.holder if cursor is not None else None, backlog, behind)
+    return EvaluatorStatus(cursor.holder if cursor is not None else None, int(backlog), behind)
 
 
 class LostLeadership(Exception):  # noqa: N818 - reads as what happened
@@ -88,10 +87,8 @@ def replica_rules(config: RulesConfig) -> RulesConfig:
 class _Election:
     """Who evaluates: a PostgreSQL advisory lock, or a lease on the cursor row (SQLite)."""
 
-    def __init__(self, engine: Engine, holder: str, clock: Clock) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._holder = holder
-        self._clock = clock
         self._postgres = engine.dialect.name == "postgresql"
         self._conn: Connection | None = None
 
@@ -153,7 +150,7 @@ class RuleEvaluator:
         self._keep = timedelta(seconds=keep_s)
         self._poll_s = poll_s
         self._counters = counters
-        self._election = _Election(engine, holder, clock)
+        self._election = _Election(engine)
         self._rules: AlertRules | None = None
         self._position = 0
         self._stop = threading.Event()
