@@ -44,24 +44,21 @@ from tests.gatekit import (
     save_gallery,
     write_key,
 )
+from tests.integration.test_liveness_gate import (
+    FRAME_S,
+    GATE_TOPICS,
+    WAIT_S,
+    StepClock,
+    events,
+    frames_for,
+)
 from tests.nir_frames import ALIGNMENT, NIR_ATTACKS, Pair, live_pairs, phone_nir, print_nir
 from tests.photos import noise_frame
 
 pytestmark = pytest.mark.broker
 
-GATE_TOPICS = "dorm/campus1/b1/gate/g1/#"
-FRAME_S = 0.1
-WAIT_S = 1.0  # liveness.max_wait_s, shrunk from 2 s for the test
 SEEDS = range(3)  # three presentations of each attack
 LIVE = ["obama2.jpg", "obama3.jpg"]  # two moments of the enrolled student: a moving face
-
-
-class StepClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class PushedSource:
@@ -156,21 +153,6 @@ def present(
     clock.now += 15.0
     daemon.process_frame(Frame(noise_frame(1), len(pairs), clock.now))
     return decisions
-
-
-def frames_for(seconds: float) -> int:
-    return int(seconds / FRAME_S) + 3
-
-
-def events(daemon: GateDaemon) -> list[AccessEvent]:
-    assert daemon.publisher.flush(10)
-    collector: Collector = daemon.collector  # type: ignore[attr-defined]
-    collector.wait_for(lambda m: any(t.endswith("/event") for t, _, _ in m))
-    return [
-        model
-        for topic, payload, _ in collector.snapshot()
-        if isinstance(model := parse_message(topic, payload), AccessEvent)
-    ]
 
 
 def door_stayed_shut(daemon: GateDaemon) -> bool:
