@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -217,31 +217,41 @@ class GallerySender:
                 people[row.person_id] = person_from_row(row)
             except ValueError as exc:
                 problems.append(f"left out of every gallery: {exc}")
-        faces = face_eligible(session)
-        templates: list[tuple[str, npt.NDArray[np.float32]]] = []
-        for template in session.scalars(select(FaceTemplate).order_by(FaceTemplate.id)):
-            if template.person_id not in people or template.person_id not in faces:
-                continue
-            try:
-                encoding = decrypt_template(
-                    template.template_enc, template.person_id, self._template_key
-                )
-            except SealedDataError as exc:
-                problems.append(f"template {template.id} left out: {exc}")
-                continue
-            templates.append((template.person_id, encoding))
-        impostors: list[tuple[str, npt.NDArray[np.float32]]] = []
-        for example in session.scalars(select(ImpostorExample).order_by(ImpostorExample.id)):
-            if example.person_id not in people or example.person_id not in faces:
-                continue
-            try:
-                encoding = decrypt_impostor(
-                    example.example_enc, example.person_id, self._template_key
-                )
-            except SealedDataError as exc:
-                problems.append(f"impostor example {example.id} left out: {exc}")
-                continue
-            impostors.append((example.person_id, encoding))
+        eligible = set(people) & face_eligible(session)
+        templates = self._unsealed(
+            session.scalars(select(FaceTemplate).order_by(FaceTemplate.id)),
+            eligible,
+            lambda t: decrypt_template(t.template_enc, t.person_id, self._template_key),
+            "template",
+            problems,
+        )
+        impostors = self._unsealed(
+            session.scalars(select(ImpostorExample).order_by(ImpostorExample.id)),
+            eligible,
+            lambda e: decrypt_impostor(e.example_enc, e.person_id, self._template_key),
+            "impostor example",
+            problems,
+        )
         for problem in problems:
             log.error("gallery: %s", problem)
         return Snapshot(people, templates, problems, impostors)
+
+    @staticmethod
+    def _unsealed(
+        rows: Iterable[Any],
+        eligible: set[str],
+        open_row: Callable[[Any], npt.NDArray[np.float32]],
+        what: str,
+        problems: list[str],
+    ) -> list[tuple[str, npt.NDArray[np.float32]]]:
+        """(person_id, encoding) of the rows of eligible people that open; a row that does not
+        is left out and named in ``problems``."""
+        out: list[tuple[str, npt.NDArray[np.float32]]] = []
+        for row in rows:
+            if row.person_id not in eligible:
+                continue
+            try:
+                out.append((row.person_id, open_row(row)))
+            except SealedDataError as exc:
+                problems.append(f"{what} {row.id} left out: {exc}")
+        return out
