@@ -78,19 +78,20 @@ def waved_printout(photo: Path, frames: int, seed: int = 0) -> list[np.ndarray]:
     """The printed photo moved, rotated, tilted and scaled a little more in each frame."""
     rng = np.random.default_rng(seed)
     sheet = _print_look(gate_frame(photo, size=(480, 360)))
-    out = []
-    for _ in range(frames):
-        corners = _corners(
-            480,
-            360,
-            angle=rng.uniform(-12, 12),
-            scale=rng.uniform(0.85, 1.15),
-            dx=rng.uniform(-40, 40),
-            dy=rng.uniform(-25, 25),
-            tilt=rng.uniform(-25, 25),
-        )
-        out.append(camera(_place(sheet, corners), rng))
-    return out
+    return [camera(_place(sheet, waved_corners(rng)), rng) for _ in range(frames)]
+
+
+def waved_corners(rng: np.random.Generator) -> np.ndarray:
+    """Where a hand waving a 480x360 print puts its corners in one frame."""
+    return _corners(
+        480,
+        360,
+        angle=rng.uniform(-12, 12),
+        scale=rng.uniform(0.85, 1.15),
+        dx=rng.uniform(-40, 40),
+        dy=rng.uniform(-25, 25),
+        tilt=rng.uniform(-25, 25),
+    )
 
 
 def _screen(photo: Path) -> np.ndarray:
@@ -122,8 +123,13 @@ def phone_replay(photo: Path, frames: int, seed: int = 0) -> list[np.ndarray]:
 
 def _held_up(phone: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One camera frame of ``phone`` held in a hand: a little turned, tilted and moved."""
+    return camera(_place(phone, held_corners(phone, rng)), rng)
+
+
+def held_corners(phone: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Where a hand holding ``phone`` puts its corners in one frame."""
     h, w = phone.shape[:2]
-    corners = _corners(
+    return _corners(
         w,
         h,
         angle=rng.uniform(-5, 5),
@@ -132,7 +138,6 @@ def _held_up(phone: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         dy=rng.uniform(-10, 10),
         tilt=rng.uniform(-8, 8),
     )
-    return camera(_place(phone, corners), rng)
 
 
 def phone_video_replay(clip: Path, frames: int, seed: int = 0) -> list[np.ndarray]:

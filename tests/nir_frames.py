@@ -24,7 +24,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.attacks import BACKGROUND, FRAME_SIZE, _corners, _place, _print_look, _screen, camera
+from tests.attacks import (
+    BACKGROUND,
+    FRAME_SIZE,
+    _corners,
+    _place,
+    _print_look,
+    _screen,
+    camera,
+    held_corners,
+    waved_corners,
+)
 from tests.photos import gate_frame
 
 NIR_SIZE = (480, 360)
@@ -109,15 +119,7 @@ def waved_pairs(photo: Path, frames: int, seed: int = 0) -> list[Pair]:
     nir_sheet = print_nir(sheet)
     out = []
     for _ in range(frames):
-        corners = _corners(
-            480,
-            360,
-            angle=rng.uniform(-12, 12),
-            scale=rng.uniform(0.85, 1.15),
-            dx=rng.uniform(-40, 40),
-            dy=rng.uniform(-25, 25),
-            tilt=rng.uniform(-25, 25),
-        )
+        corners = waved_corners(rng)
         colour = camera(_place(sheet, corners), rng)
         out.append((colour, nir_camera(_place_gray(nir_sheet, corners), nir_rng)))
     return out
@@ -128,18 +130,9 @@ def phone_pairs(photo: Path, frames: int, seed: int = 0) -> list[Pair]:
     rng, nir_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1000)
     phone = _screen(photo)
     dark = phone_nir(phone)
-    h, w = phone.shape[:2]
     out = []
     for _ in range(frames):
-        corners = _corners(
-            w,
-            h,
-            angle=rng.uniform(-5, 5),
-            scale=rng.uniform(0.95, 1.05),
-            dx=rng.uniform(-15, 15),
-            dy=rng.uniform(-10, 10),
-            tilt=rng.uniform(-8, 8),
-        )
+        corners = held_corners(phone, rng)
         colour = camera(_place(phone, corners), rng)
         out.append((colour, nir_camera(_place_gray(dark, corners), nir_rng)))
     return out
