@@ -32,15 +32,17 @@ def _utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
-def new_event_id() -> str:
-    """A globally unique event id that sorts by creation time: 12 hex digits of Unix
-    milliseconds, then 80 random bits (the layout of a version-7 UUID, as 32 hex digits).
+def new_event_id(at: datetime | None = None) -> str:
+    """A globally unique event id that sorts by creation time (``at``, default now): 12 hex
+    digits of Unix milliseconds, then 80 random bits (the layout of a version-7 UUID, as 32 hex
+    digits).
 
     Time-ordered ids land at the end of the gateway's unique indexes (``access_log.event_id``,
     ``seen_events``) instead of at a random page: a database of millions of events ingests
     as fast as an empty one. Consumers must not read meaning into an id beyond uniqueness.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+    ms = time.time_ns() // 1_000_000 if at is None else int(at.timestamp() * 1000)
+    return f"{ms:012x}{secrets.token_hex(10)}"
 
 
 def utc_now() -> datetime:

@@ -81,6 +81,8 @@ class Counts:
 
 
 Message = tuple[datetime, str, bytes]
+# a gate's message before its outbox numbers it: time, building, gate, channel, payload
+GateDraft = tuple[datetime, str, str, GateChannel, dict[str, Any]]
 
 
 def iso_text(ts: datetime) -> str:
@@ -219,7 +221,7 @@ class Semester:
         reason: str = Reason.GRANTED,
         method: str = "face",
         flags: Sequence[str] = (),
-    ) -> Message:
+    ) -> GateDraft:
         face = method == "face"
         payload = {
             **_gate_head(ts, building, gate),
@@ -232,19 +234,18 @@ class Semester:
             "distance": round(self.rng.uniform(0.28, 0.45), 3) if face and person else None,
             "margin": round(self.rng.uniform(0.2, 0.5), 3) if face and person else None,
             "faces_in_view": 1 if face else 0,
-            "seq": self._next_seq(building, gate),
         }
         self.counts.access += 1
         if decision == "denied":
             self.counts.denied += 1
-        topic = gate_topic(GateAddress(SITE, building, gate), GateChannel.EVENT)
-        return ts, topic, orjson.dumps(payload)
+        return ts, building, gate, GateChannel.EVENT, payload
 
     def passes(self, day: int) -> list[Message]:
-        """One day of gate traffic: 4 passes per student, denials, late returns, doors."""
+        """One day of gate traffic: 4 passes per student, denials, late returns, doors; in time
+        order, each gate's messages numbered in that order as its outbox does."""
         rng, start = self.rng, self.day_start(day)
         curfew = start + timedelta(hours=self.curfew_hour)
-        out: list[Message] = []
+        out: list[GateDraft] = []
         for pid, b, owl in self.students:
             entrance = f"g{rng.randint(1, 3)}"
             exit_gate = f"g{rng.randint(4, 6)}"
@@ -285,18 +286,24 @@ class Semester:
                 if rng.random() < 0.05:
                     at = start + timedelta(hours=rng.uniform(0, 24))
                     out.append(self._door(at, b, f"g{g}", kind="forced_open"))
-        return out
+        out.sort(key=lambda draft: draft[0])
+        return [self._sent(*draft) for draft in out]
 
-    def _door(self, ts: datetime, building: str, gate: str, kind: str = "held_open") -> Message:
+    def _sent(
+        self, ts: datetime, building: str, gate: str, channel: GateChannel, payload: dict[str, Any]
+    ) -> Message:
+        """The message as the gate's outbox sends it: its next sequence number on."""
+        payload["seq"] = self._next_seq(building, gate)
+        return ts, gate_topic(GateAddress(SITE, building, gate), channel), orjson.dumps(payload)
+
+    def _door(self, ts: datetime, building: str, gate: str, kind: str = "held_open") -> GateDraft:
         payload = {
             **_gate_head(ts, building, gate),
             "kind": kind,
             "open_for_s": round(self.rng.uniform(35, 120), 1) if kind == "held_open" else None,
-            "seq": self._next_seq(building, gate),
         }
         self.counts.doors += 1
-        topic = gate_topic(GateAddress(SITE, building, gate), GateChannel.DOOR)
-        return ts, topic, orjson.dumps(payload)
+        return ts, building, gate, GateChannel.DOOR, payload
 
     def appliances(self, day: int) -> list[Message]:
         """One day of appliance states (each change) and, within retention, telemetry."""
@@ -362,7 +369,7 @@ def _gate_head(ts: datetime, building: str, gate: str) -> dict[str, Any]:
     """What every message of a gate carries."""
     return {
         "schema": SCHEMA_VERSION,
-        "event_id": new_event_id(),
+        "event_id": new_event_id(ts),
         "ts": iso_text(ts),
         "producer": f"gate-{building}-{gate}",
         "site": SITE,
@@ -377,7 +384,7 @@ def _device_head(
     """What a device state and a telemetry reading of the bridge both carry."""
     return {
         "schema": SCHEMA_VERSION,
-        "event_id": new_event_id(),
+        "event_id": new_event_id(ts),
         "ts": iso_text(ts),
         "producer": f"bridge-{dev.building}",
         "site": SITE,

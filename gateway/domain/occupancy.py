@@ -44,6 +44,18 @@ class Presence:
         """The presence held by anything with these attributes (a stored row, say)."""
         return from_attributes(cls, row)
 
+    def row(self) -> dict[str, Any]:
+        """The columns of its presence row (shallow: ``dataclasses.asdict`` deep-copies each
+        field, 50 µs a row on the ingest's hot path)."""
+        return {
+            "person_id": self.person_id,
+            "building": self.building,
+            "inside": self.inside,
+            "since": self.since,
+            "gate_id": self.gate_id,
+            "irregular": self.irregular,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class RollCallEntry:

@@ -4,7 +4,6 @@ doors, device states and dead letters."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -161,7 +160,7 @@ class BatchWork:
             bulk_insert(session, table_of(AccessRecord), self.access)
         if self.late:
             upsert(session, LateReturn, self.late, ["event_id"], [])
-        rows = [asdict(self.presence[key]) for key in self.moved]
+        rows = [self.presence[key].row() for key in self.moved]
         if rows:
             upsert(
                 session,
