@@ -59,7 +59,11 @@ class Backend:
 
 
 def run_database(
-    backend: Backend, workdir: Path, scale: Scale, log: Callable[[str], None] = print
+    backend: Backend,
+    workdir: Path,
+    scale: Scale,
+    log: Callable[[str], None] = print,
+    keep_filled: Path | None = None,
 ) -> dict[str, Any]:
     """Fill one database with a semester, measure it; the figures (and the counts checked)."""
     zone_config = GatewayConfig.model_validate(gateway_config(workdir, 1)).welfare
@@ -84,6 +88,8 @@ def run_database(
             open_alerts = int(
                 s.scalar(select(func.count()).where(AlertRow.state != "cleared")) or 0
             )
+        if keep_filled is not None and backend.name == "sqlite":
+            keep_file(engine, keep_filled, log)
         size = database_bytes(engine)
         tables = table_bytes(engine)
         series_bytes = sum(
@@ -172,6 +178,19 @@ def run_database(
     }
 
 
+def keep_file(engine: Any, target: Path, log: Callable[[str], None]) -> None:
+    """A copy of the filled SQLite database, as it is before any query runs (the source of a
+    later ``--from-sqlite`` run)."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        source = Path(
+            conn.connection.driver_connection.execute("PRAGMA database_list").fetchone()[2]
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    log(f"sqlite: the filled database kept as {target}")
+
+
 @contextmanager
 def backends(root: Path, log: Callable[[str], None]) -> Iterator[list[Backend]]:
     """SQLite files, and a throwaway PostgreSQL server when its binaries are installed."""
@@ -215,6 +234,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--quick", action="store_true", help="5 days x 2,000 students, 200 appliances"
     )
     parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
+    parser.add_argument(
+        "--keep-filled",
+        type=Path,
+        default=None,
+        help="copy the filled SQLite database here before measuring",
+    )
     args = parser.parse_args(argv)
     scale = (
         Scale(days=5, students=2_000, appliances=200, repeats=args.repeats)
@@ -232,7 +257,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             for backend in found:
                 if args.only is not None and backend.name != args.only:
                     continue
-                results[backend.name] = run_database(backend, root / backend.name, scale)
+                results[backend.name] = run_database(
+                    backend, root / backend.name, scale, keep_filled=args.keep_filled
+                )
                 print(flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
