@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -89,7 +90,7 @@ def run_database(
                 s.scalar(select(func.count()).where(AlertRow.state != "cleared")) or 0
             )
         if keep_filled is not None and backend.name == "sqlite":
-            keep_file(engine, keep_filled, log)
+            keep_files(workdir / "full", keep_filled, log)
         size = database_bytes(engine)
         tables = table_bytes(engine)
         series_bytes = sum(
@@ -178,17 +179,19 @@ def run_database(
     }
 
 
-def keep_file(engine: Any, target: Path, log: Callable[[str], None]) -> None:
-    """A copy of the filled SQLite database, as it is before any query runs (the source of a
-    later ``--from-sqlite`` run)."""
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        source = Path(
-            conn.connection.driver_connection.execute("PRAGMA database_list").fetchone()[2]
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    log(f"sqlite: the filled database kept as {target}")
+def keep_files(workdir: Path, target: Path, log: Callable[[str], None]) -> None:
+    """Copies of the filled SQLite database and its series store, as they are before any query
+    runs, into the folder ``target`` (the source of a later ``--from-sqlite`` run)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("gateway.db", "series.db"):
+        source = sqlite3.connect(workdir / name)
+        copy = sqlite3.connect(target / name)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
+    log(f"sqlite: the filled database and series store kept in {target}")
 
 
 @contextmanager
@@ -238,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--keep-filled",
         type=Path,
         default=None,
-        help="copy the filled SQLite database here before measuring",
+        help="a folder: copy the filled SQLite database and series store there before measuring",
     )
     args = parser.parse_args(argv)
     scale = (
