@@ -44,10 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, func, select, text
 
-from bench.campus.filling import add_people, close_gateway, fill, make_gateway
+from bench.campus.copying import copy_database
+from bench.campus.filling import Fill, add_people, close_gateway, fill, make_gateway
 from bench.campus.measure import database_bytes, ingest_rates, run_queries, table_bytes
-from bench.campus.semester import CONSOLE, RATIO_EVENTS, Scale, Semester, SimClock
+from bench.campus.semester import CONSOLE, RATIO_EVENTS, Counts, Scale, Semester, SimClock
 from gateway.config import GatewayConfig
+from gateway.db import migrate
 from gateway.db.schema import AccessRecord, AlertRow, DeviceStateRecord, LateReturn
 from tests.gatewayproc import gateway_config
 
@@ -65,21 +67,31 @@ def run_database(
     scale: Scale,
     log: Callable[[str], None] = print,
     keep_filled: Path | None = None,
+    from_sqlite: Path | None = None,
 ) -> dict[str, Any]:
-    """Fill one database with a semester, measure it; the figures (and the counts checked)."""
+    """Fill one database with a semester (or, on PostgreSQL with ``from_sqlite``, copy a kept
+    SQLite one), measure it; the figures (and the counts checked)."""
     zone_config = GatewayConfig.model_validate(gateway_config(workdir, 1)).welfare
     first_day = datetime.now(zone_config.zone).date() - timedelta(days=scale.days)
     semester = Semester(scale, zone_config.zone, zone_config.curfew_time.hour, first_day)
     clock = SimClock(semester.day_start(0))
     (workdir / "full").mkdir(parents=True, exist_ok=True)
+    copied = from_sqlite is not None and backend.name != "sqlite"
+    if copied:
+        assert from_sqlite is not None
+        filled = copy_kept(from_sqlite, backend.url, workdir / "full", log)
     gw = make_gateway(workdir / "full", backend.url, scale, clock)
     try:
-        add_people(gw, semester)
-        log(
-            f"{backend.name}: filling {scale.days} days x {scale.students:,} students, "
-            f"{len(semester.devices):,} appliances"
-        )
-        filled = fill(gw, clock, semester, log)
+        if copied:
+            clock.now = semester.day_start(scale.days)
+            semester.resume_sequences(gw.services)
+        else:
+            add_people(gw, semester)
+            log(
+                f"{backend.name}: filling {scale.days} days x {scale.students:,} students, "
+                f"{len(semester.devices):,} appliances"
+            )
+            filled = fill(gw, clock, semester, log)
         engine = gw.services.engine
         with gw.services.sessions() as s:
             events = int(s.scalar(select(func.count()).select_from(AccessRecord)) or 0)
@@ -96,8 +108,11 @@ def run_database(
         series_bytes = sum(
             p.stat().st_size for p in (workdir / "full").glob("series.db*") if p.is_file()
         )
+        if copied:
+            filled.counts.access = events  # what the kept semester's ingest generated
         log(
-            f"{backend.name}: filled in {filled.seconds:,.0f} s: {events:,} access events "
+            f"{backend.name}: {'copied' if copied else 'filled'} in {filled.seconds:,.0f} s: "
+            f"{events:,} access events "
             f"({filled.counts.access / filled.seconds:,.0f}/s), {filled.stored:,} messages "
             f"({filled.stored / filled.seconds:,.0f}/s); {state_rows:,} device states, "
             f"{filled.counts.telemetry:,} telemetry readings, {alert_rows:,} alerts "
@@ -158,6 +173,7 @@ def run_database(
         "device_state_rows": state_rows,
         "alerts": alert_rows,
         "open_alerts": open_alerts,
+        "filled_by": "copy of the kept sqlite semester" if copied else "ingest",
         "fill_s": round(filled.seconds, 1),
         "fill_events_per_s": round(filled.counts.access / filled.seconds),
         "fill_messages_per_s": round(filled.stored / filled.seconds),
@@ -192,6 +208,21 @@ def keep_files(workdir: Path, target: Path, log: Callable[[str], None]) -> None:
             copy.close()
             source.close()
     log(f"sqlite: the filled database and series store kept in {target}")
+
+
+def copy_kept(source: Path, url: str, workdir: Path, log: Callable[[str], None]) -> Fill:
+    """The kept SQLite semester (``--keep-filled``) into the migrated database at ``url``, and
+    its series store beside the gateway; as a fill (time, rows copied)."""
+    log(f"copying the semester kept in {source} into {url.split('@')[-1]}")
+    target = create_engine(url)
+    try:
+        migrate(target)
+        done = copy_database(source / "gateway.db", target, log)
+    finally:
+        target.dispose()
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / "series.db", workdir / "series.db")
+    return Fill(done.seconds, sum(done.rows.values()), Counts())
 
 
 @contextmanager
@@ -243,6 +274,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="a folder: copy the filled SQLite database and series store there before measuring",
     )
+    parser.add_argument(
+        "--from-sqlite",
+        type=Path,
+        default=None,
+        help="a --keep-filled folder: PostgreSQL gets a copy of that semester instead of a fill",
+    )
     args = parser.parse_args(argv)
     scale = (
         Scale(days=5, students=2_000, appliances=200, repeats=args.repeats)
@@ -261,7 +298,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 if args.only is not None and backend.name != args.only:
                     continue
                 results[backend.name] = run_database(
-                    backend, root / backend.name, scale, keep_filled=args.keep_filled
+                    backend,
+                    root / backend.name,
+                    scale,
+                    keep_filled=args.keep_filled,
+                    from_sqlite=args.from_sqlite,
                 )
                 print(flush=True)
     finally:

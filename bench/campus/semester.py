@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+from sqlalchemy import select
 
 from contracts.access import Flag, Reason
 from contracts.models import SCHEMA_VERSION, new_event_id
@@ -28,6 +29,8 @@ from edge.devices.model import ApplianceType, MachineParams, Reading
 from edge.devices.simulation.fleet import SimDevice, plan_rooms
 from edge.devices.simulation.physics import generate
 from edge.devices.simulation.trace import ApplianceTrace
+from gateway.db.schema import Gate
+from gateway.services import Services
 
 SITE = "campus"
 BATCH = 2000  # the ingest's batch_max
@@ -203,6 +206,14 @@ class Semester:
             }
             for n, (pid, b, _owl) in enumerate(self.students)
         ]
+
+    def resume_sequences(self, services: Services) -> None:
+        """Go on numbering each gate's messages after the last one its row records (a copied
+        semester)."""
+        with services.sessions() as session:
+            for gate in session.scalars(select(Gate)):
+                if gate.last_seq is not None:
+                    self.seq[(gate.building, gate.gate_id)] = gate.last_seq
 
     def _next_seq(self, building: str, gate: str) -> int:
         key = (building, gate)
