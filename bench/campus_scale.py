@@ -33,6 +33,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -52,6 +53,8 @@ from gateway.config import GatewayConfig
 from gateway.db import migrate
 from gateway.db.schema import AccessRecord, AlertRow, DeviceStateRecord, LateReturn
 from tests.gatewayproc import gateway_config
+
+KEPT = ("gateway.db", "series.db")  # what --keep-filled keeps, the database first
 
 
 @dataclass
@@ -76,7 +79,7 @@ def run_database(
     semester = Semester(scale, zone_config.zone, zone_config.curfew_time.hour, first_day)
     clock = SimClock(semester.day_start(0))
     (workdir / "full").mkdir(parents=True, exist_ok=True)
-    copied = from_sqlite is not None and backend.name != "sqlite"
+    copied = from_sqlite is not None
     if copied:
         assert from_sqlite is not None
         filled = copy_kept(from_sqlite, backend.url, workdir / "full", log)
@@ -173,10 +176,10 @@ def run_database(
         "device_state_rows": state_rows,
         "alerts": alert_rows,
         "open_alerts": open_alerts,
-        "filled_by": "copy of the kept sqlite semester" if copied else "ingest",
+        "filled_by": "copy of a kept sqlite semester" if copied else "ingest",
         "fill_s": round(filled.seconds, 1),
-        "fill_events_per_s": round(filled.counts.access / filled.seconds),
-        "fill_messages_per_s": round(filled.stored / filled.seconds),
+        "fill_events_per_s": round(filled.counts.access / filled.seconds) if not copied else None,
+        "fill_messages_per_s": round(filled.stored / filled.seconds) if not copied else None,
         "worst_console_p95_ms": round(by_name[worst].p95, 1),
         "worst_console_query": worst,
         "roll_call_ms": round(by_name["roll_call"].p95, 1),
@@ -195,34 +198,43 @@ def run_database(
     }
 
 
+def copy_files(source: Path, target: Path, names: Sequence[str]) -> None:
+    """SQLite files (a database, a series store) copied by SQLite's backup API."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        reader = sqlite3.connect(source / name)
+        writer = sqlite3.connect(target / name)
+        try:
+            reader.backup(writer)
+        finally:
+            writer.close()
+            reader.close()
+
+
 def keep_files(workdir: Path, target: Path, log: Callable[[str], None]) -> None:
     """Copies of the filled SQLite database and its series store, as they are before any query
     runs, into the folder ``target`` (the source of a later ``--from-sqlite`` run)."""
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("gateway.db", "series.db"):
-        source = sqlite3.connect(workdir / name)
-        copy = sqlite3.connect(target / name)
-        try:
-            source.backup(copy)
-        finally:
-            copy.close()
-            source.close()
+    copy_files(workdir, target, KEPT)
     log(f"sqlite: the filled database and series store kept in {target}")
 
 
 def copy_kept(source: Path, url: str, workdir: Path, log: Callable[[str], None]) -> Fill:
-    """The kept SQLite semester (``--keep-filled``) into the migrated database at ``url``, and
-    its series store beside the gateway; as a fill (time, rows copied)."""
+    """The kept SQLite semester (``--keep-filled``) as this run's database at ``url`` (a file
+    copy on SQLite; COPY into the migrated database on PostgreSQL), and its series store beside
+    the gateway; as a fill (time, rows copied)."""
     log(f"copying the semester kept in {source} into {url.split('@')[-1]}")
+    started = time.monotonic()
+    if url.startswith("sqlite"):
+        copy_files(source, workdir, KEPT)
+        return Fill(time.monotonic() - started, 0, Counts())
     target = create_engine(url)
     try:
         migrate(target)
         done = copy_database(source / "gateway.db", target, log)
     finally:
         target.dispose()
-    workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source / "series.db", workdir / "series.db")
-    return Fill(done.seconds, sum(done.rows.values()), Counts())
+    copy_files(source, workdir, KEPT[1:])
+    return Fill(time.monotonic() - started, sum(done.rows.values()), Counts())
 
 
 @contextmanager
@@ -278,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--from-sqlite",
         type=Path,
         default=None,
-        help="a --keep-filled folder: PostgreSQL gets a copy of that semester instead of a fill",
+        help="a --keep-filled folder: each database gets a copy of that semester instead of a fill",
     )
     args = parser.parse_args(argv)
     scale = (
