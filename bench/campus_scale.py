@@ -237,6 +237,18 @@ def copy_kept(source: Path, url: str, workdir: Path, log: Callable[[str], None])
     return Fill(time.monotonic() - started, sum(done.rows.values()), Counts())
 
 
+def postgres_backend(url: str) -> Backend:
+    """PostgreSQL at ``url`` for the full database, and a new database beside it for the
+    empty one."""
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("CREATE DATABASE empty"))
+    finally:
+        admin.dispose()
+    return Backend("postgresql", url, url.rsplit("/", 1)[0] + "/empty")
+
+
 @contextmanager
 def backends(root: Path, log: Callable[[str], None]) -> Iterator[list[Backend]]:
     """SQLite files, and a throwaway PostgreSQL server when its binaries are installed."""
@@ -253,11 +265,7 @@ def backends(root: Path, log: Callable[[str], None]) -> Iterator[list[Backend]]:
     try:
         postgres_bindir()
         server = Postgres(root / "pg").start()
-        admin = create_engine(server.url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("CREATE DATABASE empty"))
-        admin.dispose()
-        found.append(Backend("postgresql", server.url, server.url.rsplit("/", 1)[0] + "/empty"))
+        found.append(postgres_backend(server.url))
     except (RuntimeError, OSError) as exc:
         log(f"postgresql: skipped ({exc})")
     try:
