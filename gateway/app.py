@@ -318,6 +318,7 @@ def build_gateway(
                     max_backlog_rows=influx.max_backlog_rows,
                     batch_size=influx.batch_size,
                     flush_interval_s=influx.flush_interval_s,
+                    write_ahead=influx.write_ahead,
                 ),
                 None,
             )

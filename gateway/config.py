@@ -87,6 +87,12 @@ class InfluxSettings(StrictModel):
     max_backlog_rows: int = Field(default=2_000_000, ge=1000)
     batch_size: int = Field(default=5000, ge=1)
     flush_interval_s: float = Field(default=1.0, gt=0)
+    write_ahead: bool = Field(
+        default=True,
+        description="points reach the on-disk backlog before the ingest acknowledges their "
+        "messages, so a killed gateway replays them at its next start (off: an in-memory "
+        "queue, lost on a kill)",
+    )
 
 
 class TimeSeriesSettings(StrictModel):

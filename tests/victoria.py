@@ -63,6 +63,9 @@ class Victoria:
                 f"-storageDataPath={self.workdir / 'data'}",
                 f"-httpListenAddr=127.0.0.1:{self.port}",
                 "-retentionPeriod=100y",
+                # One sample per series and millisecond: a gateway's write-ahead backlog replays
+                # lines it may have sent just before a kill (InfluxDB overwrites those itself).
+                "-dedup.minScrapeInterval=1ms",
                 # Fresh samples readable at once, no cached query results.
                 "-search.latencyOffset=0s",
                 "-search.disableCache",

@@ -1,8 +1,14 @@
 """InfluxDB 2.x writer with an on-disk backlog (the only module that imports influxdb_client).
 
-Data path: ``write()`` appends to a bounded in-memory queue. A background thread turns batches
-into line protocol (influxdb_client's ``Point``) and sends them with a SYNCHRONOUS write API, so
-this module alone decides about retries:
+Data path, ``write_ahead`` (the default): ``write()`` turns the points into line protocol and
+appends them to the backlog file (a SQLite table in arrival order) before it returns, so a
+gateway killed with ``kill -9`` right after its commit keeps them on disk and replays them when
+it starts again; a background thread sends the backlog oldest-first and deletes what InfluxDB
+accepted. (A kill between a send and its delete sends those lines twice: InfluxDB overwrites
+a point with the same series and time; VictoriaMetrics needs ``-dedup.minScrapeInterval``.)
+Without ``write_ahead``, ``write()`` appends to a bounded in-memory queue that a kill loses, and
+the thread parks batches in the backlog only while InfluxDB is unreachable. Either way the
+thread sends with a SYNCHRONOUS write API, so this module alone decides about retries:
 
 * reachable and accepted -> counted as written;
 * unreachable, timeout, 5xx, 429, or a server that will not take writes yet (401/403/404:
@@ -23,7 +29,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -84,6 +92,7 @@ class InfluxWriter(BackgroundWriter):
         max_backoff_s: float = 30.0,
         close_timeout_s: float = 10.0,
         gzip: bool = False,
+        write_ahead: bool = True,
     ) -> None:
         if max_backlog_rows < 1 or batch_size < 1:
             raise ValueError("max_backlog_rows and batch_size must be at least 1")
@@ -100,6 +109,9 @@ class InfluxWriter(BackgroundWriter):
         self._min_backoff_s = min_backoff_s
         self._max_backoff_s = max_backoff_s
         self._gzip = gzip
+        self.write_ahead = write_ahead
+        self._backlog_lock = threading.Lock()  # the ingest thread parks, the sender sends
+        self._spooled = threading.Event()
         self._client: InfluxDBClient | None = None
         self._write_api: WriteApi | None = None
         self._backlog: sqlite3.Connection | None = None
@@ -151,6 +163,20 @@ class InfluxWriter(BackgroundWriter):
             healthy=not self._backlog_overflowing,
         )
 
+    def write(self, points: Sequence[Point]) -> None:
+        """With ``write_ahead`` (once started), append the points to the backlog file before
+        returning; else queue them in memory for the sender thread."""
+        if not self.write_ahead or self._backlog is None or not points:
+            super().write(points)
+            return
+        self._park([line_protocol(p) for p in points])
+        self._spooled.set()
+
+    def close(self) -> None:
+        """Deliver what can be delivered within close_timeout_s; the rest stays on disk."""
+        self._spooled.set()
+        super().close()
+
     # -- the sender thread -------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -158,7 +184,9 @@ class InfluxWriter(BackgroundWriter):
             while True:
                 stopping = self._stop.is_set()
                 try:
-                    if self._backlog_rows or time.monotonic() < self._next_attempt or stopping:
+                    if self.write_ahead:
+                        self._spool_step(stopping)
+                    elif self._backlog_rows or time.monotonic() < self._next_attempt or stopping:
                         self._backlog_step(stopping)
                     else:
                         self._live_step()
@@ -190,6 +218,25 @@ class InfluxWriter(BackgroundWriter):
         finally:
             self._queue.done(len(batch))
 
+    def _spool_step(self, stopping: bool) -> None:
+        """Write-ahead: wait for parked lines (or the back-off), then send the oldest batch."""
+        batch = self._queue.take(10_000, 0.0)  # points written before start()
+        if batch:
+            try:
+                self._park([line_protocol(p) for p in batch])
+            finally:
+                self._queue.done(len(batch))
+        if stopping:
+            return
+        now = time.monotonic()
+        if now < self._next_attempt:
+            self._stop.wait(min(self._next_attempt - now, self.flush_interval_s))
+            return
+        if not self._backlog_rows:
+            self._spooled.wait(self.flush_interval_s)
+            self._spooled.clear()
+        self._send_backlog()
+
     def _backlog_step(self, stopping: bool) -> None:
         """Live data goes behind the backlog; the backlog is sent oldest-first when allowed."""
         now = time.monotonic()
@@ -205,21 +252,27 @@ class InfluxWriter(BackgroundWriter):
                 self._queue.done(len(batch))
         if stopping or in_backoff or not self._backlog_rows:
             return
+        self._send_backlog()
+
+    def _send_backlog(self) -> None:
+        """The oldest batch of the backlog to InfluxDB, deleted once it is accepted."""
         assert self._backlog is not None
-        rows = self._backlog.execute(
-            "SELECT seq, line FROM backlog ORDER BY seq LIMIT ?", (self.batch_size,)
-        ).fetchall()
-        if not rows:
-            self._backlog_rows = 0
-            return
+        with self._backlog_lock:
+            rows = self._backlog.execute(
+                "SELECT seq, line FROM backlog ORDER BY seq LIMIT ?", (self.batch_size,)
+            ).fetchall()
+            if not rows:
+                self._backlog_rows = 0
+                return
         try:
             self._deliver([line for _, line in rows])
         except ConnectionError:
             return
-        with self._backlog:
+        with self._backlog_lock, self._backlog:
             self._backlog.execute("DELETE FROM backlog WHERE seq <= ?", (rows[-1][0],))
-        self._backlog_rows = max(0, self._backlog_rows - len(rows))
-        if not self._backlog_rows:
+            self._backlog_rows = max(0, self._backlog_rows - len(rows))
+            replayed = not self._backlog_rows
+        if replayed and not self.write_ahead:
             log.info("InfluxDB backlog replayed")
 
     def _deliver(self, lines: list[str]) -> None:
@@ -299,6 +352,10 @@ class InfluxWriter(BackgroundWriter):
 
     def _park(self, lines: list[str]) -> None:
         """Append lines to the backlog, then trim the oldest beyond max_backlog_rows."""
+        with self._backlog_lock:
+            self._park_locked(lines)
+
+    def _park_locked(self, lines: list[str]) -> None:
         assert self._backlog is not None
         try:
             with self._backlog:

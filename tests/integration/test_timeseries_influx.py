@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -183,7 +186,15 @@ def test_outage_at_start_parks_points_on_disk_then_delivers_them_all(
     writer.start()
     try:
         writer.write(probes("cold-start", 0, 300))
-        assert wait_until(lambda: writer.stats().backlog == 300 and writer.stats().pending == 0)
+        # Written ahead to disk at once; then the sender's first attempt fails.
+        assert backlog_rows(backlog) == 300
+        assert wait_until(
+            lambda: (
+                writer.stats().backlog == 300
+                and writer.stats().pending == 0
+                and writer.stats().errors >= 1
+            )
+        )
         stats = writer.stats()
         assert stats.written == 0
         assert stats.errors >= 1
@@ -268,6 +279,52 @@ def test_a_restarted_process_replays_the_backlog_left_on_disk(tmp_path: Path) ->
     finally:
         second.close()
         server.stop()
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+from datetime import UTC, datetime, timedelta
+from gateway.timeseries import Point
+from gateway.timeseries.influx import InfluxWriter
+t0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+writer = InfluxWriter(sys.argv[1], "token", "campus", "dormguard", sys.argv[2], batch_size=50,
+                      flush_interval_s=0.05)
+writer.start()
+for start in range(0, 200, 20):
+    writer.write([Point("probe", {"site": "north", "run": "killed"}, {"seq": i},
+                        t0 + timedelta(seconds=i)) for i in range(start, start + 20)])
+os.kill(os.getpid(), signal.SIGKILL)  # right after write() returned, as a kill -9 would
+"""
+
+
+def test_points_written_ahead_survive_a_kill_9_and_arrive_after_the_restart(
+    tmp_path: Path, victoria: Victoria
+) -> None:
+    """write() returns only once the lines are on disk: a process killed at that moment (its
+    sender thread had no time to send) leaves them in the backlog, and the next writer on the
+    same file delivers every one, in order, none twice."""
+    backlog = tmp_path / "backlog.db"
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER, victoria.url, str(backlog)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    left = backlog_rows(backlog)
+    assert left > 0, "the kill should have come before the sender sent everything"
+    already = seqs(victoria, "killed")
+    assert len(already) + left >= 200  # what was sent, and what is still on disk
+
+    restarted = make_writer(victoria.url, backlog)
+    try:
+        restarted.start()
+        assert restarted.flush(15)
+        assert seqs(victoria, "killed") == list(range(200))
+        assert backlog_rows(backlog) == 0
+    finally:
+        restarted.close()
 
 
 class Recorder:
