@@ -5,7 +5,8 @@ It starts the whole system for real (mosquitto, PostgreSQL, VictoriaMetrics, two
 replicas, ten simulated gates on the real outbox, a device bridge with 200 appliances),
 injects six faults in sequence and counts end to end; this test reads its last JSON line and
 checks that every process it started is gone afterwards. ``--strict-alerts``: each expected
-alert (the killed and the cut-off gate offline) raised and cleared exactly once, no other.
+alert (the killed and the cut-off gate offline) raised and cleared exactly once, no other; and
+every stored event is one time-series sample, the replica kill included.
 """
 
 from __future__ import annotations
@@ -96,4 +97,7 @@ def test_short_chaos_run_loses_nothing_and_leaves_no_process() -> None:
     assert result["stored"] == result["produced"]
     assert result["alerts_as_expected"] == result["alerts_expected"] == 2, result["alert_detail"]
     assert result["alerts_unexpected"] == 0, result["unexpected_alerts_by_fault"]
+    # Every stored event is one sample, through the replica kill too (the write-ahead backlog).
+    assert result["series_points_found"] == result["series_points_expected"] > 0
+    assert result["series_points_lost"] == 0, result["series_points_missing_by_fault"]
     assert result["passed"] is True
