@@ -106,6 +106,7 @@ def run_database(
             )
         if keep_filled is not None and backend.name == "sqlite":
             keep_files(workdir / "full", keep_filled, log)
+        series_dropped = gw.services.series_writer.stats().dropped
         size = database_bytes(engine)
         tables = table_bytes(engine)
         series_bytes = sum(
@@ -124,7 +125,7 @@ def run_database(
         log(
             f"{backend.name}: database {size / 2**20:,.1f} MiB "
             f"({size / 2**20 / max(events, 1) * 1e6:,.0f} MiB per million access events); "
-            f"series store {series_bytes / 2**20:,.1f} MiB"
+            f"series store {series_bytes / 2**20:,.1f} MiB ({series_dropped:,} points dropped)"
         )
         for name, nbytes in list(tables.items())[:6]:
             log(f"    {name:<20} {nbytes / 2**20:10,.1f} MiB")
@@ -192,6 +193,7 @@ def run_database(
         "db_mib": round(size / 2**20, 1),
         "db_mib_per_million_events": round(size / 2**20 / max(events, 1) * 1e6, 1),
         "series_mib": round(series_bytes / 2**20, 1),
+        "series_points_dropped": series_dropped,
         "ingest_empty_per_s": round(empty_rate),
         "ingest_full_per_s": round(full_rate),
         "ingest_ratio_full_vs_empty": round(full_rate / empty_rate, 3),

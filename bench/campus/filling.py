@@ -110,8 +110,11 @@ def backfill_appliances(gw: Gateway, messages: Sequence[Message]) -> int:
     with gw.services.sessions.begin() as session:
         for start in range(0, len(history), 20_000):
             bulk_insert(session, table_of(DeviceStateRecord), history[start : start + 20_000])
-    if points:
-        gw.services.series_writer.write(points)
+    writer = gw.services.series_writer
+    for start in range(0, len(points), 50_000):  # within the store's bounded queue
+        writer.write(points[start : start + 50_000])
+        if not writer.flush(600.0):
+            raise RuntimeError("the series store did not take the backfilled telemetry")
     return len(messages)
 
 
@@ -143,6 +146,10 @@ def fill(gw: Gateway, clock: SimClock, semester: Semester, log: Callable[[str], 
         stored += feed(gw, clock, messages[len(before) :])
         clock.now = semester.day_start(day + 1)
         gw._hourly(clock.now)  # the upkeep's retention (it runs hourly in the gateway)
+        # A simulated day goes by in seconds: let the series store catch up, or its bounded
+        # queue drops points (a real day gives it 24 hours).
+        if not gw.services.series_writer.flush(600.0):
+            raise RuntimeError(f"the series store did not catch up after day {day + 1}")
         if day % 10 == 9 or day == scale.days - 1:
             elapsed = time.monotonic() - started
             log(

@@ -32,6 +32,7 @@ def test_campus_scale_figures_match_the_filled_database(tmp_path: Path) -> None:
     assert result["verify_ok"] is True
     assert result["verify_rows"] == result["events"]
     assert result["alerts"] > 0
+    assert result["series_points_dropped"] == 0
     assert set(result["p95_ms"]) == {
         "open_alerts",
         "access_by_person",
