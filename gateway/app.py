@@ -299,6 +299,7 @@ def build_gateway(
     sqlite_store = SqliteSeriesStore(
         config.timeseries.sqlite.path,
         retention=timedelta(days=config.timeseries.sqlite.retention_days),
+        write_ahead=config.timeseries.sqlite.write_ahead,
     )
     writers: list[tuple[TimeSeriesWriter, frozenset[str] | None]] = [
         (sqlite_store, EMBEDDED_MEASUREMENTS)

@@ -15,10 +15,16 @@ few bytes (the identity would repeat measurement, tags and field in every row an
 A second sample for the same series and microsecond replaces the first, as in InfluxDB, which
 also makes at-least-once redelivery of the same event harmless.
 
-``write()`` only appends to a bounded in-memory queue; the background thread inserts batches in
-one transaction each (WAL mode), prunes samples older than the retention period every
-``prune_interval_s``, and retries a batch while SQLite reports a transient problem (locked, disk
-full). Queries use their own short-lived connections, so the API never waits for the writer.
+With ``write_ahead`` (the default), ``write()`` inserts the points in one transaction of its own
+(WAL, ``synchronous=NORMAL``: a committed transaction survives a killed process) before it
+returns, so the ingest acknowledges a message only once its samples are in the file and a
+gateway killed with ``kill -9`` loses none. When SQLite reports a transient problem (locked,
+disk full), or while it still does, ``write()`` hands the points to a bounded in-memory queue
+instead, and the background thread retries them until they go in. Without ``write_ahead``,
+``write()`` only appends to that queue (a kill loses what it holds, about ``flush_interval_s``
+of points). The thread also prunes samples older than the retention period every
+``prune_interval_s``, a few hundred series per transaction, so a writer never waits long for
+it. Queries use their own short-lived connections, so the API never waits for the writer.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,6 +68,8 @@ _SCHEMA = (
 )
 
 _SeriesBase = tuple[str, tuple[tuple[str, str], ...], str]
+_PRUNE_SERIES_PER_TRANSACTION = 500
+_DIRECT_BUSY_S = 1.0
 
 
 def to_micros(ts: datetime) -> int:
@@ -92,6 +101,7 @@ class SqliteSeriesStore(BackgroundWriter):
         retry_backoff_s: float = 1.0,
         close_timeout_s: float = 10.0,
         clock: Callable[[], datetime] = _utc_now,
+        write_ahead: bool = True,
     ) -> None:
         if retention <= timedelta(0):
             raise ValueError("retention must be positive")
@@ -105,7 +115,12 @@ class SqliteSeriesStore(BackgroundWriter):
         self._prune_interval_s = prune_interval_s
         self._retry_backoff_s = retry_backoff_s
         self._clock = clock
+        self.write_ahead = write_ahead
         self._conn: sqlite3.Connection | None = None
+        self._direct: sqlite3.Connection | None = None  # write()'s own, with write_ahead
+        # One writer at a time: the inserts share the series-id cache, and a writer that
+        # waited on SQLite's lock would only wait longer.
+        self._store_lock = threading.Lock()
         self._series: dict[_SeriesBase, dict[str, int]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -121,9 +136,36 @@ class SqliteSeriesStore(BackgroundWriter):
             for statement in _SCHEMA:
                 conn.execute(statement)
         self._conn = conn
+        if self.write_ahead:
+            # The ingest waits on this one: a short wait for SQLite's lock, then the queue.
+            self._direct = self._connect(busy_s=_DIRECT_BUSY_S)
         self._start_thread(self._run, "series-sqlite")
 
+    def write(self, points: Sequence[Point]) -> None:
+        """With ``write_ahead`` (once started), store the points before returning; else, and
+        while SQLite fails, queue them for the background thread (never blocks then)."""
+        direct = self._direct
+        if direct is None or not points or self._failing:
+            super().write(points)
+            return
+        batch = list(points)
+        with self._store_lock:
+            try:
+                self._store(direct, batch)
+            except sqlite3.OperationalError as exc:
+                # Transient (locked, disk full, I/O): the thread retries from the queue.
+                self._note_failure(exc)
+                super().write(batch)
+                return
+            except (sqlite3.Error, ValueError, TypeError) as exc:
+                self._reject(batch, exc)
+                return
+            self._written += len(batch)
+
     def _after_close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
         left = self._queue.depth
         if left:
             self._queue.count_dropped(left)
@@ -180,22 +222,24 @@ class SqliteSeriesStore(BackgroundWriter):
 
     # -- the writer thread -------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=5000")
+    def _connect(self, busy_s: float = 5.0) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=busy_s, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
         return conn
 
     def _prune(self, conn: sqlite3.Connection, now: datetime) -> int:
         cutoff = to_micros(now - self.retention)
         removed = 0
-        # Per series, so each delete is a range scan of the (series_id, ts) key.
+        # Per series, so each delete is a range scan of the (series_id, ts) key; a few hundred
+        # series per transaction, so a write() between two of them waits for one only.
         ids = [row[0] for row in conn.execute("SELECT id FROM series")]
-        with conn:
-            for series_id in ids:
-                cur = conn.execute(
-                    "DELETE FROM samples WHERE series_id = ? AND ts < ?", (series_id, cutoff)
-                )
-                removed += cur.rowcount
+        for start in range(0, len(ids), _PRUNE_SERIES_PER_TRANSACTION):
+            with self._store_lock, conn:
+                for series_id in ids[start : start + _PRUNE_SERIES_PER_TRANSACTION]:
+                    cur = conn.execute(
+                        "DELETE FROM samples WHERE series_id = ? AND ts < ?", (series_id, cutoff)
+                    )
+                    removed += cur.rowcount
         if removed:
             log.info(
                 "time-series (sqlite) pruned %d samples older than %s",
@@ -236,29 +280,36 @@ class SqliteSeriesStore(BackgroundWriter):
 
     def _store_with_retry(self, conn: sqlite3.Connection, batch: list[Point]) -> None:
         while True:
-            try:
-                self._store(conn, batch)
-            except sqlite3.OperationalError as exc:
-                # Locked, busy, disk full, I/O error: the data is fine, try again later.
-                if not self._failing:
-                    log.warning("time-series (sqlite) write failed, will retry: %s", exc)
-                self._failing = True
-                self._record_error(str(exc))
-                if self._stop.wait(self._retry_backoff_s):
-                    self._queue.count_dropped(len(batch))
-                    log.error("time-series (sqlite) stopping: %d points not stored", len(batch))
+            with self._store_lock:
+                try:
+                    self._store(conn, batch)
+                except sqlite3.OperationalError as exc:
+                    # Locked, busy, disk full, I/O error: the data is fine, try again later.
+                    self._note_failure(exc)
+                except (sqlite3.Error, ValueError, TypeError) as exc:
+                    self._reject(batch, exc)
                     return
-                continue
-            except (sqlite3.Error, ValueError, TypeError) as exc:
-                self._rejected += len(batch)
-                self._record_error(str(exc))
-                log.error("time-series (sqlite) rejected a batch of %d: %s", len(batch), exc)
+                else:
+                    if self._failing:
+                        log.info("time-series (sqlite) writes succeed again")
+                    self._failing = False
+                    self._written += len(batch)
+                    return
+            if self._stop.wait(self._retry_backoff_s):
+                self._queue.count_dropped(len(batch))
+                log.error("time-series (sqlite) stopping: %d points not stored", len(batch))
                 return
-            if self._failing:
-                log.info("time-series (sqlite) writes succeed again")
-            self._failing = False
-            self._written += len(batch)
-            return
+
+    def _note_failure(self, exc: sqlite3.OperationalError) -> None:
+        if not self._failing:
+            log.warning("time-series (sqlite) write failed, will retry: %s", exc)
+        self._failing = True
+        self._record_error(str(exc))
+
+    def _reject(self, batch: list[Point], exc: Exception) -> None:
+        self._rejected += len(batch)
+        self._record_error(str(exc))
+        log.error("time-series (sqlite) rejected a batch of %d: %s", len(batch), exc)
 
     def _store(self, conn: sqlite3.Connection, batch: list[Point]) -> None:
         try:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -184,9 +187,20 @@ def test_the_writer_thread_prunes_on_its_own(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_burst_of_50k_points_never_blocks_write_and_all_land_after_flush(
-    store: SqliteSeriesStore,
+def test_without_write_ahead_a_burst_of_50k_points_never_blocks_write_and_all_land_after_flush(
+    tmp_path: Path,
 ) -> None:
+    store = SqliteSeriesStore(
+        tmp_path / "series.db", retention=timedelta(days=365 * 50), write_ahead=False
+    )
+    store.start()
+    try:
+        _burst_of_50k(store)
+    finally:
+        store.close()
+
+
+def _burst_of_50k(store: SqliteSeriesStore) -> None:
     points = [
         Point(
             "appliance",
@@ -270,3 +284,103 @@ def test_data_survives_a_restart_and_new_series_get_fresh_ids(tmp_path: Path) ->
         assert [v for _, v in b] == [2.0]
     finally:
         second.close()
+
+
+def test_with_write_ahead_points_are_in_the_file_when_write_returns(tmp_path: Path) -> None:
+    store = SqliteSeriesStore(
+        tmp_path / "series.db", retention=timedelta(days=365 * 50), flush_interval_s=60
+    )
+    store.start()
+    try:
+        store.write(
+            [Point("probe", {"site": "s"}, {"v": i}, T0 + timedelta(seconds=i)) for i in range(5)]
+        )
+        # No flush: another connection sees them at once, and nothing waits in the queue.
+        conn = sqlite3.connect(store.path)
+        try:
+            assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 5
+        finally:
+            conn.close()
+        stats = store.stats()
+        assert (stats.written, stats.pending) == (5, 0)
+    finally:
+        store.close()
+
+
+_KILLED_STORE = """
+import os, signal, sys
+from datetime import UTC, datetime, timedelta
+from gateway.timeseries import Point, SqliteSeriesStore
+t0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+store = SqliteSeriesStore(sys.argv[1], retention=timedelta(days=365 * 50), flush_interval_s=30,
+                          write_ahead=sys.argv[2] == "on")
+store.start()
+for start in range(0, 200, 20):
+    store.write([Point("probe", {"site": "north"}, {"seq": i}, t0 + timedelta(seconds=i))
+                 for i in range(start, start + 20)])
+os.kill(os.getpid(), signal.SIGKILL)  # right after write() returned, as a kill -9 would
+"""
+
+
+def _killed_after_writing_200(path: Path, write_ahead: str) -> list[float]:
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_STORE, str(path), write_ahead],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    reopened = SqliteSeriesStore(path, retention=timedelta(days=365 * 50))
+    reopened.start()
+    try:
+        rows = reopened.query("probe", "seq", {}, T0, T0 + timedelta(hours=1), 1000)
+    finally:
+        reopened.close()
+    return [v for _, v in rows]
+
+
+def test_points_written_ahead_survive_a_kill_9(tmp_path: Path) -> None:
+    """The process is killed the moment its last write() returns: every point is in the file."""
+    assert _killed_after_writing_200(tmp_path / "series.db", "on") == [float(i) for i in range(200)]
+
+
+def test_without_write_ahead_a_kill_9_loses_what_the_queue_held(tmp_path: Path) -> None:
+    """The reason write-ahead is the default: the queue is flushed every flush_interval_s."""
+    assert len(_killed_after_writing_200(tmp_path / "series.db", "off")) < 200
+
+
+def test_a_locked_file_sends_points_to_the_queue_and_the_thread_stores_them_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.timeseries")
+    store = SqliteSeriesStore(
+        tmp_path / "series.db",
+        retention=timedelta(days=365 * 50),
+        flush_interval_s=0.05,
+        retry_backoff_s=0.05,
+    )
+    store.start()
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+        t = time.monotonic()
+        store.write([Point("probe", {"site": "s"}, {"v": 1}, T0)])
+        assert time.monotonic() - t < 3.0  # a short wait for the lock, then the queue
+        # While it fails, later points go straight to the queue: no wait at all.
+        t = time.monotonic()
+        store.write([Point("probe", {"site": "s"}, {"v": 2}, T0 + timedelta(seconds=1))])
+        assert time.monotonic() - t < 0.2
+        stats = store.stats()
+        assert stats.errors >= 1 and "locked" in stats.last_error
+        assert stats.written == 0 and stats.pending == 2
+        assert any("will retry" in r.getMessage() for r in caplog.records)
+        blocker.execute("ROLLBACK")
+        assert store.flush(10)
+        store.write([Point("probe", {"site": "s"}, {"v": 3}, T0 + timedelta(seconds=2))])
+        rows = store.query("probe", "v", {}, T0, T0 + timedelta(hours=1), 10)
+        assert [v for _, v in rows] == [1.0, 2.0, 3.0]
+        assert store.stats().written == 3 and store.stats().healthy
+    finally:
+        blocker.close()
+        store.close()
