@@ -403,6 +403,8 @@ class SeenEvent(Base):
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(index=True)
+    # The gateway (MQTT client id) that stored it: its own redeliveries get their points again.
+    stored_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class DeadLetter(Base):

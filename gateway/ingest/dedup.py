@@ -28,29 +28,37 @@ DEDUPED = (AccessEvent, DoorEvent, DeviceState, GalleryAck, CommandResult, Secur
 """The messages that carry an event id (the others are state, telemetry or chatter)."""
 
 
-def drop_duplicates(work: BatchWork, valid: list[Valid], out: BatchOutcome) -> list[Valid]:
-    """The messages not seen before (in earlier batches or earlier in this one); their ids are
-    added to the batch's seen rows and the duplicates counted in ``out``."""
+def drop_duplicates(
+    work: BatchWork, valid: list[Valid], out: BatchOutcome, replica: str
+) -> tuple[list[Valid], list[Valid]]:
+    """The messages not seen before (in earlier batches or earlier in this one), and the
+    duplicates this gateway (``replica``, its MQTT client id) stored itself in an earlier
+    batch: redeliveries after it was stopped between a commit and the acknowledgement, whose
+    time-series points may never have reached the writers. Fresh ids are added to the batch's
+    seen rows; every duplicate is counted in ``out``."""
     ids = [m.event_id for _, _, m in valid if isinstance(m, DEDUPED)]
-    seen: set[str] = set()
+    seen: dict[str, str | None] = {}
     for start in range(0, len(ids), 500):
-        seen.update(
-            work.session.scalars(
-                select(SeenEvent.event_id).where(SeenEvent.event_id.in_(ids[start : start + 500]))
-            )
-        )
-    fresh = []
+        chunk = ids[start : start + 500]
+        query = select(SeenEvent.event_id, SeenEvent.stored_by).where(SeenEvent.event_id.in_(chunk))
+        seen.update((event_id, stored_by) for event_id, stored_by in work.session.execute(query))
+    fresh: list[Valid] = []
+    mine: list[Valid] = []
+    in_batch: set[str] = set()
     for item in valid:
         model = item[2]
         if isinstance(model, DEDUPED):
             event_id: str = model.event_id
-            if event_id in seen:
+            if event_id in seen or event_id in in_batch:
                 out.duplicates += 1
+                if seen.get(event_id) == replica and event_id not in in_batch:
+                    mine.append(item)
+                    in_batch.add(event_id)
                 continue
-            seen.add(event_id)
-            work.seen.append({"event_id": event_id, "received_at": work.now})
+            in_batch.add(event_id)
+            work.seen.append({"event_id": event_id, "received_at": work.now, "stored_by": replica})
         fresh.append(item)
-    return fresh
+    return fresh, mine
 
 
 def prune_seen(session: Session, older_than: datetime) -> int:

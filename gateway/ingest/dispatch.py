@@ -8,6 +8,8 @@ notices are collected for the caller to hand on after the commit.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from contracts.models import (
     AccessEvent,
     AlertNotice,
@@ -106,9 +108,16 @@ class Dispatcher:
                 out.signals += feed(self._rules, topic, model, now, gaps=self._gaps)
             else:
                 work.journal(msg.topic, msg.payload)
+        self.points_again(topic, model, out, now)
+        out.stored += 1
+
+    def points_again(
+        self, topic: ParsedTopic, model: WireModel, out: BatchOutcome, now: datetime
+    ) -> None:
+        """Add the time-series points of one message (stored now, or earlier by this gateway
+        and delivered again: the same points then overwrite themselves where they arrived)."""
         if self._series_for_events or not isinstance(model, AccessEvent | DoorEvent):
             out.points += points_for(model, topic=topic, received_at=now)
-        out.stored += 1
 
     def _sequence(self, work: BatchWork, topic: ParsedTopic, seq: int | None) -> None:
         """Keep a gate's highest outbox sequence (every message from its outbox carries it)."""

@@ -122,13 +122,15 @@ class Pipeline:
         with self._services.sessions.begin() as session, session.no_autoflush:
             lock_chain(session)  # first: replicas sharing the database take turns
             work = BatchWork(session, now)
-            fresh = drop_duplicates(work, valid, out)
+            fresh, mine = drop_duplicates(work, valid, out, self._services.config.client_id)
             work.preload([m for _, _, m in fresh])
             for msg, parsed, model in fresh:
                 try:
                     self._dispatcher.handle(work, msg, parsed, model, out)
                 except ValueError as exc:  # a payload that is valid JSON but makes no sense
                     dead.append((msg, f"{msg.topic}: {exc}"))
+            for _msg, parsed, model in mine:
+                self._dispatcher.points_again(parsed, model, out, work.now)
             for msg, reason in dead:
                 add_dead_letter(session, msg, reason, now)
             out.dead_letters = len(dead)
