@@ -37,6 +37,7 @@ class ParamsOverride(StrictModel):
     ready_temp_c: float | None = None
     heater_fault_after_s: float | None = Field(default=None, gt=0)
     min_temp_rise_c: float | None = Field(default=None, ge=0)
+    heater_draw_restart_l: float | None = Field(default=None, gt=0)
     filter_capacity_l: float | None = Field(default=None, gt=0)
     over_temp_c: float | None = None
     over_current_a: float | None = Field(default=None, gt=0)

@@ -253,6 +253,8 @@ def _apply_reading(s: ApplianceState, reading: Reading, params: MachineParams) -
         heating_start = power_changes.get("heating_start_temp_c", heating_start)  # type: ignore[assignment]
     if heating_since is not None and heating_start is None:
         changes["heating_start_temp_c"] = temperature
+    if s.kind is ApplianceType.WATER_DISPENSER:
+        changes.update(_heating_window(s, reading, heating_since, temperature, params))
     if reading.water_l is not None:
         changes.update(_water_changes(s, reading.water_l))
     return replace(s, **changes)
@@ -276,6 +278,33 @@ def _power_changes(
         "above_since": (s.above_since or at) if above else None,
         "below_since": (s.below_since or at) if below else None,
     }
+
+
+def _heating_window(
+    s: ApplianceState,
+    reading: Reading,
+    heating_since: datetime | None,
+    temperature: float | None,
+    params: MachineParams,
+) -> dict[str, object]:
+    """Where the heater check counts from: the meter reading when heating began, and again
+    from now once ``heater_draw_restart_l`` has been drawn since (the rise is judged on a
+    boiler nobody drew from). Without a water meter the check runs from the start of heating."""
+    if heating_since is None:
+        return {"heating_start_water_l": None} if s.heating_start_water_l is not None else {}
+    water = reading.water_l if reading.water_l is not None else s.water_l
+    start = s.heating_start_water_l if s.heating_since is not None else None
+    if water is None:
+        return {}
+    if start is None or water < start:  # heating just began, or the meter was reset
+        return {"heating_start_water_l": water}
+    if water - start >= params.heater_draw_restart_l:
+        return {
+            "heating_since": reading.at,
+            "heating_start_temp_c": temperature,
+            "heating_start_water_l": water,
+        }
+    return {}
 
 
 def _water_changes(s: ApplianceState, water_l: float) -> dict[str, object]:

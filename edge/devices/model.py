@@ -83,6 +83,9 @@ class MachineParams:
     ready_temp_c: float = 85.0
     heater_fault_after_s: float = 600.0  # heating this long ...
     min_temp_rise_c: float = 3.0  # ... with less rise than this -> heater fault
+    # water drawn while heating that starts the check again: cold water coming in explains a flat
+    # temperature (a dispenser in heavy use keeps its heater on with the boiler holding level)
+    heater_draw_restart_l: float = 0.5
     filter_capacity_l: float = 4000.0
     # faults for all
     over_temp_c: float = 95.0
@@ -115,5 +118,6 @@ class ApplianceState:
     below_since: datetime | None = None
     heating_since: datetime | None = None
     heating_start_temp_c: float | None = None
+    heating_start_water_l: float | None = None
     water_baseline_l: float | None = None
     extra: dict[str, float] = field(default_factory=dict, compare=False)

@@ -153,6 +153,7 @@ def _moved(
         s.below_since,
         s.heating_since,
         s.heating_start_temp_c,
+        s.heating_start_water_l,
         s.water_baseline_l,
         s.extra,
     )

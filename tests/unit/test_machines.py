@@ -536,6 +536,46 @@ def test_heater_fault_is_raised_by_tick_while_the_temperature_stays_flat() -> No
     assert Fault.HEATER_FAULT in tick(state, at(600), DEFAULTS).faults
 
 
+def _heating_with_draws(until_s: int, draw_until_s: int) -> list[ApplianceState]:
+    """Heater on from 0, the boiler holding 60 °C; 0.6 L drawn every 100 s until draw_until_s."""
+    state = initial_state("disp-1", DISPENSER)
+    states = []
+    water = 1000.0
+    for t in range(0, until_s + 1, 20):
+        if t and t % 100 == 0 and t <= draw_until_s:
+            water += 0.6
+        state = next_state(
+            state,
+            reading(t, "disp-1", power_w=1180.0, temperature_c=60.0, water_l=water),
+            DEFAULTS,
+        )
+        states.append(state)
+    return states
+
+
+def test_water_drawn_while_heating_starts_the_heater_check_again() -> None:
+    """A dispenser in heavy use keeps its heater on while the cold water coming in holds the
+    boiler level: that is not a broken heater."""
+    busy = _heating_with_draws(until_s=1500, draw_until_s=1500)
+    assert all(Fault.HEATER_FAULT not in s.faults for s in busy)
+    assert all(s.status is Status.HEATING for s in busy)
+
+
+def test_a_flat_boiler_nobody_draws_from_is_a_heater_fault_counted_from_the_last_draw() -> None:
+    states = _heating_with_draws(until_s=1500, draw_until_s=500)
+    first = next(s for s in states if Fault.HEATER_FAULT in s.faults)
+    assert first.last_seen == at(500 + DEFAULTS.heater_fault_after_s)
+
+
+def test_without_a_water_meter_the_heater_check_runs_from_the_start_of_heating() -> None:
+    state = initial_state("disp-1", DISPENSER)
+    for t in range(0, 620, 20):
+        state = next_state(
+            state, reading(t, "disp-1", power_w=1180.0, temperature_c=60.0), DEFAULTS
+        )
+    assert Fault.HEATER_FAULT in state.faults and state.heating_start_water_l is None
+
+
 def load_meter() -> list[Reading]:
     data = json.loads((TRACES / "dispenser_water_meter.json").read_text())
     return [reading(r["t_s"], data["device_id"], water_l=r["water_l"]) for r in data["readings"]]
