@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import TypeAdapter
 
 from contracts.models import Command, CommandResult, DeviceTelemetry
 from contracts.registry import parse_message
@@ -330,6 +331,49 @@ def test_device_board_filters_and_shows_running_faults_and_offline(
     assert ids("status=fault") == ["d1"]
     assert ids("status=offline") == ["h1"]
     assert ids("status=idle") == ["d1", "w2"]
+
+
+def test_the_board_shows_each_change_of_a_row_made_after_it_was_cached(
+    app: tuple[TestClient, Services],
+) -> None:
+    """Rows are served from the encoding cache only while their database row is unchanged, so
+    a change written by anyone (another replica's ingest) shows on the next request."""
+    from gateway.api.board import BoardCache
+    from gateway.api.routes.devices import DeviceOut
+    from gateway.db.schema import Device
+
+    client, services = app
+    facilities = login(client, Role.FACILITIES)
+    for n in range(30):
+        add_device(services, f"r{n % 3}", f"w{n}", status="idle", state={"power_w": 1.0})
+    warm = client.get("/api/devices", headers=facilities).json()
+    assert {d["board_status"] for d in warm} == {"free"} and len(warm) == 30
+
+    with services.sessions.begin() as session:
+        w3 = session.get(Device, f"{SITE}/b1/r0/w3")
+        assert w3 is not None
+        w3.status, w3.state = "running", {"power_w": 480.0, "remaining_s": 900.0}
+        w7 = session.get(Device, f"{SITE}/b1/r1/w7")
+        assert w7 is not None
+        w7.faults = ["leak"]
+        w8 = session.get(Device, f"{SITE}/b1/r2/w8")
+        assert w8 is not None
+        w8.online = False
+    response = client.get("/api/devices", headers=facilities)
+    board = {d["device_id"]: d for d in response.json()}
+    assert (board["w3"]["board_status"], board["w3"]["power_w"]) == ("running", 480.0)
+    assert board["w3"]["remaining_s"] == 900.0
+    assert (board["w7"]["board_status"], board["w7"]["faults"]) == ("fault", ["leak"])
+    assert board["w8"]["board_status"] == "offline"
+    assert [
+        d["device_id"] for d in client.get("/api/devices?status=running", headers=facilities).json()
+    ] == ["w3"]
+    # Byte for byte what a cold cache (every row encoded afresh) answers.
+    with services.sessions() as session:
+        cold = BoardCache(TypeAdapter(DeviceOut)).board(
+            session, lambda q: q.order_by(Device.building, Device.room, Device.device_id)
+        )
+    assert response.content == cold
 
 
 def test_device_detail_history_and_series_from_the_series_store(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import Field, TypeAdapter
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
+from gateway.api.board import BoardCache
 from gateway.api.common import Out, UtcDatetime, not_found, unavailable, where_equal
 from gateway.api.deps import ServicesDep, SessionDep, require
 from gateway.auth.roles import CurrentUser, Role
@@ -79,7 +80,7 @@ class SeriesOut(Out):
     samples: list[SampleOut] = Field(description="oldest first")
 
 
-_BOARD = TypeAdapter(list[DeviceOut])
+_CACHE = BoardCache(TypeAdapter(DeviceOut))
 
 
 @router.get("", response_model=list[DeviceOut])
@@ -100,18 +101,18 @@ def list_devices(
 ) -> Response:
     """The status board, ordered by building, room and device.
 
-    A campus board is thousands of rows: they are validated once and serialised by pydantic's
-    core (the response model documents them; FastAPI would validate the list a second time).
+    A campus board is thousands of rows: each is encoded once per change of its database row
+    and served from the cache until it changes (gateway/api/board.py; the response model
+    documents the rows, FastAPI would validate the list a second time).
     """
-    columns = select(*Device.__table__.c)  # plain rows: no ORM state per device
-    query = where_equal(
-        columns, (Device.building, building), (Device.room, room), (Device.kind, kind)
-    )
-    query = query.order_by(Device.building, Device.room, Device.device_id)
-    rows = [device_fields(d) for d in session.execute(query)]
-    if status is not None:
-        rows = [r for r in rows if status in (r["board_status"], r["status"])]
-    return Response(_BOARD.dump_json(_BOARD.validate_python(rows)), media_type="application/json")
+
+    def narrow(query: Select[Any]) -> Select[Any]:
+        query = where_equal(
+            query, (Device.building, building), (Device.room, room), (Device.kind, kind)
+        )
+        return query.order_by(Device.building, Device.room, Device.device_id)
+
+    return Response(_CACHE.board(session, narrow, status), media_type="application/json")
 
 
 # Registered before the detail route: "{device_key:path}" would otherwise swallow "/series".
