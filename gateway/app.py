@@ -127,6 +127,8 @@ class Gateway:
             s.alerts.broadcast(out.views)
         if out.points:
             s.series_writer.write(out.points)
+        if out.local_points and s.local_series is not None:
+            s.local_series.write(out.local_points)
         if s.enrolment is not None:
             for key, ack in out.gallery_acks:
                 s.enrolment.on_gallery_ack(key, ack)
@@ -334,6 +336,8 @@ def build_gateway(
         clock=now_fn,
         alerts=alerts,
         series_writer=FanOutWriter(writers),
+        # started and closed as one of series_writer's writers
+        local_series=FanOutWriter([(sqlite_store, EMBEDDED_MEASUREMENTS)]),
         series_reader=sqlite_store,
     )
     alerts.listeners.append(_alert_series(services.series_writer, now_fn))

@@ -34,6 +34,9 @@ class Services:
     alerts: AlertService
     series_writer: TimeSeriesWriter
     series_reader: TimeSeriesReader
+    # This gateway's own embedded store, for points no other writer should get twice: the
+    # appliance states another replica stored (None: series_writer only).
+    local_series: TimeSeriesWriter | None = None
     publisher: Publisher | None = None
     enrolment: EnrolmentService | None = None
     commands: CommandService | None = None

@@ -113,6 +113,7 @@ def make_services(
         ),
         series_writer=store,
         series_reader=store,
+        local_series=store,
         publisher=publisher,
     )
     services.commands = CommandService(sessions, clock, publisher, TEST_SIGNER)

@@ -27,6 +27,8 @@ class BatchOutcome:
     dead_letters: int = 0
     signals: list[Signal] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
+    # For this gateway's embedded store only: appliance states another replica stored.
+    local_points: list[Point] = field(default_factory=list)
     gallery_acks: list[tuple[str, GalleryAck]] = field(default_factory=list)
     command_results: list[tuple[str, CommandResult]] = field(default_factory=list)
     alerts_raised: int = 0

@@ -5,6 +5,7 @@ Seen ids are kept in ``seen_events`` for ``dedup_days`` and pruned by the hourly
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,22 +29,29 @@ DEDUPED = (AccessEvent, DoorEvent, DeviceState, GalleryAck, CommandResult, Secur
 """The messages that carry an event id (the others are state, telemetry or chatter)."""
 
 
-def drop_duplicates(
-    work: BatchWork, valid: list[Valid], out: BatchOutcome, replica: str
-) -> tuple[list[Valid], list[Valid]]:
-    """The messages not seen before (in earlier batches or earlier in this one), and the
-    duplicates this gateway (``replica``, its MQTT client id) stored itself in an earlier
-    batch: redeliveries after it was stopped between a commit and the acknowledgement, whose
-    time-series points may never have reached the writers. Fresh ids are added to the batch's
-    seen rows; every duplicate is counted in ``out``."""
+@dataclass
+class Sorted:
+    """A batch's valid messages by what dedup found."""
+
+    fresh: list[Valid] = field(default_factory=list)  # not seen before: to store
+    # Seen, stored by this gateway in an earlier batch: redeliveries after it was stopped
+    # between a commit and the acknowledgement, whose points may never have been written.
+    mine: list[Valid] = field(default_factory=list)
+    # Seen, stored by another replica (or before stored_by was kept).
+    others: list[Valid] = field(default_factory=list)
+
+
+def drop_duplicates(work: BatchWork, valid: list[Valid], out: BatchOutcome, replica: str) -> Sorted:
+    """Sort a batch's messages into fresh ones and earlier batches' duplicates, stored by this
+    gateway (``replica``, its MQTT client id) or by another. Fresh ids are added to the batch's
+    seen rows; every duplicate, also one repeated within the batch, is counted in ``out``."""
     ids = [m.event_id for _, _, m in valid if isinstance(m, DEDUPED)]
     seen: dict[str, str | None] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         query = select(SeenEvent.event_id, SeenEvent.stored_by).where(SeenEvent.event_id.in_(chunk))
         seen.update((event_id, stored_by) for event_id, stored_by in work.session.execute(query))
-    fresh: list[Valid] = []
-    mine: list[Valid] = []
+    result = Sorted()
     in_batch: set[str] = set()
     for item in valid:
         model = item[2]
@@ -51,14 +59,15 @@ def drop_duplicates(
             event_id: str = model.event_id
             if event_id in seen or event_id in in_batch:
                 out.duplicates += 1
-                if seen.get(event_id) == replica and event_id not in in_batch:
-                    mine.append(item)
+                if event_id not in in_batch:
                     in_batch.add(event_id)
+                    mine = seen[event_id] == replica
+                    (result.mine if mine else result.others).append(item)
                 continue
             in_batch.add(event_id)
             work.seen.append({"event_id": event_id, "received_at": work.now, "stored_by": replica})
-        fresh.append(item)
-    return fresh, mine
+        result.fresh.append(item)
+    return result
 
 
 def prune_seen(session: Session, older_than: datetime) -> int:

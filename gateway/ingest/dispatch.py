@@ -39,6 +39,7 @@ from gateway.ingest.store import (
 )
 from gateway.services import Services
 from gateway.students.watches import fire_watches
+from gateway.timeseries.base import Point
 from gateway.timeseries.mapping import points_for
 
 
@@ -108,16 +109,15 @@ class Dispatcher:
                 out.signals += feed(self._rules, topic, model, now, gaps=self._gaps)
             else:
                 work.journal(msg.topic, msg.payload)
-        self.points_again(topic, model, out, now)
+        out.points += self.points(topic, model, now)
         out.stored += 1
 
-    def points_again(
-        self, topic: ParsedTopic, model: WireModel, out: BatchOutcome, now: datetime
-    ) -> None:
-        """Add the time-series points of one message (stored now, or earlier by this gateway
-        and delivered again: the same points then overwrite themselves where they arrived)."""
+    def points(self, topic: ParsedTopic, model: WireModel, now: datetime) -> list[Point]:
+        """The time-series points of one message (stored now, or earlier and delivered
+        again: the same points then overwrite themselves where they arrived)."""
         if self._series_for_events or not isinstance(model, AccessEvent | DoorEvent):
-            out.points += points_for(model, topic=topic, received_at=now)
+            return points_for(model, topic=topic, received_at=now)
+        return []
 
     def _sequence(self, work: BatchWork, topic: ParsedTopic, seq: int | None) -> None:
         """Keep a gate's highest outbox sequence (every message from its outbox carries it)."""

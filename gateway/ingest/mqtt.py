@@ -55,10 +55,12 @@ _EVENT_GATE = (
 def subscriptions(site: str, group: str | None, delivery: str = "shared") -> list[tuple[str, int]]:
     """(filter, qos) pairs the gateway subscribes to; shared ones carry the group prefix.
 
-    With a group (replicas) the QoS 0 streams (heartbeats, telemetry, bridge health) are
-    always shared; the QoS 1 event streams too with ``delivery`` "shared", and subscribed by
-    every replica with "all" (the database keeps each event once: a broker restart or a dead
-    replica's queue cannot hold any of them back or lose them).
+    With a group (replicas) the QoS 0 heartbeats and bridge health are always shared; the
+    QoS 1 event streams too with ``delivery`` "shared", and subscribed by every replica with
+    "all" (the database keeps each event once: a broker restart or a dead replica's queue
+    cannot hold any of them back or lose them). Appliance telemetry follows the events: with
+    "all" every replica's embedded series store gets every reading, so a device chart is
+    whole on whichever replica the console asks.
     """
 
     def maybe_shared(f: str) -> str:
@@ -70,7 +72,7 @@ def subscriptions(site: str, group: str | None, delivery: str = "shared") -> lis
     subs = [(event_stream(gate_filter(site, ch)), 1) for ch in _EVENT_GATE]
     subs.append((maybe_shared(gate_filter(site, GateChannel.HEARTBEAT)), 0))
     subs += [(gate_filter(site, ch), 1) for ch in _RETAINED_GATE]
-    subs.append((maybe_shared(device_filter(site, DeviceChannel.TELEMETRY)), 0))
+    subs.append((event_stream(device_filter(site, DeviceChannel.TELEMETRY)), 0))
     subs.append((device_filter(site, DeviceChannel.STATE), 1))  # retained current state
     subs.append((device_filter(site, DeviceChannel.AVAILABILITY), 1))
     subs.append((bridge_filter(site, BridgeChannel.AVAILABILITY), 1))

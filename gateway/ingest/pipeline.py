@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
+from contracts.models import DeviceState
 from gateway.alerts.originators import gate_originator
 from gateway.alerts.rules.engine import AlertRules
 from gateway.alerts.views import AlertView
@@ -122,15 +123,19 @@ class Pipeline:
         with self._services.sessions.begin() as session, session.no_autoflush:
             lock_chain(session)  # first: replicas sharing the database take turns
             work = BatchWork(session, now)
-            fresh, mine = drop_duplicates(work, valid, out, self._services.config.client_id)
-            work.preload([m for _, _, m in fresh])
-            for msg, parsed, model in fresh:
+            found = drop_duplicates(work, valid, out, self._services.config.client_id)
+            work.preload([m for _, _, m in found.fresh])
+            for msg, parsed, model in found.fresh:
                 try:
                     self._dispatcher.handle(work, msg, parsed, model, out)
                 except ValueError as exc:  # a payload that is valid JSON but makes no sense
                     dead.append((msg, f"{msg.topic}: {exc}"))
-            for _msg, parsed, model in mine:
-                self._dispatcher.points_again(parsed, model, out, work.now)
+            for _msg, parsed, model in found.mine:
+                out.points += self._dispatcher.points(parsed, model, work.now)
+            for _msg, parsed, model in found.others:
+                # Every replica keeps appliance history in its own embedded store.
+                if isinstance(model, DeviceState):
+                    out.local_points += self._dispatcher.points(parsed, model, work.now)
             for msg, reason in dead:
                 add_dead_letter(session, msg, reason, now)
             out.dead_letters = len(dead)

@@ -325,6 +325,59 @@ def test_replicas_store_each_event_once_whether_split_or_all_receive_it(
     assert report.ok and report.rows == 400
 
 
+def test_every_replica_keeps_the_whole_appliance_history_for_its_device_charts(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Each replica's console charts from its own embedded store: it gets every telemetry
+    reading (not a shared share) and the states the other replica stored as well."""
+    from datetime import UTC, datetime, timedelta
+
+    from contracts.models import DeviceState, DeviceTelemetry
+    from contracts.topics import DeviceAddress, DeviceChannel, device_topic
+    from gateway.timeseries.mapping import APPLIANCE, APPLIANCE_STATE
+
+    address = DeviceAddress("campus", BUILDING, "laundry", "w1")
+    key = "campus/" + BUILDING + "/laundry/w1"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    common = {"producer": "bridge:campus/hall", "site": "campus", "building": BUILDING}
+    device = {**common, "room": "laundry", "device_id": "w1", "kind": "washer"}
+    readings = [
+        DeviceTelemetry(**device, ts=t0 + timedelta(seconds=10 * i), power_w=100.0 + i)
+        for i in range(20)
+    ]
+    states = [
+        DeviceState(
+            **device,
+            ts=t0 + timedelta(seconds=10 * i + 5),
+            status="running" if i % 2 else "idle",
+        )
+        for i in range(10)
+    ]
+    replicas = _replicas(broker, tmp_path)
+    pub = Publisher(broker.port, client_id="charts-pub")
+    try:
+        pub.publish_many(
+            [(device_topic(address, DeviceChannel.TELEMETRY), r.to_bytes()) for r in readings]
+            + [(device_topic(address, DeviceChannel.STATE), st.to_bytes()) for st in states]
+        )
+
+        def samples(gw: Gateway, measurement: str, field: str) -> int:
+            since, until = t0 - timedelta(minutes=1), t0 + timedelta(hours=1)
+            reader = gw.services.series_reader
+            return len(reader.query(measurement, field, {}, since, until, 1000, series_key=key))
+
+        for gw in replicas:
+            wait_until(lambda gw=gw: samples(gw, APPLIANCE, "power_w") == 20, 20, "readings")
+            wait_until(lambda gw=gw: samples(gw, APPLIANCE_STATE, "running") == 10, 20, "states")
+        stored = [gw.services.counters.stored for gw in replicas]
+    finally:
+        pub.stop()
+        for gw in replicas:
+            gw.stop()
+    # The states were stored once between them; the readings by each (they are not events).
+    assert sum(stored) == 10 + 2 * 20, stored
+
+
 def test_welfare_warnings_raise_for_a_student_inside_too_long_and_clear_when_they_leave(
     gateway: Gateway, publisher: Publisher
 ) -> None:

@@ -3,7 +3,8 @@
 A gateway killed between its commit and handing the batch's points to the writers gets the
 same messages from the broker at its restart (same client id): duplicates by then, but it
 stored them itself, so it makes their points again. A replica that gets an event another
-replica stored makes none (every replica receives every event: they would double the writes).
+replica stored makes none for the writers (every replica receives every event: they would
+double the writes), except an appliance state's for the replica's own embedded store.
 """
 
 from __future__ import annotations
@@ -49,11 +50,8 @@ def _states(n: int) -> list[Inbound]:
     ]
 
 
-def _points(out: object) -> list[tuple[str, object, dict[str, object]]]:
-    return sorted(
-        (p.measurement, p.ts, dict(p.fields))
-        for p in out.points  # type: ignore[attr-defined]
-    )
+def _points(out: object, which: str = "points") -> list[tuple[str, object, dict[str, object]]]:
+    return sorted((p.measurement, p.ts, dict(p.fields)) for p in getattr(out, which))
 
 
 def test_own_redeliveries_get_their_points_again_and_other_replicas_none(
@@ -76,7 +74,9 @@ def test_own_redeliveries_get_their_points_again_and_other_replicas_none(
 
         other = b.process(batch)  # the same events, stored by a, reach replica b
         assert (other.stored, other.duplicates) == (0, 6)
-        assert other.points == []
+        assert other.points == []  # for every writer: a's points are there already
+        # b keeps the appliance history in its own embedded store too (its device charts).
+        assert _points(other, "local_points") == _points(first)
 
         # A batch holding one new event twice stores it once and makes its points once.
         fresh = _states(8)[6:]
