@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/gate_rush.py
 	$(BIN)/python bench/bridge_throughput.py
 	$(BIN)/python bench/gateway_ingest.py
+	$(BIN)/python bench/board.py
 
 # The whole system for real under six faults, counted end to end (about 15 min; needs root).
 # CI runs the short one: $(BIN)/python bench/chaos.py --short (docs/reliability.md).
