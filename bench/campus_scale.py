@@ -47,7 +47,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from bench.campus.copying import copy_database
 from bench.campus.filling import Fill, add_people, close_gateway, fill, make_gateway
-from bench.campus.measure import database_bytes, ingest_rates, run_queries, table_bytes
+from bench.campus.measure import Timing, database_bytes, ingest_rates, run_queries, table_bytes
 from bench.campus.semester import CONSOLE, RATIO_EVENTS, Counts, Scale, Semester, SimClock
 from gateway.config import GatewayConfig
 from gateway.db import migrate
@@ -71,9 +71,11 @@ def run_database(
     log: Callable[[str], None] = print,
     keep_filled: Path | None = None,
     from_sqlite: Path | None = None,
+    ratio_only: bool = False,
 ) -> dict[str, Any]:
     """Fill one database with a semester (or, on PostgreSQL with ``from_sqlite``, copy a kept
-    SQLite one), measure it; the figures (and the counts checked)."""
+    SQLite one), measure it; the figures (and the counts checked). ``ratio_only``: of the
+    measurements only the ingest of a fresh day, full against empty (the machine to itself)."""
     zone_config = GatewayConfig.model_validate(gateway_config(workdir, 1)).welfare
     first_day = datetime.now(zone_config.zone).date() - timedelta(days=scale.days)
     semester = Semester(scale, zone_config.zone, zone_config.curfew_time.hour, first_day)
@@ -129,7 +131,7 @@ def run_database(
         )
         for name, nbytes in list(tables.items())[:6]:
             log(f"    {name:<20} {nbytes / 2**20:10,.1f} MiB")
-        timings, jobs = run_queries(gw, clock, semester, scale.repeats)
+        timings, jobs = ([], {}) if ratio_only else run_queries(gw, clock, semester, scale.repeats)
 
         ratio_day = [m for m in semester.passes(scale.days) if m[1].endswith("/event")][
             :RATIO_EVENTS
@@ -144,29 +146,15 @@ def run_database(
             close_gateway(empty)
     finally:
         close_gateway(gw)
-    by_name = {t.name: t for t in timings}
-    log(f"\n{backend.name}: {events:,} access events, p50/p95 over repeated runs")
-    log(f"  {'query':<18}{'runs':>5}{'p50 ms':>10}{'p95 ms':>10}   slowest statement's plan")
-    for t in timings:
-        log(
-            f"  {t.name:<18}{len(t.ms):>5}{t.p50:>10.1f}{t.p95:>10.1f}   "
-            + (t.plan[0] if t.plan else "(no SQL)")
-        )
-        for line in t.plan[1:]:
-            log(f"  {'':<43}   {line}")
-    log(
-        f"  audit verify: {jobs['verify_rows']:,} rows in {jobs['verify_s']:.2f} s "
-        f"({jobs['verify_rows'] / jobs['verify_s']:,.0f} rows/s), ok={jobs['verify_ok']}; "
-        f"peak Python memory {jobs['verify_peak_mib']:.1f} MiB "
-        f"(traced run {jobs['verify_traced_s']:.2f} s)"
-    )
+    log(f"\n{backend.name}: {events:,} access events")
+    if timings:
+        log_queries(timings, jobs, log)
     log(
         f"  ingest of a fresh day ({len(ratio_day):,} access events): empty database "
         f"{empty_rate:,.0f}/s, full database {full_rate:,.0f}/s, "
         f"ratio {full_rate / empty_rate:.2f}"
     )
-    worst = max(CONSOLE, key=lambda n: by_name[n].p95)
-    return {
+    result = {
         "events": events,
         "generated_events": filled.counts.access,
         "messages_generated": filled.counts.messages,
@@ -181,15 +169,6 @@ def run_database(
         "fill_s": round(filled.seconds, 1),
         "fill_events_per_s": round(filled.counts.access / filled.seconds) if not copied else None,
         "fill_messages_per_s": round(filled.stored / filled.seconds) if not copied else None,
-        "worst_console_p95_ms": round(by_name[worst].p95, 1),
-        "worst_console_query": worst,
-        "roll_call_ms": round(by_name["roll_call"].p95, 1),
-        "p95_ms": {t.name: round(t.p95, 1) for t in timings},
-        "p50_ms": {t.name: round(t.p50, 1) for t in timings},
-        "verify_s": round(jobs["verify_s"], 2),
-        "verify_ok": jobs["verify_ok"],
-        "verify_rows": jobs["verify_rows"],
-        "verify_peak_mib": round(jobs["verify_peak_mib"], 1),
         "db_mib": round(size / 2**20, 1),
         "db_mib_per_million_events": round(size / 2**20 / max(events, 1) * 1e6, 1),
         "series_mib": round(series_bytes / 2**20, 1),
@@ -198,6 +177,41 @@ def run_database(
         "ingest_full_per_s": round(full_rate),
         "ingest_ratio_full_vs_empty": round(full_rate / empty_rate, 3),
     }
+    if timings:
+        by_name = {t.name: t for t in timings}
+        worst = max(CONSOLE, key=lambda n: by_name[n].p95)
+        result |= {
+            "worst_console_p95_ms": round(by_name[worst].p95, 1),
+            "worst_console_query": worst,
+            "roll_call_ms": round(by_name["roll_call"].p95, 1),
+            "p95_ms": {t.name: round(t.p95, 1) for t in timings},
+            "p50_ms": {t.name: round(t.p50, 1) for t in timings},
+            "verify_s": round(jobs["verify_s"], 2),
+            "verify_ok": jobs["verify_ok"],
+            "verify_rows": jobs["verify_rows"],
+            "verify_peak_mib": round(jobs["verify_peak_mib"], 1),
+        }
+    return result
+
+
+def log_queries(
+    timings: Sequence[Timing], jobs: dict[str, Any], log: Callable[[str], None]
+) -> None:
+    """The query table (p50/p95 and the slowest statement's plan) and the audit verify line."""
+    log(f"  {'query':<18}{'runs':>5}{'p50 ms':>10}{'p95 ms':>10}   slowest statement's plan")
+    for t in timings:
+        log(
+            f"  {t.name:<18}{len(t.ms):>5}{t.p50:>10.1f}{t.p95:>10.1f}   "
+            + (t.plan[0] if t.plan else "(no SQL)")
+        )
+        for line in t.plan[1:]:
+            log(f"  {'':<43}   {line}")
+    log(
+        f"  audit verify: {jobs['verify_rows']:,} rows in {jobs['verify_s']:.2f} s "
+        f"({jobs['verify_rows'] / jobs['verify_s']:,.0f} rows/s), ok={jobs['verify_ok']}; "
+        f"peak Python memory {jobs['verify_peak_mib']:.1f} MiB "
+        f"(traced run {jobs['verify_traced_s']:.2f} s)"
+    )
 
 
 def copy_files(source: Path, target: Path, names: Sequence[str]) -> None:
@@ -302,6 +316,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="a --keep-filled folder: each database gets a copy of that semester instead of a fill",
     )
+    parser.add_argument(
+        "--ratio-only",
+        action="store_true",
+        help="measure only the ingest of a fresh day, full against empty (no queries, no verify)",
+    )
     args = parser.parse_args(argv)
     scale = (
         Scale(days=5, students=2_000, appliances=200, repeats=args.repeats)
@@ -325,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     scale,
                     keep_filled=args.keep_filled,
                     from_sqlite=args.from_sqlite,
+                    ratio_only=args.ratio_only,
                 )
                 print(flush=True)
     finally:
