@@ -149,18 +149,8 @@ class SqliteSeriesStore(BackgroundWriter):
             super().write(points)
             return
         batch = list(points)
-        with self._store_lock:
-            try:
-                self._store(direct, batch)
-            except sqlite3.OperationalError as exc:
-                # Transient (locked, disk full, I/O): the thread retries from the queue.
-                self._note_failure(exc)
-                super().write(batch)
-                return
-            except (sqlite3.Error, ValueError, TypeError) as exc:
-                self._reject(batch, exc)
-                return
-            self._written += len(batch)
+        if self._attempt(direct, batch) is False:  # transient: the thread retries from the queue
+            super().write(batch)
 
     def _after_close(self) -> None:
         if self._direct is not None:
@@ -280,25 +270,33 @@ class SqliteSeriesStore(BackgroundWriter):
 
     def _store_with_retry(self, conn: sqlite3.Connection, batch: list[Point]) -> None:
         while True:
-            with self._store_lock:
-                try:
-                    self._store(conn, batch)
-                except sqlite3.OperationalError as exc:
-                    # Locked, busy, disk full, I/O error: the data is fine, try again later.
-                    self._note_failure(exc)
-                except (sqlite3.Error, ValueError, TypeError) as exc:
-                    self._reject(batch, exc)
-                    return
-                else:
-                    if self._failing:
-                        log.info("time-series (sqlite) writes succeed again")
-                    self._failing = False
-                    self._written += len(batch)
-                    return
+            stored = self._attempt(conn, batch)
+            if stored is None:
+                return
+            if stored:
+                if self._failing:
+                    log.info("time-series (sqlite) writes succeed again")
+                self._failing = False
+                return
             if self._stop.wait(self._retry_backoff_s):
                 self._queue.count_dropped(len(batch))
                 log.error("time-series (sqlite) stopping: %d points not stored", len(batch))
                 return
+
+    def _attempt(self, conn: sqlite3.Connection, batch: list[Point]) -> bool | None:
+        """Store one batch, one writer at a time: True stored; False a transient failure
+        (locked, busy, disk full, I/O: the data is fine, try again later); None rejected."""
+        with self._store_lock:
+            try:
+                self._store(conn, batch)
+            except sqlite3.OperationalError as exc:
+                self._note_failure(exc)
+                return False
+            except (sqlite3.Error, ValueError, TypeError) as exc:
+                self._reject(batch, exc)
+                return None
+            self._written += len(batch)
+            return True
 
     def _note_failure(self, exc: sqlite3.OperationalError) -> None:
         if not self._failing:
